@@ -1,0 +1,44 @@
+# pgcluster: the two commands of the README, and a few more.
+#   make cluster   build the Docker lab and deploy the cluster (fresh machine: all set-up)
+#   make test      every test, unit and integration (builds its own lab: lab/test.toml)
+#   make destroy   remove the lab's containers, network and volumes (asks; YES=1 does not)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYINFRA := $(VENV)/bin/pyinfra
+export PYINFRA_PROGRESS ?= off
+
+.PHONY: cluster test unit integration lint destroy bench venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+cluster: venv
+	$(PYINFRA) -y @local deploys/lab.py
+	$(PYINFRA) -y inventory/docker.py deploys/cluster.py
+	$(PY) -m pgcluster info
+
+test: venv
+	$(PY) -m pytest tests
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: venv
+	$(PY) -m pytest tests/integration
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+destroy: venv
+	$(PY) -m pgcluster destroy $(if $(YES),--yes,)
+
+bench: venv
+	$(PY) bench/provision.py

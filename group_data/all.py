@@ -1,0 +1,69 @@
+"""Every tunable of the cluster, with the reason for its value.
+
+pyinfra loads this file for every host of every inventory; a file named after an inventory
+(group_data/docker.py for inventory/docker.py) or after a group overrides it. Host data in
+the inventory (addresses, node names) overrides both.
+
+Secrets are never written here: they come from the environment (or a git-ignored group
+data file). Only the Docker lab has documented defaults, in group_data/docker.py.
+"""
+
+from os import environ
+
+# --------------------------------------------------------------------------- PostgreSQL
+postgresql_version = 15  # Debian 12 packages PostgreSQL 15; the only supported version
+postgresql_cluster = "main"  # Debian cluster name: /etc/postgresql/15/main, postgresql@15-main
+postgresql_port = 5432  # port on every node (the lab publishes 5432-5434 on the host)
+listen_addresses = "*"  # pg_hba.conf, not the listener, decides who may connect
+max_connections = 100  # as in the seed; standbys must have at least the primary's value
+shared_buffers = "128MB"  # small-VM default; ~25% of RAM on a dedicated server
+timezone = "UTC"  # log and now() time zone; UTC keeps nodes in different zones comparable
+initdb_encoding = "UTF8"  # the seed's data is Spanish text
+initdb_locale = "C.UTF-8"  # present on every Debian system, no locales package needed
+data_checksums = True  # initdb --data-checksums: detect storage corruption on read
+# Any other postgresql.conf setting, name -> value (strings are quoted for you).
+postgresql_settings_extra: dict = {}
+
+# -------------------------------------------------------------------------- Replication
+wal_level = "replica"  # enough WAL for streaming replicas and base backups
+max_wal_senders = 10  # as in the seed; replicas + base backups + pg_receivewal
+max_replication_slots = 10  # one slot per replica, with room for rebuilds
+wal_keep_size = "512MB"  # as in the seed: a replica without its slot can still catch up
+# Slots keep WAL for a replica that is down; this caps it so a dead replica cannot fill the
+# primary's disk (the replica then catches up from the archive, or is rebuilt).
+max_slot_wal_keep_size = "2GB"
+hot_standby = True  # replicas answer read-only queries
+hot_standby_feedback = True  # long reads on replicas are not cancelled by vacuum on primary
+wal_log_hints = True  # lets pg_rewind rejoin a failed primary instead of a full rebuild
+# Replicas fetch WAL from the archive when streaming cannot serve it (lab: shared volume).
+restore_from_archive = True
+replica_wait_timeout = 180  # seconds the deploy waits for a new replica to stream
+
+# ------------------------------------------------------------------------ WAL archiving
+archive_mode = "on"  # archives on the primary; a promoted standby takes over archiving
+archive_timeout = 60  # seconds: bounds the data an archive-only restore can lose
+backup_root = "/backups"  # full/, incr/, wal_archive/ live here (lab: a shared volume)
+wal_archive_dir = f"{backup_root}/wal_archive"  # the seed's /backups/wal_archive
+
+# ------------------------------------------------------------------------------- Access
+# Client networks allowed to log in (scram-sha-256). Every node may always reach every
+# other node for replication; the lab adds its Docker subnet in inventory/docker.py.
+client_networks: list = []
+
+# -------------------------------------------------------------------------------- Users
+admin_user = "admin"  # the seed's superuser for administration
+admin_password = environ.get("PGCLUSTER_ADMIN_PASSWORD")
+replication_user = "replicator"  # REPLICATION only: streams WAL, takes base backups
+replication_password = environ.get("PGCLUSTER_REPLICATION_PASSWORD")
+
+# ------------------------------------------------------------- The seed's application data
+database_name = "proyecto_db"
+database_schema = "proyecto"  # holds usuarios and logs_replicacion
+# The five sample users created once, with the schema, when the database is first seeded.
+sample_users = [
+    {"nombre": "Ana García", "email": "ana.garcia@proyecto.local"},
+    {"nombre": "Carlos López", "email": "carlos.lopez@proyecto.local"},
+    {"nombre": "María Rodríguez", "email": "maria.rodriguez@proyecto.local"},
+    {"nombre": "José Martínez", "email": "jose.martinez@proyecto.local"},
+    {"nombre": "Laura Sánchez", "email": "laura.sanchez@proyecto.local"},
+]

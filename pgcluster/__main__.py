@@ -1,0 +1,3 @@
+from pgcluster.cli import main
+
+raise SystemExit(main())

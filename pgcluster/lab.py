@@ -1,0 +1,193 @@
+"""The Docker lab: its definition (lab/<name>.toml) and the few Docker queries around it.
+
+The lab is three systemd containers that behave like small VMs. Building it is
+deploys/lab.py (pyinfra on @local); this module only describes it and checks it, so the
+inventory, the CLI and the tests all read the same definition.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgcluster import LAB_DIR
+from pgcluster.errors import ConfigError
+
+DEFAULT_LAB = "seed"
+DATA_MOUNT = "/var/lib/postgresql"  # Debian's home of every cluster's data directory
+BACKUPS_MOUNT = "/backups"
+
+
+@dataclass(frozen=True)
+class LabNode:
+    name: str
+    role: str
+    address: str
+    published_port: int
+    data_volume: str
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    network: str
+    subnet: str
+    bind_address: str
+    image: str
+    base_image: str
+    backups_volume: str
+    nodes: tuple[LabNode, ...]
+
+    @property
+    def containers(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    @property
+    def volumes(self) -> list[str]:
+        return [n.data_volume for n in self.nodes] + [self.backups_volume]
+
+    def node(self, name_or_role: str) -> LabNode:
+        for node in self.nodes:
+            if name_or_role in (node.name, node.role):
+                return node
+        raise KeyError(name_or_role)
+
+
+def lab_path(name: str | None = None) -> Path:
+    name = name or os.environ.get("PGCLUSTER_LAB") or DEFAULT_LAB
+    path = Path(name)
+    if path.suffix != ".toml":
+        path = LAB_DIR / f"{name}.toml"
+    return path
+
+
+def load_lab(name: str | None = None) -> Lab:
+    """Read a lab definition: PGCLUSTER_LAB names lab/<name>.toml or a path; default seed."""
+    path = lab_path(name)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in LAB_DIR.glob("*.toml")))
+        raise ConfigError(f"no lab definition at {path}: set PGCLUSTER_LAB to one of {known}")
+    raw = tomllib.loads(path.read_text())
+    lab = Lab(
+        name=path.stem,
+        network=raw["network"],
+        subnet=raw["subnet"],
+        bind_address=raw.get("bind_address", "127.0.0.1"),
+        image=raw["image"],
+        base_image=raw["base_image"],
+        backups_volume=raw["backups_volume"],
+        nodes=tuple(LabNode(**node) for node in raw["nodes"]),
+    )
+    _check(lab, path)
+    return lab
+
+
+def _check(lab: Lab, path: Path) -> None:
+    problems = []
+    try:
+        subnet = ipaddress.ip_network(lab.subnet)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: subnet {lab.subnet!r} is not a network ({exc})") from exc
+    for node in lab.nodes:
+        if ipaddress.ip_address(node.address) not in subnet:
+            problems.append(f"{path}: {node.name} address {node.address} is outside {subnet}")
+        if ipaddress.ip_address(node.address) == next(subnet.hosts()):
+            problems.append(f"{path}: {node.name} uses {node.address}, the network's gateway")
+    if problems:
+        raise ConfigError(problems)
+
+
+# ------------------------------------------------------------------------------ Docker
+
+
+def docker_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    result = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    return result.returncode == 0
+
+
+def inspect(kind: str, name: str) -> dict | None:
+    """`docker <kind> inspect <name>` as a dict, or None when there is no such object."""
+    result = subprocess.run(
+        ["docker", kind, "inspect", name], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout)[0]
+
+
+def container_status(name: str) -> str | None:
+    info = inspect("container", name)
+    return info["State"]["Status"] if info else None
+
+
+def require_running(lab: Lab) -> None:
+    """Stop before pyinfra connects when a lab container is missing or stopped.
+
+    pyinfra's docker connector would start a stopped container itself and then commit and
+    REMOVE it at the end of the run; a missing name would be run as an image.
+    """
+    build = "make cluster" if lab.name == DEFAULT_LAB else (
+        f"PGCLUSTER_LAB={lab.name} pyinfra -y @local deploys/lab.py"
+    )
+    if not docker_available():
+        raise ConfigError(
+            "Docker is not reachable (`docker info` fails): start the Docker engine, then "
+            f"build the lab with `{build}`"
+        )
+    problems = []
+    for node in lab.nodes:
+        status = container_status(node.name)
+        if status is None:
+            problems.append(f"lab container {node.name} does not exist: create it with `{build}`")
+        elif status != "running":
+            problems.append(
+                f"lab container {node.name} is {status}, not running: start the lab with "
+                f"`{build}` (pyinfra itself would commit and remove a stopped container)"
+            )
+    if problems:
+        raise ConfigError(problems)
+
+
+def cgroup_version() -> str:
+    result = subprocess.run(
+        ["docker", "info", "--format", "{{.CgroupVersion}}"],
+        capture_output=True, text=True, check=False,
+    )
+    return result.stdout.strip() or "1"
+
+
+def run_arguments(lab: Lab, node: LabNode, cgroup: str) -> list[str]:
+    """`docker run` arguments for a node that boots systemd like a small VM."""
+    args = [
+        "docker", "run", "--detach",
+        "--name", node.name,
+        "--hostname", node.name,
+        "--network", lab.network,
+        "--ip", node.address,
+        "--publish", f"{lab.bind_address}:{node.published_port}:5432",
+        "--volume", f"{node.data_volume}:{DATA_MOUNT}",
+        "--volume", f"{lab.backups_volume}:{BACKUPS_MOUNT}",
+        "--label", f"pgcluster.lab={lab.name}",
+        "--label", f"pgcluster.role={node.role}",
+        # systemd needs to mount its cgroup tree and a private /run; --privileged is neither
+        # needed nor available everywhere.
+        "--cap-add", "SYS_ADMIN",
+        "--tmpfs", "/run", "--tmpfs", "/run/lock",
+        "--stop-signal", "SIGRTMIN+3",
+        "--stop-timeout", "60",  # give PostgreSQL a clean shutdown
+        # Without this Docker restarts nothing after a reboot of the machine.
+        "--restart", "unless-stopped",
+    ]
+    if cgroup == "2":
+        args += ["--cgroupns", "host", "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
+    else:
+        args += ["--volume", "/sys/fs/cgroup:/sys/fs/cgroup:ro"]
+    return [*args, lab.image, "/sbin/init"]

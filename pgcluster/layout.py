@@ -1,0 +1,50 @@
+"""Where Debian's PostgreSQL packaging keeps a cluster's files, and where pgcluster's are."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SCRIPTS_DIR = "/usr/local/lib/pgcluster"  # archive/clone scripts installed by the deploy
+PGPASS = "/var/lib/postgresql/.pgpass"  # postgres' password file (replication only)
+SOCKET_DIR = "/var/run/postgresql"
+
+
+@dataclass(frozen=True)
+class Layout:
+    version: int
+    cluster: str
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Layout:
+        version = int(data.get("postgresql_version", 15))
+        return cls(version, str(data.get("postgresql_cluster", "main")))
+
+    @property
+    def conf_dir(self) -> str:
+        return f"/etc/postgresql/{self.version}/{self.cluster}"
+
+    @property
+    def data_dir(self) -> str:
+        return f"/var/lib/postgresql/{self.version}/{self.cluster}"
+
+    @property
+    def bin_dir(self) -> str:
+        return f"/usr/lib/postgresql/{self.version}/bin"
+
+    @property
+    def service(self) -> str:
+        return f"postgresql@{self.version}-{self.cluster}"
+
+    @property
+    def pid_file(self) -> str:
+        return f"{SOCKET_DIR}/{self.version}-{self.cluster}.pid"
+
+    @property
+    def log_file(self) -> str:
+        return f"/var/log/postgresql/postgresql-{self.version}-{self.cluster}.log"
+
+    @property
+    def packages(self) -> list[str]:
+        return [f"postgresql-{self.version}", f"postgresql-client-{self.version}"]

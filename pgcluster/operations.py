@@ -1,0 +1,218 @@
+"""pyinfra operations for PostgreSQL state that pyinfra's own postgres module cannot keep
+idempotent: roles with verified passwords, the seed schema, slots, replica clones, and
+reload-or-restart on configuration changes.
+
+Each operation reads live facts and yields nothing when the node is already right. pyinfra
+calls an operation once when planning and again when executing, so the facts it reads at
+execution time see what earlier operations of the same run have done.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.api.exceptions import OperationError
+
+from pgcluster import scram
+from pgcluster.facts import PgNode, PgQuery, psql_as_postgres, server_up_test
+from pgcluster.layout import SCRIPTS_DIR, Layout
+from pgcluster.sql import conninfo_value, ident, literal
+
+
+@operation()
+def only_if(condition: bool, op, **kwargs):
+    """Run `op` where `condition` holds (decided when planning) and nothing elsewhere,
+    while every host still gets this step in its sequence.
+
+    pyinfra orders operations with a DAG built from each host's own sequence; a step that
+    only some hosts have can be scheduled after a later step of another host. Role-specific
+    steps go through here so that, for example, a replica's clone can never run before the
+    primary's server is started and its slot exists.
+    """
+    if condition:
+        yield from op._inner(**kwargs)
+
+
+def _query(sql: str, database: str = "postgres", port: int = 5432) -> list[list[str]] | None:
+    return host.get_fact(PgQuery, sql=sql, database=database, port=port)
+
+
+@operation()
+def initdb(layout: Layout, encoding: str, locale: str, checksums: bool, port: int = 5432):
+    """Create the primary's data directory when there is none. Never touches existing data."""
+    node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    if node.get("data"):
+        return
+    if node.get("data_dir_nonempty"):
+        raise OperationError(
+            f"{layout.data_dir} is not empty but holds no PostgreSQL data directory: "
+            "inspect it and move it away; pgcluster does not delete unknown data"
+        )
+    options = [f"--encoding={encoding}", f"--locale={locale}", "--auth-local=peer",
+               "--auth-host=scram-sha-256"]
+    if checksums:
+        options.append("--data-checksums")
+    yield f"install -d -o postgres -g postgres -m 0700 {layout.data_dir}"
+    yield (
+        f"cd / && runuser -u postgres -- {layout.bin_dir}/initdb --pgdata={layout.data_dir} "
+        + " ".join(options)
+    )
+    # The cluster's configuration lives in /etc/postgresql (rendered by pgcluster); the
+    # copies initdb leaves in the data directory would only mislead (and be cloned).
+    yield (
+        f"rm -f {layout.data_dir}/postgresql.conf {layout.data_dir}/pg_hba.conf "
+        f"{layout.data_dir}/pg_ident.conf"
+    )
+
+
+PENDING_RESTART = "select string_agg(name, ', ') from pg_settings where pending_restart"
+
+
+@operation()
+def apply_config(layout: Layout, port: int = 5432):
+    """Reload a running server; restart it only if a changed setting needs a restart.
+
+    PostgreSQL itself says which settings wait for a restart (pg_settings.pending_restart
+    after the reload), so no list of restart-only parameters is kept here.
+    """
+    ask = lambda sql: psql_as_postgres(sql, "postgres", port)  # noqa: E731
+    yield "\n".join(
+        [
+            f"if {server_up_test(port)}; then",
+            f"  before=$({ask('select pg_conf_load_time()')})",
+            f"  pg_ctlcluster {layout.version} {layout.cluster} reload",
+            "  for _ in $(seq 50); do",
+            f"    [ \"$({ask('select pg_conf_load_time()')})\" != \"$before\" ] && break",
+            "    sleep 0.2",
+            "  done",
+            f"  pending=$({ask(PENDING_RESTART)})",
+            '  if [ -n "$pending" ]; then',
+            '    echo "restart needed for: $pending" >&2',
+            f"    systemctl restart {layout.service}",
+            "  fi",
+            "fi",
+        ]
+    )
+
+
+@operation()
+def role(
+    role: str,
+    password: str,
+    superuser: bool = False,
+    replication: bool = False,
+    login: bool = True,
+    port: int = 5432,
+):
+    """A role with these attributes and this password (checked against its SCRAM verifier;
+    only a verifier, never the password, is sent to the server)."""
+    rows = _query(
+        "select rolsuper, rolreplication, rolcanlogin, coalesce(rolpassword, '') "
+        f"from pg_authid where rolname = {literal(role)}",
+        port=port,
+    )
+    wanted = {"SUPERUSER": superuser, "REPLICATION": replication, "LOGIN": login}
+    if not rows:
+        attributes = " ".join(k if v else f"NO{k}" for k, v in wanted.items())
+        sql = f"CREATE ROLE {ident(role)} {attributes} PASSWORD {literal(scram.verifier(password))}"
+        yield psql_as_postgres(sql, port=port)
+        return
+    current = dict(zip(wanted, (value == "t" for value in rows[0][:3]), strict=True))
+    changes = [k if v else f"NO{k}" for k, v in wanted.items() if current[k] != v]
+    if not scram.matches(rows[0][3], password):
+        changes.append(f"PASSWORD {literal(scram.verifier(password))}")
+    if changes:
+        yield psql_as_postgres(f"ALTER ROLE {ident(role)} {' '.join(changes)}", port=port)
+
+
+@operation()
+def database(database: str, owner: str, encoding: str = "UTF8", port: int = 5432):
+    rows = _query(f"select 1 from pg_database where datname = {literal(database)}", port=port)
+    if rows:
+        return
+    yield psql_as_postgres(
+        f"CREATE DATABASE {ident(database)} OWNER {ident(owner)} ENCODING {literal(encoding)} "
+        "TEMPLATE template0",
+        port=port,
+    )
+
+
+@operation()
+def seed(sql_file: str, database: str, schema: str, tables: list[str], port: int = 5432):
+    """Run the seed SQL once: when any of the seed's tables is missing."""
+    names = ", ".join(literal(t) for t in tables)
+    rows = _query(
+        f"select count(*) from information_schema.tables where table_schema = {literal(schema)} "
+        f"and table_name in ({names})",
+        database=database,
+        port=port,
+    )
+    if rows and rows[0][0] == str(len(tables)):
+        return
+    yield (
+        f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {port} "
+        f"-d {shlex.quote(database)} -f {shlex.quote(sql_file)}"
+    )
+
+
+@operation()
+def replication_slot(slot: str, port: int = 5432):
+    if _query(f"select 1 from pg_replication_slots where slot_name = {literal(slot)}", port=port):
+        return
+    yield psql_as_postgres(
+        f"select pg_create_physical_replication_slot({literal(slot)})", port=port
+    )
+
+
+@operation()
+def clone_replica(layout: Layout, primary_address: str, primary_port: int, slot: str,
+                  port: int = 5432):
+    """Make this node a streaming replica of the primary, when it is not one already."""
+    node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    if node.get("running"):
+        following = conninfo_value(node.get("primary_conninfo"), "host")
+        if not node.get("in_recovery"):
+            raise OperationError(
+                f"{host.name} runs as a primary; refusing to make it a replica of "
+                f"{primary_address}. If it is a failed old primary, rejoin it as a standby."
+            )
+        if following == primary_address:
+            return
+        raise OperationError(
+            f"{host.name} is a running standby of {following or 'nothing'}, not of the "
+            f"primary {primary_address}: re-point it (failover/rejoin), not a re-clone"
+        )
+    yield " ".join(
+        [f"{SCRIPTS_DIR}/clone-replica", shlex.quote(primary_address), str(primary_port),
+         shlex.quote(slot)]
+    )
+
+
+@operation()
+def wait_for_replicas(application_names: list[str], timeout: int = 180, port: int = 5432):
+    """Wait until pg_stat_replication on this (primary) node shows every replica streaming."""
+    rows = _query("select application_name, state from pg_stat_replication", port=port) or []
+    streaming = {name for name, state in rows if state == "streaming"}
+    missing = [name for name in application_names if name not in streaming]
+    if not missing:
+        return
+    sql = "select coalesce(string_agg(application_name, ' ' order by 1), '') " \
+          "from pg_stat_replication where state = 'streaming'"
+    wanted = " ".join(shlex.quote(n) for n in application_names)
+    yield "\n".join(
+        [
+            f"for _ in $(seq {int(timeout)}); do",
+            f"  now=\" $({psql_as_postgres(sql, port=port)}) \"",
+            "  missing=''",
+            f"  for name in {wanted}; do",
+            '    case "$now" in *" $name "*) ;; *) missing="$missing $name";; esac',
+            "  done",
+            '  [ -z "$missing" ] && exit 0',
+            "  sleep 1",
+            "done",
+            f'echo "not streaming after {int(timeout)}s:$missing" >&2',
+            "exit 1",
+        ]
+    )

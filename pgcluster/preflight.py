@@ -1,0 +1,73 @@
+"""Validation from inside an inventory file, before pyinfra connects to any host.
+
+pyinfra loads group data only after the inventory file and connects right after that, so
+an inventory that calls `check_inventory(globals(), __file__)` reads the same group data
+files itself (group_data/all.py, then the inventory's own group files) and stops with
+every problem listed before any connection is made.
+"""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pgcluster import GROUP_DATA_DIR
+from pgcluster.model import Cluster, HostEntry
+from pgcluster.validate import check
+
+
+def load_group_data(group: str, directory: Path = GROUP_DATA_DIR) -> dict[str, Any]:
+    path = directory / f"{group}.py"
+    if not path.is_file():
+        return {}
+    values = runpy.run_path(str(path))
+    return {
+        key: value
+        for key, value in values.items()
+        if not key.startswith("_") and not isinstance(value, ModuleType) and not callable(value)
+    }
+
+
+def inventory_groups(module_globals: Mapping[str, Any]) -> dict[str, list]:
+    """The host groups of an inventory module, as pyinfra reads them."""
+    groups = {}
+    for key, value in module_globals.items():
+        if key.startswith("_"):
+            continue
+        hosts = value[0] if isinstance(value, tuple) else value
+        if isinstance(hosts, list) and all(isinstance(h, str | tuple) for h in hosts):
+            groups[key] = hosts
+    return groups
+
+
+def host_entries(module_globals: Mapping[str, Any], inventory_file: str) -> list[HostEntry]:
+    groups = inventory_groups(module_globals)
+    file_group = Path(inventory_file).stem
+    base = load_group_data("all")
+    order: list[str] = []
+    host_data: dict[str, dict] = {}
+    host_groups: dict[str, list[str]] = {}
+    for group, hosts in groups.items():
+        for host in hosts:
+            name, data = host if isinstance(host, tuple) else (host, {})
+            if name not in host_data:
+                order.append(name)
+                host_data[name] = {}
+                host_groups[name] = []
+            host_data[name].update(data)
+            host_groups[name].append(group)
+    entries = []
+    for name in order:
+        merged = dict(base)
+        for group in [*host_groups[name], file_group]:
+            merged.update(load_group_data(group))
+        merged.update(host_data[name])
+        entries.append(HostEntry(name, (*host_groups[name], file_group), merged))
+    return entries
+
+
+def check_inventory(module_globals: Mapping[str, Any], inventory_file: str) -> Cluster:
+    return check(host_entries(module_globals, inventory_file))

@@ -1,0 +1,75 @@
+"""Render the cluster's configuration, scripts and secrets on every node, and apply
+changes to a running server (reload, or restart when PostgreSQL says it must)."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files
+
+from pgcluster import operations
+from pgcluster.layout import PGPASS, SCRIPTS_DIR, Layout
+from pgcluster.render import context, render
+from pgcluster.topology import Topology
+
+# template -> (file in the cluster's configuration directory, mode)
+CONFIG_FILES = {
+    "postgresql/postgresql.conf.j2": ("postgresql.conf", "644"),
+    "postgresql/pg_hba.conf.j2": ("pg_hba.conf", "640"),
+    "postgresql/pg_ident.conf.j2": ("pg_ident.conf", "640"),
+    "postgresql/start.conf.j2": ("start.conf", "644"),
+    "postgresql/pg_ctl.conf.j2": ("pg_ctl.conf", "644"),
+    "postgresql/environment.j2": ("environment", "644"),
+}
+SCRIPTS = ("archive-wal", "restore-wal", "clone-replica")
+
+
+@deploy("Configure PostgreSQL")
+def postgresql(topology: Topology) -> None:
+    data = host.data.dict()
+    layout = Layout.from_data(data)
+    ctx = context(data, topology.cluster.node(host.name), topology.cluster)
+
+    for path in (f"/etc/postgresql/{layout.version}", layout.conf_dir, f"{layout.conf_dir}/conf.d"):
+        files.directory(name=f"Directory {path}", path=path, user="postgres",
+                        group="postgres", mode="755")
+    changes = [
+        files.put(
+            name=f"Render {target}",
+            src=StringIO(render(template, ctx)),
+            dest=f"{layout.conf_dir}/{target}",
+            user="postgres",
+            group="postgres",
+            mode=mode,
+        )
+        for template, (target, mode) in CONFIG_FILES.items()
+    ]
+
+    files.directory(name="pgcluster scripts directory", path=SCRIPTS_DIR, mode="755")
+    for script in SCRIPTS:
+        files.put(
+            name=f"Install {script}",
+            src=StringIO(render(f"scripts/{script}.j2", ctx)),
+            dest=f"{SCRIPTS_DIR}/{script}",
+            mode="755",
+        )
+    files.put(
+        name="Replication password file (.pgpass)",
+        src=StringIO(render("postgresql/pgpass.j2", ctx)),
+        dest=PGPASS,
+        user="postgres",
+        group="postgres",
+        mode="600",
+    )
+    for path, mode in ((data["backup_root"], "755"), (data["wal_archive_dir"], "750")):
+        files.directory(name=f"Directory {path}", path=path, user="postgres",
+                        group="postgres", mode=mode)
+
+    operations.apply_config(
+        name="Reload PostgreSQL (restart only if a changed setting requires it)",
+        layout=layout,
+        port=int(data["postgresql_port"]),
+        _if=lambda: any(change.did_change() for change in changes),
+    )

@@ -1,0 +1,52 @@
+"""On every other node: clone it from the live primary when it is not already its
+replica, keep it enabled, then wait on the primary until every replica streams.
+
+Every step is planned on every host (a no-op where it does not apply); see
+operations.only_if for why.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import systemd
+
+from pgcluster import operations
+from pgcluster.layout import Layout
+from pgcluster.operations import only_if
+from pgcluster.topology import Topology
+
+
+@deploy("Clone the replicas")
+def clone(topology: Topology) -> None:
+    data = host.data.dict()
+    layout = Layout.from_data(data)
+    me = topology.cluster.node(host.name)
+    replica = not topology.is_primary(host.name)
+    only_if(
+        replica, operations.clone_replica,
+        name=f"Clone replicas from {topology.primary.name} (pg_basebackup) where needed",
+        layout=layout,
+        primary_address=topology.primary.address,
+        primary_port=topology.primary.port,
+        slot=me.slot,
+        port=int(data["postgresql_port"]),
+    )
+    only_if(
+        replica, systemd.service,
+        name=f"Start and enable {layout.service} on replicas",
+        service=layout.service,
+        running=True,
+        enabled=True,
+    )
+
+
+@deploy("Wait for streaming replication")
+def wait(topology: Topology) -> None:
+    only_if(
+        topology.is_primary(host.name) and bool(topology.replicas), operations.wait_for_replicas,
+        name="Every replica streams from the primary",
+        application_names=[r.name for r in topology.replicas],
+        timeout=int(host.data.get("replica_wait_timeout", 180)),
+        port=int(host.data.get("postgresql_port", 5432)),
+    )

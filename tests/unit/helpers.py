@@ -1,0 +1,29 @@
+"""Build inventories as data, the way inventory files and group_data describe them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgcluster.model import Cluster, HostEntry
+from pgcluster.preflight import load_group_data
+
+ALL = load_group_data("all")
+SECRETS = {"admin_password": "s3cret-admin", "replication_password": "s3cret-repl"}
+
+
+def entry(name: str, role: str | None, **data: Any) -> HostEntry:
+    merged = {**ALL, **SECRETS, "node_address": f"10.0.0.{abs(hash(name)) % 200 + 10}",
+              **data}
+    return HostEntry(name, (role,) if role else (), merged)
+
+
+def three_nodes(**data: Any) -> list[HostEntry]:
+    return [
+        entry("db1", "primary", node_address="10.0.0.1", **data),
+        entry("db2", "standby", node_address="10.0.0.2", **data),
+        entry("db3", "readonly", node_address="10.0.0.3", **data),
+    ]
+
+
+def cluster(**data: Any) -> Cluster:
+    return Cluster.from_entries(three_nodes(**data))

@@ -1,0 +1,153 @@
+"""Templates render what PostgreSQL expects, deterministically, from group_data."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pgcluster.render import context, hba_address, pgvalue, render
+from tests.unit.helpers import ALL, cluster
+
+
+def rendered(template: str, node: str = "db1", **data) -> str:
+    c = cluster(**data)
+    entry_data = {**ALL, **data, "admin_password": "a", "replication_password": "r:p\\w"}
+    return render(template, context(entry_data, c.node(node), c))
+
+
+def settings(text: str) -> dict[str, str]:
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"^\s*([a-z_]+)\s*=\s*(.*?)\s*$", line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def test_postgresql_conf_has_the_seed_settings() -> None:
+    conf = settings(rendered("postgresql/postgresql.conf.j2"))
+    assert conf["listen_addresses"] == "'*'"
+    assert conf["port"] == "5432"
+    assert conf["max_connections"] == "100"
+    assert conf["wal_level"] == "replica"
+    assert conf["max_wal_senders"] == "10"
+    assert conf["wal_keep_size"] == "512MB"
+    assert conf["hot_standby"] == "on"
+    assert conf["archive_mode"] == "on"
+    assert conf["archive_command"] == "'/usr/local/lib/pgcluster/archive-wal %p %f'"
+    assert conf["archive_timeout"] == "60"
+    assert conf["wal_log_hints"] == "on"
+    assert conf["max_slot_wal_keep_size"] == "2GB"
+    assert conf["password_encryption"] == "scram-sha-256"
+    assert conf["cluster_name"] == "'db1'"
+    assert conf["data_directory"] == "'/var/lib/postgresql/15/main'"
+    assert conf["hba_file"] == "'/etc/postgresql/15/main/pg_hba.conf'"
+
+
+def test_postgresql_conf_lines_are_all_valid_assignments() -> None:
+    for line in rendered("postgresql/postgresql.conf.j2").splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            assert re.match(r"^[a-z_]+ = ('([^']|'')*'|[\w.*-]+)$", stripped), line
+
+
+def test_extra_settings_are_rendered_and_quoted() -> None:
+    conf = settings(rendered("postgresql/postgresql.conf.j2",
+                             postgresql_settings_extra={"work_mem": "8MB", "jit": False,
+                                                        "random_page_cost": 1.1}))
+    assert conf["work_mem"] == "'8MB'" and conf["jit"] == "off"
+    assert conf["random_page_cost"] == "1.1"
+
+
+def test_rendering_is_deterministic() -> None:
+    for template in ("postgresql/postgresql.conf.j2", "postgresql/pg_hba.conf.j2",
+                     "scripts/archive-wal.j2", "scripts/clone-replica.j2", "sql/seed.sql.j2"):
+        assert rendered(template) == rendered(template)
+
+
+def test_pg_hba_scram_only_replication_from_nodes_no_trust() -> None:
+    hba = [line.split("#")[0].split() for line in
+           rendered("postgresql/pg_hba.conf.j2", client_networks=["192.168.10.0/24"]).splitlines()]
+    rules = [r for r in hba if r]
+    assert all("trust" not in r for r in rules)
+    assert rules[0] == ["local", "all", "postgres", "peer"]
+    assert {r[-1] for r in rules if r[0] == "host"} == {"scram-sha-256", "reject"}
+    replication = [r for r in rules if r[1] == "replication"]
+    assert replication == [["host", "replication", "replicator", f"10.0.0.{i}/32",
+                            "scram-sha-256"] for i in (1, 2, 3)]
+    assert ["host", "all", "replicator", "all", "reject"] in rules
+    # the replicator's reject comes before any client network that would let it in
+    assert rules.index(["host", "all", "replicator", "all", "reject"]) < rules.index(
+        ["host", "all", "all", "192.168.10.0/24", "scram-sha-256"])
+
+
+def test_hba_address() -> None:
+    assert hba_address("10.1.2.3") == "10.1.2.3/32"
+    assert hba_address("fd00::1") == "fd00::1/128"
+    assert hba_address("db1.example.net") == "db1.example.net"
+
+
+def test_pgvalue() -> None:
+    assert pgvalue(True) == "on" and pgvalue(5) == "5"
+    assert pgvalue("it's") == "'it''s'"
+
+
+def test_pgpass_escapes_separators() -> None:
+    line = rendered("postgresql/pgpass.j2").splitlines()[-1]
+    assert line == "*:*:replication:replicator:r\\:p\\\\w"
+
+
+def test_seed_sql_inserts_the_five_users_only_into_an_empty_table() -> None:
+    sql = rendered("sql/seed.sql.j2")
+    assert sql.count("@proyecto.local'") == 5
+    assert "WHERE NOT EXISTS (SELECT 1 FROM proyecto.usuarios)" in sql
+    assert "CREATE TABLE IF NOT EXISTS proyecto.logs_replicacion" in sql
+
+
+@pytest.mark.parametrize("script", ["archive-wal", "restore-wal", "clone-replica"])
+def test_scripts_are_valid_bash(tmp_path: Path, script: str) -> None:
+    path = tmp_path / script
+    path.write_text(rendered(f"scripts/{script}.j2"))
+    subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def archive_script(tmp_path: Path) -> Path:
+    archive = tmp_path / "wal_archive"
+    archive.mkdir()
+    script = tmp_path / "archive-wal"
+    script.write_text(rendered("scripts/archive-wal.j2", wal_archive_dir=str(archive)))
+    script.chmod(0o755)
+    return script
+
+
+def test_archive_command_copies_then_refuses_different_content(tmp_path: Path) -> None:
+    script = archive_script(tmp_path)
+    segment = tmp_path / "000000010000000000000001"
+    segment.write_bytes(b"wal-one" * 1000)
+    archived = tmp_path / "wal_archive" / segment.name
+
+    first = subprocess.run([script, segment, segment.name], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert archived.read_bytes() == segment.read_bytes()
+
+    again = subprocess.run([script, segment, segment.name], capture_output=True, text=True)
+    assert again.returncode == 0, "an identical re-push must succeed"
+
+    segment.write_bytes(b"different" * 1000)
+    clash = subprocess.run([script, segment, segment.name], capture_output=True, text=True)
+    assert clash.returncode == 1
+    assert "refusing to overwrite" in clash.stderr
+    assert archived.read_bytes() == b"wal-one" * 1000
+    assert sorted(p.name for p in archived.parent.iterdir()) == [segment.name]
+
+
+def test_archive_command_fails_when_the_archive_is_missing(tmp_path: Path) -> None:
+    script = archive_script(tmp_path)
+    (tmp_path / "wal_archive").rmdir()
+    segment = tmp_path / "000000010000000000000002"
+    segment.write_bytes(b"x")
+    result = subprocess.run([script, segment, segment.name], capture_output=True, text=True)
+    assert result.returncode != 0

@@ -1,0 +1,43 @@
+"""Who is primary is read from the nodes; the inventory only decides for a new cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgcluster.errors import ClusterStateError
+from pgcluster.topology import decide
+from tests.unit.helpers import cluster
+
+PRIMARY = {"running": True, "in_recovery": False, "data": True, "standby_signal": False}
+STANDBY = {"running": True, "in_recovery": True, "data": True, "standby_signal": True}
+EMPTY = {"running": False, "in_recovery": False, "data": False, "standby_signal": False}
+STOPPED_PRIMARY = {**PRIMARY, "running": False}
+
+
+def test_new_cluster_takes_the_inventory_primary() -> None:
+    topology = decide(cluster(), {"db1": EMPTY, "db2": EMPTY, "db3": EMPTY})
+    assert topology.primary.host == "db1"
+    assert [n.host for n in topology.replicas] == ["db2", "db3"]
+    assert topology.notes == []
+
+
+def test_live_primary_wins_over_the_inventory_after_a_failover() -> None:
+    topology = decide(cluster(), {"db1": EMPTY, "db2": PRIMARY, "db3": STANDBY})
+    assert topology.primary.host == "db2"
+    assert [n.host for n in topology.replicas] == ["db1", "db3"]
+    assert "live primary is db2" in topology.notes[0]
+
+
+def test_split_brain_is_refused() -> None:
+    with pytest.raises(ClusterStateError, match="split brain: db1 and db2 both accept writes"):
+        decide(cluster(), {"db1": PRIMARY, "db2": PRIMARY, "db3": STANDBY})
+
+
+def test_stopped_primary_is_still_the_primary() -> None:
+    topology = decide(cluster(), {"db1": STOPPED_PRIMARY, "db2": STANDBY, "db3": STANDBY})
+    assert topology.primary.host == "db1"
+
+
+def test_two_stopped_primaries_are_ambiguous() -> None:
+    with pytest.raises(ClusterStateError, match="no primary is running"):
+        decide(cluster(), {"db1": STOPPED_PRIMARY, "db2": STOPPED_PRIMARY, "db3": STANDBY})
