@@ -1,10 +1,15 @@
-"""The Docker lab: three systemd containers reached with `docker exec` (pyinfra @docker).
+"""The Docker lab: three systemd containers reached like VMs (the @lab connector: docker
+exec into running containers; it never starts, commits or removes one).
 
 Names, addresses and ports come from lab/seed.toml (PGCLUSTER_LAB selects another lab,
 as the test suite does). Create the lab first: `make cluster`, or
-`pyinfra -y @local deploys/lab.py`. This file refuses to go on when a container is missing
-or stopped, and validates the inventory and group data before any host is touched.
+`pyinfra -y @local deploys/lab.py`. Before any host is touched this file validates the
+inventory and group data, and refuses to go on when a container is missing or stopped,
+unless PGCLUSTER_ALLOW_DOWN=1 (set by `python -m pgcluster` commands such as status and
+failover, which treat a stopped node as an unreachable host).
 """
+
+import os
 
 from pgcluster.lab import load_lab, require_running
 from pgcluster.preflight import check_inventory
@@ -12,10 +17,10 @@ from pgcluster.preflight import check_inventory
 _lab = load_lab()
 
 
-def _host(role: str) -> list:
+def _hosts(role: str) -> list:
     return [
         (
-            f"@docker/{node.name}",
+            f"@lab/{node.name}",
             {
                 "node_name": node.name,
                 "node_address": node.address,
@@ -31,9 +36,10 @@ def _host(role: str) -> list:
     ]
 
 
-primary = _host("primary")
-standby = _host("standby")
-readonly = _host("readonly")
+primary = _hosts("primary")
+standby = _hosts("standby")
+readonly = _hosts("readonly")
 
 check_inventory(globals(), __file__)
-require_running(_lab)
+if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":
+    require_running(_lab)

@@ -129,11 +129,8 @@ def container_status(name: str) -> str | None:
 
 
 def require_running(lab: Lab) -> None:
-    """Stop before pyinfra connects when a lab container is missing or stopped.
-
-    pyinfra's docker connector would start a stopped container itself and then commit and
-    REMOVE it at the end of the run; a missing name would be run as an image.
-    """
+    """Stop before pyinfra connects when a lab container is missing or stopped, naming the
+    command that creates or starts it, instead of failing host by host."""
     build = "make cluster" if lab.name == DEFAULT_LAB else (
         f"PGCLUSTER_LAB={lab.name} pyinfra -y @local deploys/lab.py"
     )
@@ -150,7 +147,7 @@ def require_running(lab: Lab) -> None:
         elif status != "running":
             problems.append(
                 f"lab container {node.name} is {status}, not running: start the lab with "
-                f"`{build}` (pyinfra itself would commit and remove a stopped container)"
+                f"`{build}` (or PGCLUSTER_ALLOW_DOWN=1 to treat stopped nodes as unreachable)"
             )
     if problems:
         raise ConfigError(problems)

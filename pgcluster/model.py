@@ -33,7 +33,7 @@ def is_valid_slot_name(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Node:
-    host: str  # the pyinfra inventory name (e.g. "@docker/postgresql-primary")
+    host: str  # the pyinfra inventory name (e.g. "@lab/postgresql-primary")
     name: str  # the node's own name: cluster_name, application_name, slot (normalised)
     role: str  # the role the inventory gives; the live role may differ after a failover
     address: str  # the address the other nodes reach it on

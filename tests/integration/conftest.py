@@ -2,8 +2,10 @@
 172.29.0.0/16, ports 25432-25434), never the user's seed lab, and deploys the cluster on
 it with the same commands a user runs.
 
-PGCLUSTER_TEST_REUSE=1 keeps an existing test lab instead of rebuilding it from scratch
-(faster while developing); PGCLUSTER_TEST_KEEP=1 leaves it running afterwards.
+PGCLUSTER_TEST_LAB names another lab definition for the suite (a lab/<name>.toml or a
+path), so that two checkouts can run their suites side by side. PGCLUSTER_TEST_REUSE=1
+keeps an existing test lab instead of rebuilding it from scratch (faster while
+developing); PGCLUSTER_TEST_KEEP=1 leaves it running afterwards.
 Docker is required: without it these tests fail, they are never skipped.
 """
 
@@ -23,7 +25,8 @@ import testinfra
 from pgcluster.lab import Lab, LabNode, docker_available, load_lab
 from tests.conftest import REPO, run_pyinfra
 
-LAB_ENV = {"PGCLUSTER_LAB": "test"}
+LAB_NAME = os.environ.get("PGCLUSTER_TEST_LAB", "test")
+LAB_ENV = {"PGCLUSTER_LAB": LAB_NAME}
 ADMIN = ("admin", "admin123")
 
 
@@ -33,25 +36,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def destroy_lab() -> None:
+def destroy_lab(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "pgcluster", "destroy", "--yes"], cwd=REPO,
-                   env={**os.environ, **LAB_ENV}, capture_output=True, check=False)
+                   env={**os.environ, **env}, capture_output=True, check=False)
+
+
+def built_lab(name: str) -> Iterator[Lab]:
+    """Build a lab from scratch and deploy the cluster on it, as a user would; destroy it
+    afterwards. For session fixtures: each destructive suite can own a lab."""
+    if not docker_available():
+        pytest.fail("Docker is not reachable: the integration tests need a Docker engine "
+                    "(.ci/run installs and starts one)")
+    env = {"PGCLUSTER_LAB": name}
+    if os.environ.get("PGCLUSTER_TEST_REUSE") != "1":
+        destroy_lab(env)
+    for args in (["@local", "deploys/lab.py"], ["inventory/docker.py", "deploys/cluster.py"]):
+        result = run_pyinfra(*args, env=env)
+        assert result.returncode == 0, f"pyinfra {' '.join(args)} failed:\n{result.stderr[-4000:]}"
+    yield load_lab(name)
+    if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
+        destroy_lab(env)
 
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    if not docker_available():
-        pytest.fail("Docker is not reachable: the integration tests need a Docker engine "
-                    "(.ci/run installs and starts one)")
-    test_lab = load_lab("test")
-    if os.environ.get("PGCLUSTER_TEST_REUSE") != "1":
-        destroy_lab()
-    for args in (["@local", "deploys/lab.py"], ["inventory/docker.py", "deploys/cluster.py"]):
-        result = run_pyinfra(*args, env=LAB_ENV)
-        assert result.returncode == 0, f"pyinfra {' '.join(args)} failed:\n{result.stderr[-4000:]}"
-    yield test_lab
-    if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
-        destroy_lab()
+    """The shared test lab: read-only checks, re-runs, restarts, backups."""
+    yield from built_lab(LAB_NAME)
 
 
 def connect(node: LabNode, user: str = ADMIN[0], password: str = ADMIN[1],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from pgcluster.lab import Lab, inspect
+from pgcluster.model import slot_name
 from tests.conftest import run_pyinfra, totals
 from tests.integration.conftest import LAB_ENV, all_streaming, node_host, query, wait_for
 
@@ -71,7 +72,8 @@ def test_docker_restart_of_the_primary_comes_back_and_replicas_reconnect(lab: La
 def test_clone_refuses_a_running_server(lab: Lab) -> None:
     host = node_host(lab.node("standby"))
     primary = lab.node("primary").address
-    result = host.run(f"/usr/local/lib/pgcluster/clone-replica {primary} 5432 pgtest_standby")
+    slot = slot_name(lab.node("standby").name)
+    result = host.run(f"/usr/local/lib/pgcluster/clone-replica {primary} 5432 {slot}")
     assert result.rc == 2
     assert "refusing" in result.stderr and "running server" in result.stderr
     assert host.file("/var/lib/postgresql/15/main/PG_VERSION").exists
@@ -95,7 +97,7 @@ def test_stopped_lab_container_is_refused_then_started_by_the_lab_deploy(lab: La
         assert result.returncode != 0
         output = result.stderr + result.stdout
         assert f"lab container {name} is exited, not running" in output
-        assert "PGCLUSTER_LAB=test pyinfra -y @local deploys/lab.py" in output
+        assert f"PGCLUSTER_LAB={lab.name} pyinfra -y @local deploys/lab.py" in output
         assert "Connecting to hosts" not in output
         assert inspect("container", name) is not None, "the container must never be removed"
     finally:

@@ -16,8 +16,8 @@ def inventory(**groups):
 def test_group_data_precedence_all_then_inventory_group_then_host(monkeypatch) -> None:
     monkeypatch.delenv("PGCLUSTER_ADMIN_PASSWORD", raising=False)
     entries = host_entries(
-        inventory(primary=[("@docker/a", {"node_name": "a", "shared_buffers": "1GB"})],
-                  standby=["@docker/b"]),
+        inventory(primary=[("@lab/a", {"node_name": "a", "shared_buffers": "1GB"})],
+                  standby=["@lab/b"]),
         "inventory/docker.py",
     )
     a, b = entries

@@ -1,0 +1,101 @@
+"""Lab commands: up (build + deploy), info (connection map), destroy."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from pgcluster.cli import confirm, run_deploy
+from pgcluster.lab import Lab, docker_available, inspect, load_lab
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Build the lab (if needed) and deploy the cluster on it."""
+    for inventory, deploy in (("@local", "deploys/lab.py"), (args.inventory, "deploys/cluster.py")):
+        code = run_deploy(inventory, deploy)
+        if code:
+            return code
+    return cmd_info(args)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print how to connect to each node of the lab."""
+    lab = load_lab()
+    print(f"\nLab '{lab.name}': network {lab.network} ({lab.subnet})")
+    print(f"{'node':<22}{'role':<10}{'address':<15}connect from this machine")
+    for node in lab.nodes:
+        url = f"psql -h {lab.bind_address} -p {node.published_port} -U admin -d proyecto_db"
+        print(f"{node.name:<22}{node.role:<10}{node.address:<15}{url}")
+    print("\nLab passwords (documented defaults): admin/admin123, replicator/replica123.")
+    print("Writes go to the primary; the standby and the read-only replica answer reads.")
+    return 0
+
+
+def _removal(kind: str, name: str, lab: Lab) -> tuple[bool, str]:
+    """Whether pgcluster may remove this object, and what the user is told about it."""
+    info = inspect(kind, name)
+    if info is None:
+        return False, "absent"
+    if kind == "container":
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        if labels.get("pgcluster.lab") != lab.name:
+            return False, "not created by pgcluster for this lab (no pgcluster.lab label): kept"
+    if kind == "volume" and "pgcluster.lab" not in (info.get("Labels") or {}):
+        return False, "not created by pgcluster (no pgcluster.lab label): kept"
+    return True, "will be removed"
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    """Remove the lab's containers, network and (unless --keep-volumes) volumes."""
+    lab = load_lab()
+    if not docker_available():
+        print("Docker is not reachable: nothing to destroy.", file=sys.stderr)
+        return 1
+    objects = [("container", c) for c in lab.containers] + [("network", lab.network)]
+    if not args.keep_volumes:
+        objects += [("volume", v) for v in lab.volumes]
+    print(f"Lab '{lab.name}':")
+    plan = []
+    for kind, name in objects:
+        allowed, why = _removal(kind, name, lab)
+        print(f"  {kind:<10}{name:<28}{why}")
+        if allowed:
+            plan.append((kind, name))
+    if args.keep_volumes:
+        print(f"  volumes kept: {', '.join(lab.volumes)}")
+    elif any(kind == "volume" for kind, _ in plan):
+        print("  The volumes hold the databases and the backups: their data is lost for good.")
+    if not plan:
+        print("Nothing to remove.")
+        return 0
+    if not confirm("Remove these?", args.yes):
+        print("Nothing removed.")
+        return 1
+    removers = {"container": ["docker", "rm", "--force", "--volumes"],
+                "network": ["docker", "network", "rm"], "volume": ["docker", "volume", "rm"]}
+    failures = 0
+    for kind, name in plan:
+        result = subprocess.run([*removers[kind], name], capture_output=True, text=True,
+                                check=False)
+        if result.returncode:
+            failures += 1
+            print(f"  failed to remove {kind} {name}: {result.stderr.strip()}", file=sys.stderr)
+        else:
+            print(f"  removed {kind} {name}")
+    return 1 if failures else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="build the Docker lab and deploy the cluster",
+                        description=cmd_up.__doc__)
+    up.set_defaults(func=cmd_up)
+    info = sub.add_parser("info", help="how to connect to each node of the lab",
+                          description=cmd_info.__doc__)
+    info.set_defaults(func=cmd_info)
+    destroy = sub.add_parser("destroy", help="remove the lab's containers, network and volumes",
+                             description=cmd_destroy.__doc__ + " Lab only; asks first.")
+    destroy.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    destroy.add_argument("--keep-volumes", action="store_true",
+                         help="keep the data and backup volumes")
+    destroy.set_defaults(func=cmd_destroy)
