@@ -43,6 +43,7 @@ class Lab:
     base_image: str
     backups_volume: str
     nodes: tuple[LabNode, ...]
+    source: str = DEFAULT_LAB  # what PGCLUSTER_LAB was set to (a name or a .toml path)
 
     @property
     def containers(self) -> list[str]:
@@ -59,11 +60,14 @@ class Lab:
         raise KeyError(name_or_role)
 
 
+def lab_selector(name: str | None = None) -> str:
+    return name or os.environ.get("PGCLUSTER_LAB") or DEFAULT_LAB
+
+
 def lab_path(name: str | None = None) -> Path:
-    name = name or os.environ.get("PGCLUSTER_LAB") or DEFAULT_LAB
-    path = Path(name)
+    path = Path(lab_selector(name))
     if path.suffix != ".toml":
-        path = LAB_DIR / f"{name}.toml"
+        path = LAB_DIR / f"{path}.toml"
     return path
 
 
@@ -83,6 +87,7 @@ def load_lab(name: str | None = None) -> Lab:
         base_image=raw["base_image"],
         backups_volume=raw["backups_volume"],
         nodes=tuple(LabNode(**node) for node in raw["nodes"]),
+        source=lab_selector(name),
     )
     _check(lab, path)
     return lab

@@ -104,3 +104,17 @@ def streaming(lab: Lab) -> dict[str, str]:
 def all_streaming(lab: Lab) -> bool:
     states = streaming(lab)
     return all(states.get(n.name) == "streaming" for n in lab.nodes if n.role != "primary")
+
+
+@pytest.fixture(scope="session")
+def ha_lab() -> Iterator[Lab]:
+    """A lab of its own for failover, switchover and rejoin (they change the primary)."""
+    yield from built_lab(os.environ.get("PGCLUSTER_TEST_HA_LAB", "ha"))
+
+
+def pgcluster_cli(lab: Lab, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m pgcluster ARGS` against a lab, as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "pgcluster", *args], cwd=REPO,
+                          env={**os.environ, "PGCLUSTER_LAB": lab.source},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+

@@ -32,7 +32,7 @@ def test_pgcluster_lab_environment_selects_the_lab(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PGCLUSTER_LAB", "test")
     assert load_lab().name == "test"
     monkeypatch.setenv("PGCLUSTER_LAB", "nope")
-    with pytest.raises(ConfigError, match="set PGCLUSTER_LAB to one of bench, seed, test"):
+    with pytest.raises(ConfigError, match="set PGCLUSTER_LAB to one of bench, ha, seed, test"):
         load_lab()
 
 
