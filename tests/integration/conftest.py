@@ -24,6 +24,7 @@ import testinfra
 
 from pgcluster.lab import Lab, LabNode, docker_available, load_lab
 from tests.conftest import REPO, run_pyinfra
+from tests.integration.sshlab import SSH_LAB_NAME, SshCluster, built_ssh_cluster
 
 LAB_NAME = os.environ.get("PGCLUSTER_TEST_LAB", "test")
 LAB_ENV = {"PGCLUSTER_LAB": LAB_NAME}
@@ -104,3 +105,10 @@ def streaming(lab: Lab) -> dict[str, str]:
 def all_streaming(lab: Lab) -> bool:
     states = streaming(lab)
     return all(states.get(n.name) == "streaming" for n in lab.nodes if n.role != "primary")
+
+
+@pytest.fixture(scope="session")
+def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster]:
+    """The SSH stand-ins for VMs (lab/ssh.toml) with the cluster deployed on them over SSH,
+    as a non-root user with sudo; see tests/integration/sshlab.py."""
+    yield from built_ssh_cluster(SSH_LAB_NAME, tmp_path_factory.mktemp("ssh-standins"))
