@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from pgcluster.facts import FIELD_SEP, psql_as_postgres
 from pgcluster.lab import Lab, LabNode, container_status, docker_available, load_lab
 from pgcluster.remote import Session
 from pgcluster.sshlab import DEFAULT_USER, STANDIN_INVENTORY, StandIns, prepare
-from tests.conftest import REPO, run_pyinfra, totals
+from tests.conftest import run_pyinfra, totals
 
 SSH_LAB_NAME = os.environ.get("PGCLUSTER_TEST_SSH_LAB", "ssh")
 # No defaults outside the Docker lab: the suite supplies the passwords, as a user would.
@@ -113,34 +111,16 @@ class SshCluster:
             yield session
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 60, interval: float = 0.5,
-             what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as exc:  # a node may be restarting
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-def _destroy(name: str) -> None:
-    subprocess.run([sys.executable, "-m", "pgcluster", "destroy", "--yes"], cwd=REPO,
-                   env={**os.environ, "PGCLUSTER_LAB": name}, capture_output=True, check=False)
-
-
-def built_ssh_cluster(name: str, workdir: Path) -> Iterator[SshCluster]:
+def built_ssh_cluster(name: str, workdir: Path, destroy: Callable[[dict[str, str]], None]
+                      ) -> Iterator[SshCluster]:
     """Build the stand-ins from scratch, give them the login, deploy the cluster over SSH;
-    remove them afterwards. The key lives in workdir (0600), made for this session."""
+    remove them afterwards with destroy({"PGCLUSTER_LAB": name}). The key lives in workdir
+    (0600), made for this session."""
     if not docker_available():
         pytest.fail("Docker is not reachable: the SSH stand-ins are containers "
                     "(.ci/run installs and starts a Docker engine)")
     if os.environ.get("PGCLUSTER_TEST_REUSE") != "1":
-        _destroy(name)
+        destroy({"PGCLUSTER_LAB": name})
     lab = load_lab(name)
     fresh = all(container_status(container) is None for container in lab.containers)
     built = run_pyinfra("@local", "deploys/lab.py", env={"PGCLUSTER_LAB": name})
@@ -151,4 +131,4 @@ def built_ssh_cluster(name: str, workdir: Path) -> Iterator[SshCluster]:
     cluster.first_deploy = totals(deployed)
     yield cluster
     if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
-        _destroy(name)
+        destroy({"PGCLUSTER_LAB": name})

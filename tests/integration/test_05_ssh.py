@@ -14,7 +14,8 @@ import uuid
 import pytest
 
 from tests.conftest import totals
-from tests.integration.sshlab import PASSWORDS, SshCluster, wait_for
+from tests.integration.conftest import wait_for
+from tests.integration.sshlab import PASSWORDS, SshCluster
 
 NODES = ["primary", "standby", "readonly"]
 
