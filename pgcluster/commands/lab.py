@@ -30,7 +30,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             url = f"psql -h {lab.bind_address} -p {node.published_port} -U admin -d proyecto_db"
         print(f"{node.name:<22}{node.role:<10}{node.address:<15}{url}")
-    print("\nLab passwords (documented defaults): admin/admin123, replicator/replica123.")
+    if all(node.published_port is None for node in lab.nodes):
+        # SSH stand-ins are deployed through an SSH inventory: no lab defaults apply.
+        print("\nPasswords: those exported as PGCLUSTER_ADMIN_PASSWORD and "
+              "PGCLUSTER_REPLICATION_PASSWORD for the deploy.")
+    else:
+        print("\nLab passwords (documented defaults): admin/admin123, replicator/replica123.")
     print("Writes go to the primary; the standby and the read-only replica answer reads.")
     return 0
 
