@@ -29,8 +29,10 @@ class LabNode:
     name: str
     role: str
     address: str
-    published_port: int
     data_volume: str
+    # Port on bind_address of the control machine mapped to the node's 5432. None publishes
+    # nothing: the node is then reached at its own address only, like a VM (lab/ssh.toml).
+    published_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ def run_arguments(lab: Lab, node: LabNode, cgroup: str) -> list[str]:
         "--hostname", node.name,
         "--network", lab.network,
         "--ip", node.address,
-        "--publish", f"{lab.bind_address}:{node.published_port}:5432",
+        *(["--publish", f"{lab.bind_address}:{node.published_port}:5432"]
+          if node.published_port is not None else []),
         "--volume", f"{node.data_volume}:{DATA_MOUNT}",
         "--volume", f"{lab.backups_volume}:{BACKUPS_MOUNT}",
         "--label", f"pgcluster.lab={lab.name}",

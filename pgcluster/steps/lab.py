@@ -126,5 +126,7 @@ def build(lab: Lab | None = None) -> None:
     for name in lab.volumes:
         volume(name=f"Volume {name}", volume_name=name)
     for node in lab.nodes:
-        container(name=f"Container {node.name} ({node.role}, {node.address}, "
-                  f"{lab.bind_address}:{node.published_port})", lab=lab, node=node)
+        published = (f", {lab.bind_address}:{node.published_port}"
+                     if node.published_port is not None else "")
+        container(name=f"Container {node.name} ({node.role}, {node.address}{published})",
+                  lab=lab, node=node)
