@@ -34,8 +34,10 @@ T = TypeVar("T")
 
 
 class Session:
-    def __init__(self, inventory: str = "inventory/docker.py"):
+    def __init__(self, inventory: str = "inventory/docker.py",
+                 env: dict[str, str] | None = None):
         self.inventory_path = inventory
+        self.env = env or {}  # environment the inventory file is read with
         self.state: State | None = None
 
     def __enter__(self) -> Session:
@@ -48,11 +50,18 @@ class Session:
         config = Config()
         ctx_config.set(config)
         old_cwd = os.getcwd()
+        old_env = {key: os.environ.get(key) for key in self.env}
         os.chdir(REPO_ROOT)  # group_data/ is found relative to the working directory
+        os.environ.update(self.env)
         try:
             inventory = make_inventory(str(path), cwd=str(REPO_ROOT))
         finally:
             os.chdir(old_cwd)
+            for key, value in old_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         ctx_inventory.set(inventory)
         state.init(inventory, config)
         connect_all(state)

@@ -22,14 +22,20 @@ from pgcluster.remote import Session
 from pgcluster.status import Report, collect, render, require_single_primary
 
 # Stopped lab containers are unreachable hosts for these commands, not a reason to refuse.
-os.environ.setdefault("PGCLUSTER_ALLOW_DOWN", "1")
+ALLOW_DOWN = {"PGCLUSTER_ALLOW_DOWN": "1"}
 
 
 def _report(inventory: str) -> tuple[Report, list[str]]:
-    with Session(inventory) as session:
+    with Session(inventory, env=ALLOW_DOWN) as session:
         report = collect(session)
         reachable = [h.name for h in session.state.activated_hosts]
     return report, reachable
+
+
+def _reachable(inventory: str) -> list[str]:
+    """The hosts that answer (connections only: no facts, so it is quick)."""
+    with Session(inventory, env=ALLOW_DOWN) as session:
+        return [h.name for h in session.state.activated_hosts]
 
 
 def _deploy(args: argparse.Namespace, deploy: str, data: dict[str, str],
@@ -39,7 +45,7 @@ def _deploy(args: argparse.Namespace, deploy: str, data: dict[str, str],
         extra += ["--data", f"{key}={value}"]
     for host_name in reachable:
         extra += ["--limit", host_name]
-    return run_deploy(args.inventory, deploy, *extra)
+    return run_deploy(args.inventory, deploy, *extra, env=ALLOW_DOWN)
 
 
 def _connection_map(report: Report) -> None:
@@ -91,12 +97,17 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_failover(args: argparse.Namespace) -> int:
     """Promote the standby when the primary is lost, and re-point the read-only replica.
     Refuses while the primary still accepts writes, unless --force (which stops it)."""
-    report, reachable = _report(args.inventory)
-    require_single_primary(report)
-    print(render(report))
-    target = args.to or "the most advanced standby"
-    if not confirm(f"\nFail over: promote {target}?", args.yes):
-        return 1
+    if args.yes:
+        # No status round first: every second counts while the primary is down, and the
+        # deploy makes the same refusals (split brain, a primary still taking writes).
+        reachable = _reachable(args.inventory)
+    else:
+        report, reachable = _report(args.inventory)
+        require_single_primary(report)
+        print(render(report))
+        target = args.to or "the most advanced standby"
+        if not confirm(f"\nFail over: promote {target}?", args.yes):
+            return 1
     data = {"force": "yes"} if args.force else {}
     if args.to:
         data["failover_target"] = args.to
@@ -123,7 +134,7 @@ def cmd_switchover(args: argparse.Namespace) -> int:
 def cmd_rejoin(args: argparse.Namespace) -> int:
     """Bring a failed node (typically the old primary) back as a standby, with pg_rewind;
     --reclone allows a fresh base backup if rewinding cannot work (old data kept aside)."""
-    with Session(args.inventory) as session:
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
         node = session.cluster.find(args.node)
         container = session.data(node).get("docker_identifier")
     if container and container_status(str(container)) != "running":
@@ -170,7 +181,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def _service(args: argparse.Namespace, action: str) -> int:
-    with Session(args.inventory) as session:
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
         nodes = [session.cluster.find(n) for n in args.nodes] or list(session.cluster.nodes)
         containers = {n.name: session.data(n).get("docker_identifier") for n in nodes}
     if action == "start":
@@ -196,7 +207,7 @@ def _service(args: argparse.Namespace, action: str) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """The node's PostgreSQL log (last --lines lines; -f follows it)."""
-    with Session(args.inventory) as session:
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
         node = session.cluster.find(args.node)
         if not session.reachable(node):
             print(f"{node.name} is unreachable", file=sys.stderr)
@@ -216,7 +227,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_psql(args: argparse.Namespace) -> int:
     """psql on a node as the postgres OS user (-c runs one command; otherwise interactive)."""
-    with Session(args.inventory) as session:
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
         node = session.cluster.find(args.node)
         data = session.data(node)
         if args.command:
