@@ -6,6 +6,7 @@ what the previous steps of the same run did, and does nothing when already done.
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra import host
@@ -96,21 +97,40 @@ def rejoin(layout: Layout, conninfo: str, slot: str, rewind_conninfo: str, prima
     yield f"{SCRIPTS_DIR}/rejoin-replica " + " ".join(shlex.quote(a) for a in args)
 
 
+def synchronous_names(setting: str | None) -> list[str]:
+    """Standby names in a synchronous_standby_names value ('FIRST 1 ("a", b)', 'a, b', '*')."""
+    if not setting or not setting.strip():
+        return []
+    inner = re.search(r"\((.*)\)", setting)
+    text = inner.group(1) if inner else setting
+    return [name.strip().strip('"') for name in text.split(",") if name.strip()]
+
+
 @operation()
-def synchronous_override(suspend: bool, port: int = 5432):
-    """Suspend synchronous replication on this primary (ALTER SYSTEM SET ... = '') when no
-    synchronous standby can follow it, or lift that override again."""
+def synchronous_override(followers: list[str], port: int = 5432):
+    """Keep a (new) primary writable: when none of its synchronous standbys is among the
+    nodes that will follow it, suspend synchronous replication (ALTER SYSTEM SET ... = '');
+    when one of them follows again, lift that override. Decided on the live settings."""
     rows = host.get_fact(
         PgQuery,
-        sql="select setting from pg_file_settings where name = 'synchronous_standby_names' "
-            "and sourcefile like '%postgresql.auto.conf' and applied",
+        sql="select sourcefile like '%postgresql.auto.conf', setting from pg_file_settings "
+            "where name = 'synchronous_standby_names' and error is null order by seqno",
         port=port,
     )
-    overridden = bool(rows)
-    if suspend == overridden:
+    if rows is None:
         return
-    sql = ("ALTER SYSTEM SET synchronous_standby_names = ''" if suspend
-           else "ALTER SYSTEM RESET synchronous_standby_names")
+    configured = [setting for auto, setting in rows if auto == "f"]
+    overridden = any(auto == "t" for auto, _ in rows)
+    wanted = synchronous_names(configured[-1] if configured else "")
+    if not wanted:
+        return
+    available = bool(set(wanted) & set(followers)) or "*" in wanted
+    if available and overridden:
+        sql = "ALTER SYSTEM RESET synchronous_standby_names"
+    elif not available and not overridden:
+        sql = "ALTER SYSTEM SET synchronous_standby_names = ''"
+    else:
+        return
     yield psql_as_postgres(sql, port=port)
     yield psql_as_postgres("select pg_reload_conf()", port=port)
 
@@ -119,7 +139,9 @@ def synchronous_override(suspend: bool, port: int = 5432):
 def record_event(event: str, node_name: str, detail: str, database: str, schema: str,
                  port: int = 5432):
     """One row in <schema>.logs_replicacion and one line in the node's events log."""
-    sql = (f"insert into {schema}.logs_replicacion (evento, nodo, detalle) values "
+    # Local commit: recording an event must never wait for a synchronous standby.
+    sql = (f"set synchronous_commit = local; insert into {schema}.logs_replicacion "
+           f"(evento, nodo, detalle) values "
            f"({literal(event)}, {literal(node_name)}, {literal(detail)})")
     yield psql_as_postgres(sql, database=database, port=port)
     line = shlex.quote(f"{event} {node_name} {detail}")

@@ -8,6 +8,7 @@ changing command.
 from __future__ import annotations
 
 import weakref
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from pgcluster.errors import ClusterStateError
 from pgcluster.facts import PgNode
 from pgcluster.layout import Layout
 from pgcluster.model import Cluster, HostEntry, Node
+from pgcluster.sql import conninfo_value
 
 
 @dataclass
@@ -78,7 +80,8 @@ def decide(cluster: Cluster, live: Mapping[str, Mapping[str, Any]],
                 f"no primary is running and {names} all hold a primary's data directory: "
                 "start the node that is the current primary, then run the deploy again"
             )
-        primary = stopped_primaries[0] if stopped_primaries else cluster.inventory_primary
+        primary = (stopped_primaries[0] if stopped_primaries
+                   else _followed(cluster, live) or cluster.inventory_primary)
     if primary.host != cluster.inventory_primary.host:
         notes.append(
             f"the inventory names {cluster.inventory_primary.name} as primary but the live "
@@ -86,6 +89,20 @@ def decide(cluster: Cluster, live: Mapping[str, Mapping[str, Any]],
             "groups to match it)"
         )
     return Topology(cluster, primary, {k: dict(v) for k, v in live.items()}, notes)
+
+
+def _followed(cluster: Cluster, live: Mapping[str, Mapping[str, Any]]) -> Node | None:
+    """When no node that answers is a primary, the primary is the node the replicas follow
+    (their primary_conninfo), typically a lost one; None for a cluster not built yet."""
+    hosts = Counter(
+        conninfo_value(state.get("primary_conninfo"), "host")
+        for state in live.values() if state.get("running") and state.get("in_recovery")
+    )
+    for address, _ in hosts.most_common():
+        for node in cluster.nodes:
+            if node.address == address:
+                return node
+    return None
 
 
 _cache: weakref.WeakKeyDictionary[State, Topology] = weakref.WeakKeyDictionary()

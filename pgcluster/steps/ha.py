@@ -39,7 +39,6 @@ class Plan:
     followers: list[Node]  # reachable nodes to re-point at the new primary
     unreachable: list[Node] = field(default_factory=list)
     fence: bool = False  # stop the old primary first (--force on a running primary)
-    suspend_sync: bool = False
 
 
 def _reachable(topology: Topology) -> set[str]:
@@ -49,12 +48,6 @@ def _reachable(topology: Topology) -> set[str]:
 def _accepts_writes(topology: Topology, node: Node) -> bool:
     state = topology.live.get(node.host, {})
     return bool(state.get("running") and not state.get("in_recovery"))
-
-
-def _suspend_sync(new_primary: Node, followers: list[Node]) -> bool:
-    """Whether the new primary would wait for a synchronous standby that is not there."""
-    wanted = [n for n in host.data.get("synchronous_standbys") or [] if n != new_primary.name]
-    return bool(wanted) and not {f.name for f in followers} & set(wanted)
 
 
 def plan_failover() -> Plan:
@@ -101,7 +94,7 @@ def plan_failover() -> Plan:
     return Plan(
         topology=topology, old_primary=old, new_primary=target, followers=followers,
         unreachable=[n for n in topology.cluster.nodes if n.host not in reachable],
-        fence=fence, suspend_sync=_suspend_sync(target, followers),
+        fence=fence,
     )
 
 
@@ -131,8 +124,7 @@ def plan_switchover() -> Plan:
     others = [n for n in topology.replicas if n != target and n.host in reachable]
     followers = [*others, old]
     return Plan(topology=topology, old_primary=old, new_primary=target, followers=followers,
-                unreachable=[n for n in topology.cluster.nodes if n.host not in reachable],
-                suspend_sync=_suspend_sync(target, followers))
+                unreachable=[n for n in topology.cluster.nodes if n.host not in reachable])
 
 
 def _switchover_gates(topology: Topology, old: Node, target: Node) -> None:
@@ -221,7 +213,7 @@ def _new_primary_duties(plan: Plan, event: str, detail: str) -> None:
                     slot=node.slot, port=_port())
     only_if(here, promotion.synchronous_override,
             name="Suspend synchronous replication while no synchronous standby can follow",
-            suspend=plan.suspend_sync, port=_port())
+            followers=[n.name for n in plan.followers], port=_port())
     only_if(here, promotion.record_event,
             name=f"Record the {event} in logs_replicacion and the events log",
             event=event, node_name=plan.new_primary.name, detail=detail,
@@ -267,10 +259,9 @@ def rejoin(topology: Topology, node: Node) -> None:
             name=f"Replication slot {node.slot} for {node.name}", slot=node.slot, port=_port())
     _follow(topology.primary, me, here=me == node,
             reclone=flag(host.data.get("allow_reclone")))
-    wanted = [n for n in host.data.get("synchronous_standbys") or []
-              if n != topology.primary.name]
-    only_if(here_primary and bool(wanted), promotion.synchronous_override,
-            name="Lift a suspension of synchronous replication", suspend=False, port=_port())
+    only_if(here_primary, promotion.synchronous_override,
+            name="Lift a suspension of synchronous replication once its standby is back",
+            followers=[n.name for n in topology.replicas], port=_port())
     only_if(here_primary, operations.wait_for_replicas,
             name=f"{node.name} streams from {topology.primary.name}",
             application_names=[node.name],

@@ -13,7 +13,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from pgcluster import operations
+from pgcluster import operations, promotion
 from pgcluster.layout import Layout
 from pgcluster.operations import only_if
 from pgcluster.render import context, render
@@ -116,6 +116,12 @@ def initialise(topology: Topology) -> None:
         database=data["database_name"],
         schema=data["database_schema"],
         tables=SEED_TABLES,
+        port=port,
+    )
+    only_if(
+        here, promotion.synchronous_override,
+        name="Synchronous replication as configured (lift a failover's suspension)",
+        followers=[r.name for r in topology.replicas],
         port=port,
     )
     for replica in topology.replicas:

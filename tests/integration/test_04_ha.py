@@ -176,3 +176,35 @@ def test_switchover_under_a_writer_loses_no_committed_row(ha_lab: Lab, target_ro
     assert writer.first_ack_after(started, str(target.published_port)), "no write on new primary"
     assert writer.missing() == [], "committed rows lost in a switchover"
     assert streaming_from(ha_lab, target_role) == others(ha_lab, target.name)
+
+
+def test_synchronous_replication_survives_a_failover(ha_lab: Lab) -> None:
+    env = {"PGCLUSTER_LAB": ha_lab.source}
+    live = roles(ha_lab)
+    primary = next(n for n in ha_lab.nodes if live[n.name] == "PRIMARY")
+    other = next(n for n in ha_lab.nodes if n.role != "readonly" and n != primary)
+    sync = json.dumps([primary.name, other.name])
+    try:
+        deploy = run_pyinfra("inventory/docker.py", "deploys/cluster.py", "--data",
+                             f"synchronous_standbys={sync}", env=env)
+        assert deploy.returncode == 0, deploy.stderr[-3000:]
+        states = dict(query(primary, "select application_name, sync_state "
+                                     "from pg_stat_replication"))
+        assert states[other.name] == "sync"
+        subprocess.run(["docker", "kill", primary.name], check=True, capture_output=True)
+        result = pgcluster_cli(ha_lab, "failover", "--yes")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        # Its synchronous standby is gone: suspended, so the new primary takes writes.
+        assert query(other, "show synchronous_standby_names") == [("",)]
+        with connect(other) as conn:
+            conn.execute("insert into proyecto.logs_replicacion (evento, nodo) "
+                         "values ('test', 'sync-suspended')")
+        subprocess.run(["docker", "start", primary.name], check=True, capture_output=True)
+        rejoin = pgcluster_cli(ha_lab, "rejoin", primary.name, "--yes")
+        assert rejoin.returncode == 0, rejoin.stdout[-3000:] + rejoin.stderr[-3000:]
+        assert query(other, "show synchronous_standby_names") == [(f'FIRST 1 ("{primary.name}")',)]
+        wait_for(lambda: dict(query(other, "select application_name, sync_state from "
+                                           "pg_stat_replication")).get(primary.name) == "sync",
+                 timeout=30, what="the rejoined node back as the synchronous standby")
+    finally:
+        assert run_pyinfra("inventory/docker.py", "deploys/cluster.py", env=env).returncode == 0

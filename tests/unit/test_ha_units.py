@@ -89,3 +89,13 @@ def test_status_text_flags_problems() -> None:
     assert "db1" in text and "PRIMARY" in text and "UNREACHABLE" in text
     assert text.rstrip().endswith("- db2 is unreachable")
     assert report.as_dict()["nodes"][1]["reachable"] is False
+
+
+def test_synchronous_names_parsing() -> None:
+    from pgcluster.promotion import synchronous_names
+
+    assert synchronous_names("") == []
+    assert synchronous_names('FIRST 1 ("pg-standby", "pg-primary")') == ["pg-standby",
+                                                                           "pg-primary"]
+    assert synchronous_names("ANY 1 (a, b)") == ["a", "b"]
+    assert synchronous_names("a, b") == ["a", "b"]

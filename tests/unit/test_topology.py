@@ -41,3 +41,11 @@ def test_stopped_primary_is_still_the_primary() -> None:
 def test_two_stopped_primaries_are_ambiguous() -> None:
     with pytest.raises(ClusterStateError, match="no primary is running"):
         decide(cluster(), {"db1": STOPPED_PRIMARY, "db2": STOPPED_PRIMARY, "db3": STANDBY})
+
+
+def test_lost_primary_is_the_one_the_replicas_follow() -> None:
+    # After a failover db2 is primary; now db2 is lost: db1 and db3 still follow it.
+    follows_db2 = {**STANDBY, "primary_conninfo": "host=10.0.0.2 port=5432 user=replicator"}
+    topology = decide(cluster(), {"db1": follows_db2, "db3": follows_db2})
+    assert topology.primary.host == "db2"
+    assert [n.host for n in topology.replicas] == ["db1", "db3"]
