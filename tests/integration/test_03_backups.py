@@ -204,6 +204,20 @@ def test_restore_refuses_a_node_with_a_running_server(lab: Lab, pitr: dict[str, 
     assert query(lab.node("standby"), "select pg_is_in_recovery()") == [(True,)]
 
 
+def test_a_failed_restore_puts_the_previous_data_back(lab: Lab, pitr: dict[str, Any]) -> None:
+    before = rows(lab.scratch)
+    result = pgcluster("restore", "--name", f"no-such-point-{uuid.uuid4().hex[:6]}",
+                       "--force-node", lab.scratch.name)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "recovery ended before configured recovery target was reached" in output
+    assert "restore FAILED: the previous data directory is back" in output
+    assert "its server is running again" in output
+    wait_for(lambda: rows(lab.scratch) == before, timeout=30, what="the previous data served")
+    host = node_host(lab.scratch)
+    assert host.check_output("ls -d /var/lib/postgresql/15/main.failed-restore-* | wc -l") != "0"
+
+
 def test_previous_data_directories_are_kept(lab: Lab, pitr: dict[str, Any]) -> None:
     asides = node_host(lab.scratch).check_output(
         "ls -d /var/lib/postgresql/15/main.before-restore-*").split()
