@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api import FunctionCommand, Host, State, StringCommand, operation
 from pyinfra.api.exceptions import OperationError
 
 from pgcluster import scram
@@ -235,7 +235,7 @@ def backup_registry(sql_file: str, database: str, version: str, port: int = 5432
     )
 
 
-def _run_and_show(state, host, command: str, timeout: int | None = None) -> bool:
+def _run_and_show(state: State, host: Host, command: str, timeout: int | None = None) -> bool:
     """Run a job on the node with its output streamed to the pyinfra output (stderr)."""
     ok, _output = host.run_shell_command(StringCommand(command), print_output=True,
                                          _timeout=timeout)

@@ -42,6 +42,8 @@ def scripts(topology: Topology) -> None:
     # Created here so that root (restore-backup) never creates it first, owned by root.
     files.file(name=f"{log_dir}/backup.log", path=f"{log_dir}/backup.log", user="postgres",
                group="postgres", mode="640")
+    files.put(name="Log rotation of the backup logs", src=StringIO(render(
+        "logrotate/pgcluster.j2", ctx)), dest="/etc/logrotate.d/pgcluster", mode="644")
     files.directory(name="pgcluster scripts directory", path=SCRIPTS_DIR, mode="755")
     for script in SCRIPTS:
         files.put(
