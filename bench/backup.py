@@ -5,7 +5,7 @@ time.
 
     .venv/bin/python bench/backup.py [--scale 70] [--runs 3] [--keep]
 
-Uses its own one-node lab (bench/backup-lab.toml: pgbkbench-*, 172.26.0.0/16), destroyed
+Uses its own one-node lab (bench/backup-lab.toml: pgbkbench-*, 172.25.0.0/16), destroyed
 before and after, so no other lab is touched. Steps: build the lab and deploy; pgbench -i
 -s SCALE (about 15 MB per scale unit); then, alternating so both see the same page cache,
 RUNS x `tar -cf - DATADIR | gzip -6` (the same files pg_basebackup reads: without

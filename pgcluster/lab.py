@@ -59,7 +59,10 @@ class Lab:
         demand by deploys/scratch.py, removed by `pgcluster destroy`."""
         address = self.scratch_address or str(ipaddress.ip_network(self.subnet).network_address
                                                + 250)
-        port = self.scratch_port or max(n.published_port for n in self.nodes) + 1
+        # Published like the other nodes, next to them; a lab that publishes nothing (its
+        # nodes reached at their own addresses, like VMs) publishes no scratch port either.
+        ports = [n.published_port for n in self.nodes if n.published_port is not None]
+        port = self.scratch_port or (max(ports) + 1 if ports else None)
         return LabNode(name=f"{self.prefix}-scratch", role="scratch", address=address,
                        published_port=port, data_volume=f"{self.prefix}-scratch-data")
 

@@ -13,6 +13,7 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FunctionCommand, Host, State, StringCommand, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.exceptions import OperationError
 
 from pgcluster import scram
@@ -236,9 +237,14 @@ def backup_registry(sql_file: str, database: str, version: str, port: int = 5432
 
 
 def _run_and_show(state: State, host: Host, command: str, timeout: int | None = None) -> bool:
-    """Run a job on the node with its output streamed to the pyinfra output (stderr)."""
+    """Run a job on the node with its output streamed to the pyinfra output (stderr), with
+    the host's connector arguments as an operation's command gets them (`_sudo` for an SSH
+    user that is not root, ...): the scripts need root or postgres."""
+    arguments, _ = pop_global_arguments(state, host, {"_timeout": timeout})
+    connector_arguments = {key: value for key, value in arguments.items()
+                           if key in CONNECTOR_ARGUMENT_KEYS}
     ok, _output = host.run_shell_command(StringCommand(command), print_output=True,
-                                         _timeout=timeout)
+                                         **connector_arguments)
     return ok
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pgcluster.backups import REGISTRY_TABLE, Repository, mismatches
@@ -50,10 +52,24 @@ def human(size: int | str | None) -> str:
     return f"{value:.1f} TiB"
 
 
+@contextmanager
+def reachable_only() -> Iterator[None]:
+    """While reading the inventory, a stopped lab node is an unreachable host, not an error
+    (PGCLUSTER_ALLOW_DOWN=1 for inventory/docker.py); the environment is restored after."""
+    old = os.environ.get("PGCLUSTER_ALLOW_DOWN")
+    os.environ["PGCLUSTER_ALLOW_DOWN"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PGCLUSTER_ALLOW_DOWN", None)
+        else:
+            os.environ["PGCLUSTER_ALLOW_DOWN"] = old
+
+
 def gather(inventory: str) -> dict[str, Any]:
     """Registry rows, the repository on disk and the archiver, read from the live cluster."""
-    os.environ.setdefault("PGCLUSTER_ALLOW_DOWN", "1")  # list what is reachable
-    with Session(inventory) as session:
+    with reachable_only(), Session(inventory) as session:
         topology = session.topology()
         running = [n for n in session.cluster.nodes
                    if session.reachable(n) and topology.live.get(n.host, {}).get("running")]

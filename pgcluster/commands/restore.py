@@ -6,9 +6,9 @@ the node reached."""
 from __future__ import annotations
 
 import argparse
-import os
 
 from pgcluster.cli import confirm, run_deploy
+from pgcluster.commands.backup import reachable_only
 from pgcluster.errors import ConfigError
 from pgcluster.lab import load_lab
 from pgcluster.remote import Session
@@ -29,8 +29,7 @@ def deploy_env(args: argparse.Namespace) -> dict[str, str]:
 
 def report(inventory: str, node_name: str | None) -> None:
     """Print what the node says it reached (restore-backup's last-restore file)."""
-    os.environ.setdefault("PGCLUSTER_ALLOW_DOWN", "1")
-    with Session(inventory) as session:
+    with reachable_only(), Session(inventory) as session:
         node = session.cluster.find(node_name) if node_name else session.cluster.nodes[0]
         log_dir = session.data(node)["backup_log_dir"]
         ok, out, _ = session.run(node, f"cat {log_dir}/last-restore")
