@@ -38,6 +38,19 @@ wal_log_hints = True  # lets pg_rewind rejoin a failed primary instead of a full
 # Replicas fetch WAL from the archive when streaming cannot serve it (lab: shared volume).
 restore_from_archive = True
 replica_wait_timeout = 180  # seconds the deploy waits for a new replica to stream
+# Synchronous replication, off by default as in the seed. List the node names that may
+# confirm a commit (e.g. ["postgresql-standby", "postgresql-primary"]: the promotable
+# nodes); each node then waits for the first of the others that streams. Zero committed
+# rows are lost on failover, at the price of writes waiting for that standby. A failover
+# that leaves no such standby suspends it (ALTER SYSTEM) until `pgcluster rejoin`.
+synchronous_standbys: list = []
+synchronous_commit = "on"  # with synchronous_standbys: on = flushed on the standby
+
+# ----------------------------------------------------------------- Failover, switchover
+switchover_max_lag_bytes = 16 * 1024 * 1024  # switchover refuses a target further behind
+switchover_max_xact_seconds = 60  # ... or a primary with transactions open this long
+promote_timeout = 60  # seconds pg_promote() may take to finish recovery
+status_max_lag_bytes = 64 * 1024 * 1024  # status: a replica further behind is unhealthy
 
 # ------------------------------------------------------------------------ WAL archiving
 archive_mode = "on"  # archives on the primary; a promoted standby takes over archiving
@@ -89,6 +102,10 @@ admin_user = "admin"  # the seed's superuser for administration
 admin_password = environ.get("PGCLUSTER_ADMIN_PASSWORD")
 replication_user = "replicator"  # REPLICATION only: streams WAL, takes base backups
 replication_password = environ.get("PGCLUSTER_REPLICATION_PASSWORD")
+# pg_rewind's role on the new primary when a failed primary rejoins: LOGIN to database
+# postgres only, with EXECUTE on the four file functions pg_rewind needs; not a superuser.
+rewind_user = "rewinder"
+rewind_password = environ.get("PGCLUSTER_REWIND_PASSWORD")
 
 # ------------------------------------------------------------- The seed's application data
 database_name = "proyecto_db"

@@ -9,6 +9,7 @@ from os import environ
 
 admin_password = environ.get("PGCLUSTER_ADMIN_PASSWORD", "admin123")  # lab default (seed)
 replication_password = environ.get("PGCLUSTER_REPLICATION_PASSWORD", "replica123")  # lab default
+rewind_password = environ.get("PGCLUSTER_REWIND_PASSWORD", "rewind123")  # lab default
 
 shared_buffers = "64MB"  # three nodes share one laptop
 max_slot_wal_keep_size = "1GB"  # the lab's disk is the laptop's disk

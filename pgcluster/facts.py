@@ -63,6 +63,16 @@ _NODE_SQL = " union all ".join(
         "select 'sender_port=' || coalesce(sender_port::text, '') from pg_stat_wal_receiver",
         "select 'primary_conninfo=' || current_setting('primary_conninfo')",
         "select 'primary_slot_name=' || current_setting('primary_slot_name')",
+        "select 'current_lsn=' || pg_current_wal_lsn() where not pg_is_in_recovery()",
+        # A primary's timeline is the one its current WAL file is named after.
+        "select 'timeline=' || ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
+        "::bit(32)::int where not pg_is_in_recovery()",
+        "select 'receive_lsn=' || pg_last_wal_receive_lsn() where pg_is_in_recovery()",
+        # A standby's timeline: the newest one among its WAL files (the checkpoint's lags).
+        "select 'timeline=' || max(('x' || substr(name, 1, 8))::bit(32)::int) "
+        "from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$' and pg_is_in_recovery()",
+        "select 'replay_lsn=' || pg_last_wal_replay_lsn() where pg_is_in_recovery()",
+        "select 'replay_paused=' || pg_is_wal_replay_paused()::int where pg_is_in_recovery()",
     ]
 )
 
@@ -86,7 +96,8 @@ class PgNode(FactBase):
                 f'{bindir}/pg_controldata "$D" 2>/dev/null | sed -n '
                 "-e 's/^Database system identifier: *\\(.*\\)/system_identifier=\\1/p' "
                 "-e 's/^Database cluster state: *\\(.*\\)/cluster_state=\\1/p' "
-                "-e \"s/^Latest checkpoint's TimeLineID: *\\(.*\\)/timeline=\\1/p\"; fi",
+                "-e \"s/^Latest checkpoint's TimeLineID: *\\(.*\\)/timeline=\\1/p\" "
+                "-e 's/^Latest checkpoint location: *\\(.*\\)/checkpoint_lsn=\\1/p'; fi",
                 f"if {server_up_test(port)}; then "
                 f"{psql_as_postgres(_NODE_SQL, 'postgres', port)} 2>/dev/null "
                 "|| echo running=0; else echo running=0; fi",
@@ -103,7 +114,8 @@ class PgNode(FactBase):
         state: dict[str, Any] = {key: raw.get(key) == "1" for key in flags}
         for key in ("system_identifier", "cluster_state", "timeline", "receiver_status",
                     "receiver_timeline", "sender_host", "sender_port", "primary_conninfo",
-                    "primary_slot_name"):
+                    "primary_slot_name", "checkpoint_lsn", "current_lsn", "receive_lsn",
+                    "replay_lsn", "replay_paused"):
             state[key] = raw.get(key) or None
         if not state["running"]:
             # A stopped node's role is what its data directory says.
@@ -126,3 +138,11 @@ class BackupRepository(FactBase):
 
     def default(self) -> Repository:
         return Repository()
+
+
+def lsn(text: str | None) -> int | None:
+    """An LSN ('16/B374D848') as a number, for comparisons; None stays None."""
+    if not text:
+        return None
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)

@@ -29,8 +29,10 @@ class LabNode:
     name: str
     role: str
     address: str
-    published_port: int
     data_volume: str
+    # Port on bind_address of the control machine mapped to the node's 5432. None publishes
+    # nothing: the node is then reached at its own address only, like a VM (lab/ssh.toml).
+    published_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Lab:
     base_image: str
     backups_volume: str
     nodes: tuple[LabNode, ...]
+    source: str = DEFAULT_LAB  # what PGCLUSTER_LAB was set to (a name or a .toml path)
     scratch_address: str | None = None  # optional in the lab file; default: subnet .250
     scratch_port: int | None = None  # optional; default: the highest published port + 1
 
@@ -81,11 +84,14 @@ class Lab:
         raise KeyError(name_or_role)
 
 
+def lab_selector(name: str | None = None) -> str:
+    return name or os.environ.get("PGCLUSTER_LAB") or DEFAULT_LAB
+
+
 def lab_path(name: str | None = None) -> Path:
-    name = name or os.environ.get("PGCLUSTER_LAB") or DEFAULT_LAB
-    path = Path(name)
+    path = Path(lab_selector(name))
     if path.suffix != ".toml":
-        path = LAB_DIR / f"{name}.toml"
+        path = LAB_DIR / f"{path}.toml"
     return path
 
 
@@ -107,6 +113,7 @@ def load_lab(name: str | None = None) -> Lab:
         nodes=tuple(LabNode(**node) for node in raw["nodes"]),
         scratch_address=raw.get("scratch_address"),
         scratch_port=raw.get("scratch_port"),
+        source=lab_selector(name),
     )
     _check(lab, path)
     return lab
@@ -196,7 +203,8 @@ def run_arguments(lab: Lab, node: LabNode, cgroup: str) -> list[str]:
         "--hostname", node.name,
         "--network", lab.network,
         "--ip", node.address,
-        "--publish", f"{lab.bind_address}:{node.published_port}:5432",
+        *(["--publish", f"{lab.bind_address}:{node.published_port}:5432"]
+          if node.published_port is not None else []),
         "--volume", f"{node.data_volume}:{DATA_MOUNT}",
         "--volume", f"{lab.backups_volume}:{BACKUPS_MOUNT}",
         "--label", f"pgcluster.lab={lab.name}",

@@ -129,6 +129,29 @@ def role(
 
 
 @operation()
+def grant_execute(role: str, functions: list[str], port: int = 5432):
+    """EXECUTE on these functions (signatures like 'pg_catalog.pg_ls_dir(text, boolean,
+    boolean)') for the role, granted only where it is missing."""
+    checks = ", ".join(
+        f"has_function_privilege({literal(role)}, {literal(f)}, 'EXECUTE')" for f in functions
+    )
+    rows = _query(f"select {checks}", port=port)
+    if rows and all(value == "t" for value in rows[0]):
+        return
+    for function in functions:
+        yield psql_as_postgres(f"GRANT EXECUTE ON FUNCTION {function} TO {ident(role)}", port=port)
+
+
+@operation()
+def grant_role(role: str, member_of: str, port: int = 5432):
+    rows = _query(f"select pg_has_role({literal(role)}, {literal(member_of)}, 'MEMBER')",
+                  port=port)
+    if rows and rows[0][0] == "t":
+        return
+    yield psql_as_postgres(f"GRANT {ident(member_of)} TO {ident(role)}", port=port)
+
+
+@operation()
 def database(database: str, owner: str, encoding: str = "UTF8", port: int = 5432):
     rows = _query(f"select 1 from pg_database where datname = {literal(database)}", port=port)
     if rows:
@@ -168,27 +191,26 @@ def replication_slot(slot: str, port: int = 5432):
 
 
 @operation()
-def clone_replica(layout: Layout, primary_address: str, primary_port: int, slot: str,
-                  port: int = 5432):
-    """Make this node a streaming replica of the primary, when it is not one already."""
+def clone_replica(layout: Layout, conninfo: str, slot: str, port: int = 5432):
+    """Make this node a streaming replica of the primary `conninfo` names, when it is not
+    one already."""
+    primary_address = conninfo_value(conninfo, "host")
     node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
     if node.get("running"):
         following = conninfo_value(node.get("primary_conninfo"), "host")
         if not node.get("in_recovery"):
             raise OperationError(
                 f"{host.name} runs as a primary; refusing to make it a replica of "
-                f"{primary_address}. If it is a failed old primary, rejoin it as a standby."
+                f"{primary_address}. If it is a failed old primary, stop it and run "
+                "`pgcluster rejoin`."
             )
         if following == primary_address:
             return
         raise OperationError(
             f"{host.name} is a running standby of {following or 'nothing'}, not of the "
-            f"primary {primary_address}: re-point it (failover/rejoin), not a re-clone"
+            f"primary {primary_address}: re-point it with `pgcluster rejoin`, not a re-clone"
         )
-    yield " ".join(
-        [f"{SCRIPTS_DIR}/clone-replica", shlex.quote(primary_address), str(primary_port),
-         shlex.quote(slot)]
-    )
+    yield f"{SCRIPTS_DIR}/clone-replica {shlex.quote(conninfo)} {shlex.quote(slot)}"
 
 
 @operation()

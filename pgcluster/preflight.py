@@ -8,6 +8,7 @@ every problem listed before any connection is made.
 
 from __future__ import annotations
 
+import ast
 import runpy
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,15 +20,26 @@ from pgcluster.model import Cluster, HostEntry
 from pgcluster.validate import check
 
 
+def _imported_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
+    return names
+
+
 def load_group_data(group: str, directory: Path = GROUP_DATA_DIR) -> dict[str, Any]:
+    """A group data file's values, as pyinfra reads them (imported names are not data)."""
     path = directory / f"{group}.py"
     if not path.is_file():
         return {}
     values = runpy.run_path(str(path))
+    imported = _imported_names(path)
     return {
         key: value
         for key, value in values.items()
-        if not key.startswith("_") and not isinstance(value, ModuleType) and not callable(value)
+        if not key.startswith("__") and key not in imported
+        and not isinstance(value, ModuleType) and not callable(value)
     }
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import gevent
 from pyinfra.api import Config, Host, State
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
@@ -33,8 +34,10 @@ T = TypeVar("T")
 
 
 class Session:
-    def __init__(self, inventory: str = "inventory/docker.py"):
+    def __init__(self, inventory: str = "inventory/docker.py",
+                 env: dict[str, str] | None = None):
         self.inventory_path = inventory
+        self.env = env or {}  # environment the inventory file is read with
         self.state: State | None = None
 
     def __enter__(self) -> Session:
@@ -47,11 +50,18 @@ class Session:
         config = Config()
         ctx_config.set(config)
         old_cwd = os.getcwd()
+        old_env = {key: os.environ.get(key) for key in self.env}
         os.chdir(REPO_ROOT)  # group_data/ is found relative to the working directory
+        os.environ.update(self.env)
         try:
             inventory = make_inventory(str(path), cwd=str(REPO_ROOT))
         finally:
             os.chdir(old_cwd)
+            for key, value in old_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         ctx_inventory.set(inventory)
         state.init(inventory, config)
         connect_all(state)
@@ -89,8 +99,15 @@ class Session:
     # ----------------------------------------------------------------------- commands
 
     def run(self, node: Node, command: str, timeout: int | None = None) -> tuple[bool, str, str]:
-        """Run a shell command on the node (as the connecting user, root in the lab)."""
-        ok, output = self.host(node).run_shell_command(command, _timeout=timeout)
+        """Run a shell command on the node as pyinfra runs an operation's or a fact's: with
+        the host's own connector arguments from its data (`_sudo` for an SSH user that is
+        not root, `_sudo_password`, `_su_user`, ...), which Host.run_shell_command alone
+        would drop. So a command runs as root in the lab and through sudo on a VM."""
+        host = self.host(node)
+        arguments, _ = pop_global_arguments(self.state, host, {"_timeout": timeout})
+        connector_arguments = {key: value for key, value in arguments.items()
+                               if key in CONNECTOR_ARGUMENT_KEYS}
+        ok, output = host.run_shell_command(command, **connector_arguments)
         return ok, "\n".join(output.stdout_lines), "\n".join(output.stderr_lines)
 
     def node_state(self, node: Node) -> dict[str, Any]:

@@ -43,13 +43,21 @@ def cluster_of(inventory: Inventory) -> Cluster:
     )
 
 
-def decide(cluster: Cluster, live: Mapping[str, Mapping[str, Any]]) -> Topology:
-    """Pick the primary from live node states (pure: unit-tested without hosts)."""
+def decide(cluster: Cluster, live: Mapping[str, Mapping[str, Any]],
+           strict: bool = True) -> Topology:
+    """Pick the primary from live node states (pure: unit-tested without hosts).
+
+    With strict=False (stopping nodes, the way out of a split brain) two running primaries
+    are reported in the notes instead of refused, and the inventory's primary is taken."""
     running_primaries = [
         n for n in cluster.nodes
         if live.get(n.host, {}).get("running") and not live[n.host].get("in_recovery")
     ]
     notes: list[str] = []
+    if len(running_primaries) > 1 and not strict:
+        names = " and ".join(n.name for n in running_primaries)
+        return Topology(cluster, cluster.inventory_primary, {k: dict(v) for k, v in live.items()},
+                        [f"split brain: {names} both accept writes"])
     if len(running_primaries) > 1:
         names = " and ".join(n.name for n in running_primaries)
         raise ClusterStateError(
@@ -84,12 +92,12 @@ _cache: weakref.WeakKeyDictionary[State, Topology] = weakref.WeakKeyDictionary()
 _lock = gevent.lock.RLock()
 
 
-def current(state: State) -> Topology:
+def current(state: State, strict: bool = True) -> Topology:
     """The live topology for this run, read once from every host and shared by all."""
     with _lock:
         if state not in _cache:
             live = {h.name: _node_state(h) for h in state.inventory.iter_activated_hosts()}
-            topology = decide(cluster_of(state.inventory), live)
+            topology = decide(cluster_of(state.inventory), live, strict=strict)
             for note in topology.notes:
                 logger.warning(f"pgcluster: {note}")
             _cache[state] = topology

@@ -20,10 +20,12 @@ from pgcluster.model import (
 from pgcluster.sql import is_plain_identifier
 
 SUPPORTED_VERSIONS = (15,)
-IDENTIFIERS = ("database_name", "database_schema", "admin_user", "replication_user")
+IDENTIFIERS = ("database_name", "database_schema", "admin_user", "replication_user",
+               "rewind_user")
 REQUIRED_SECRETS = {
     "admin_password": "PGCLUSTER_ADMIN_PASSWORD",
     "replication_password": "PGCLUSTER_REPLICATION_PASSWORD",
+    "rewind_password": "PGCLUSTER_REWIND_PASSWORD",
 }
 
 
@@ -181,9 +183,18 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
                     f"{key} = {value!r} is not a plain SQL identifier: use lower-case "
                     "letters, digits and _ (starting with a letter or _), at most 63"
                 )
-    if {e.data.get("admin_user") for e in entries} & {e.data.get("replication_user")
-                                                      for e in entries}:
-        found.append("admin_user and replication_user must be different roles")
+    roles = [{e.data.get(key) for e in entries}
+             for key in ("admin_user", "replication_user", "rewind_user")]
+    if roles[0] & roles[1] or roles[0] & roles[2] or roles[1] & roles[2]:
+        found.append("admin_user, replication_user and rewind_user must be different roles")
+    names = {n.name for n in cluster.nodes}
+    for entry in entries:
+        unknown = [s for s in entry.data.get("synchronous_standbys") or [] if s not in names]
+        if unknown:
+            found.append(
+                f"synchronous_standbys on {entry.name} names {', '.join(unknown)}, not nodes "
+                f"of this cluster ({', '.join(sorted(names))})"
+            )
     node_names = [n.name for n in cluster.nodes]
     duplicates = sorted({n for n in node_names if node_names.count(n) > 1})
     if duplicates:

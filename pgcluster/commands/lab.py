@@ -25,9 +25,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"\nLab '{lab.name}': network {lab.network} ({lab.subnet})")
     print(f"{'node':<22}{'role':<10}{'address':<15}connect from this machine")
     for node in lab.nodes:
-        url = f"psql -h {lab.bind_address} -p {node.published_port} -U admin -d proyecto_db"
+        if node.published_port is None:  # reached at its own address, like a VM
+            url = f"psql -h {node.address} -U admin -d proyecto_db"
+        else:
+            url = f"psql -h {lab.bind_address} -p {node.published_port} -U admin -d proyecto_db"
         print(f"{node.name:<22}{node.role:<10}{node.address:<15}{url}")
-    print("\nLab passwords (documented defaults): admin/admin123, replicator/replica123.")
+    if all(node.published_port is None for node in lab.nodes):
+        # SSH stand-ins are deployed through an SSH inventory: no lab defaults apply.
+        print("\nPasswords: those exported as PGCLUSTER_ADMIN_PASSWORD, "
+              "PGCLUSTER_REPLICATION_PASSWORD and PGCLUSTER_REWIND_PASSWORD for the deploy.")
+    else:
+        print("\nLab passwords (documented defaults): admin/admin123, replicator/replica123.")
     print("Writes go to the primary; the standby and the read-only replica answer reads.")
     return 0
 

@@ -9,11 +9,12 @@ from pgcluster.topology import Topology, current
 from pgcluster.validate import check
 
 
-def cluster() -> Topology:
+def cluster(strict: bool = True) -> Topology:
     """Validate the whole inventory (again: any inventory may be used, not only ours),
-    then read who is primary from the nodes. Raises before any operation is planned."""
+    then read who is primary from the nodes. Raises before any operation is planned;
+    split brain too, unless strict=False (only for stopping nodes)."""
     check(HostEntry(h.name, tuple(h.groups), h.data.dict()) for h in inventory)
-    return current(host.state)
+    return current(host.state, strict=strict)
 
 
 def this_node(topology: Topology):

@@ -7,7 +7,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files
+from pyinfra.operations import files, systemd
 
 from pgcluster import operations
 from pgcluster.layout import PGPASS, SCRIPTS_DIR, Layout
@@ -23,7 +23,7 @@ CONFIG_FILES = {
     "postgresql/pg_ctl.conf.j2": ("pg_ctl.conf", "644"),
     "postgresql/environment.j2": ("environment", "644"),
 }
-SCRIPTS = ("archive-wal", "restore-wal", "clone-replica")
+SCRIPTS = ("archive-wal", "restore-wal", "clone-replica", "rejoin-replica", "start-guard")
 
 
 @deploy("Configure PostgreSQL")
@@ -63,6 +63,13 @@ def postgresql(topology: Topology) -> None:
         group="postgres",
         mode="600",
     )
+    guard = files.put(
+        name=f"Split-brain start guard for {layout.service}",
+        src=StringIO(render("systemd/postgresql-guard.conf.j2", ctx)),
+        dest=f"/etc/systemd/system/{layout.service}.service.d/pgcluster-guard.conf",
+        mode="644",
+    )
+    systemd.daemon_reload(name="Reload systemd units", _if=guard.did_change)
     for path, mode in ((data["backup_root"], "755"), (data["wal_archive_dir"], "750")):
         files.directory(name=f"Directory {path}", path=path, user="postgres",
                         group="postgres", mode=mode)

@@ -126,8 +126,10 @@ def build(lab: Lab | None = None) -> None:
     for name in lab.volumes:
         volume(name=f"Volume {name}", volume_name=name)
     for node in lab.nodes:
-        container(name=f"Container {node.name} ({node.role}, {node.address}, "
-                  f"{lab.bind_address}:{node.published_port})", lab=lab, node=node)
+        published = (f", {lab.bind_address}:{node.published_port}"
+                     if node.published_port is not None else "")
+        container(name=f"Container {node.name} ({node.role}, {node.address}{published})",
+                  lab=lab, node=node)
 
 
 @deploy("Create the lab's scratch node")
@@ -137,5 +139,7 @@ def scratch(lab: Lab | None = None) -> None:
     lab = lab or load_lab()
     node = lab.scratch
     volume(name=f"Volume {node.data_volume}", volume_name=node.data_volume)
-    container(name=f"Container {node.name} (scratch, {node.address}, "
-              f"{lab.bind_address}:{node.published_port})", lab=lab, node=node)
+    published = (f", {lab.bind_address}:{node.published_port}"
+                 if node.published_port is not None else "")
+    container(name=f"Container {node.name} (scratch, {node.address}{published})", lab=lab,
+              node=node)

@@ -19,6 +19,13 @@ from pgcluster.operations import only_if
 from pgcluster.render import context, render
 from pgcluster.topology import Topology
 
+# What pg_rewind needs from a source server when it is not a superuser (PostgreSQL docs).
+REWIND_FUNCTIONS = [
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+]
 SEED_SQL = "/etc/pgcluster/seed.sql"
 SEED_TABLES = ["usuarios", "logs_replicacion"]
 
@@ -63,6 +70,27 @@ def initialise(topology: Topology) -> None:
         port=port,
     )
     only_if(
+        here, operations.role,
+        name=f"Role {data['rewind_user']} (for pg_rewind)",
+        role=data["rewind_user"],
+        password=data["rewind_password"],
+        port=port,
+    )
+    only_if(
+        here, operations.grant_execute,
+        name=f"{data['rewind_user']} may read files as pg_rewind needs",
+        role=data["rewind_user"],
+        functions=REWIND_FUNCTIONS,
+        port=port,
+    )
+    only_if(
+        here, operations.grant_role,
+        name=f"{data['rewind_user']} may CHECKPOINT a just-promoted primary (pg_checkpoint)",
+        role=data["rewind_user"],
+        member_of="pg_checkpoint",
+        port=port,
+    )
+    only_if(
         here, operations.database,
         name=f"Database {data['database_name']}",
         database=data["database_name"],
@@ -70,16 +98,12 @@ def initialise(topology: Topology) -> None:
         encoding=data["initdb_encoding"],
         port=port,
     )
-    only_if(
-        here, files.directory,
-        name="pgcluster configuration directory",
-        path="/etc/pgcluster",
-        mode="755",
-    )
-    only_if(
-        here, files.put,
+    # On every node, identical: any node may be the primary that seeds a new database.
+    files.directory(name="pgcluster configuration directory", path="/etc/pgcluster", mode="755")
+    seed_ctx = context(data, topology.cluster.inventory_primary, topology.cluster)
+    files.put(
         name="Seed SQL (schema and sample data)",
-        src=StringIO(render("sql/seed.sql.j2", context(data, topology.primary, topology.cluster))),
+        src=StringIO(render("sql/seed.sql.j2", seed_ctx)),
         dest=SEED_SQL,
         user="postgres",
         group="postgres",

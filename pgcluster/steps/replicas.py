@@ -14,6 +14,7 @@ from pyinfra.operations import systemd
 from pgcluster import operations
 from pgcluster.layout import Layout
 from pgcluster.operations import only_if
+from pgcluster.replication import primary_conninfo
 from pgcluster.topology import Topology
 
 
@@ -27,8 +28,7 @@ def clone(topology: Topology) -> None:
         replica, operations.clone_replica,
         name=f"Clone replicas from {topology.primary.name} (pg_basebackup) where needed",
         layout=layout,
-        primary_address=topology.primary.address,
-        primary_port=topology.primary.port,
+        conninfo=primary_conninfo(topology.primary, me, data),
         slot=me.slot,
         port=int(data["postgresql_port"]),
     )

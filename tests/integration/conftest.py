@@ -5,7 +5,9 @@ it with the same commands a user runs.
 PGCLUSTER_TEST_LAB names another lab definition for the suite (a lab/<name>.toml or a
 path), so that two checkouts can run their suites side by side. PGCLUSTER_TEST_REUSE=1
 keeps an existing test lab instead of rebuilding it from scratch (faster while
-developing); PGCLUSTER_TEST_KEEP=1 leaves it running afterwards.
+developing); PGCLUSTER_TEST_KEEP=1 leaves it running afterwards. The same holds for the
+SSH stand-ins (`ssh_cluster`, tests/integration/sshlab.py; PGCLUSTER_TEST_SSH_LAB names
+their lab definition).
 Docker is required: without it these tests fail, they are never skipped.
 """
 
@@ -24,6 +26,7 @@ import testinfra
 
 from pgcluster.lab import Lab, LabNode, docker_available, load_lab
 from tests.conftest import REPO, run_pyinfra
+from tests.integration.sshlab import SSH_LAB_NAME, SshCluster, built_ssh_cluster
 
 LAB_NAME = os.environ.get("PGCLUSTER_TEST_LAB", "test")
 LAB_ENV = {"PGCLUSTER_LAB": LAB_NAME}
@@ -104,3 +107,24 @@ def streaming(lab: Lab) -> dict[str, str]:
 def all_streaming(lab: Lab) -> bool:
     states = streaming(lab)
     return all(states.get(n.name) == "streaming" for n in lab.nodes if n.role != "primary")
+
+
+@pytest.fixture(scope="session")
+def ha_lab() -> Iterator[Lab]:
+    """A lab of its own for failover, switchover and rejoin (they change the primary)."""
+    yield from built_lab(os.environ.get("PGCLUSTER_TEST_HA_LAB", "ha"))
+
+
+def pgcluster_cli(lab: Lab, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m pgcluster ARGS` against a lab, as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "pgcluster", *args], cwd=REPO,
+                          env={**os.environ, "PGCLUSTER_LAB": lab.source},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster]:
+    """The SSH stand-ins for VMs (lab/ssh.toml) with the cluster deployed on them over SSH,
+    as a non-root user with sudo; see tests/integration/sshlab.py."""
+    yield from built_ssh_cluster(SSH_LAB_NAME, tmp_path_factory.mktemp("ssh-standins"),
+                                 destroy_lab)

@@ -122,7 +122,8 @@ def test_no_trust_and_scram_everywhere_on_the_network(lab: Lab, role: str) -> No
     assert all(method != "trust" for _, _, method in rules)
     network = [(user, method) for kind, user, method in rules if kind != "local"]
     assert {method for _, method in network} == {"scram-sha-256", "reject"}
-    assert [user for user, method in network if method == "reject"] == [["replicator"]]
+    assert [user for user, method in network if method == "reject"] == [["replicator"],
+                                                                         ["rewinder"]]
     assert ("local", ["postgres"], "peer") in rules
 
 

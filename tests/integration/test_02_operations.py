@@ -71,9 +71,9 @@ def test_docker_restart_of_the_primary_comes_back_and_replicas_reconnect(lab: La
 
 def test_clone_refuses_a_running_server(lab: Lab) -> None:
     host = node_host(lab.node("standby"))
-    primary = lab.node("primary").address
+    conninfo = f"host={lab.node('primary').address} port=5432 user=replicator"
     slot = slot_name(lab.node("standby").name)
-    result = host.run(f"/usr/local/lib/pgcluster/clone-replica {primary} 5432 {slot}")
+    result = host.run(f"/usr/local/lib/pgcluster/clone-replica '{conninfo}' {slot}")
     assert result.rc == 2
     assert "refusing" in result.stderr and "running server" in result.stderr
     assert host.file("/var/lib/postgresql/15/main/PG_VERSION").exists

@@ -8,7 +8,8 @@ from pgcluster.model import Cluster, HostEntry
 from pgcluster.preflight import load_group_data
 
 ALL = load_group_data("all")
-SECRETS = {"admin_password": "s3cret-admin", "replication_password": "s3cret-repl"}
+SECRETS = {"admin_password": "s3cret-admin", "replication_password": "s3cret-repl",
+           "rewind_password": "s3cret-rewind"}
 
 
 def entry(name: str, role: str | None, **data: Any) -> HostEntry:

@@ -78,3 +78,10 @@ def test_each_lab_has_its_own_scratch_node(name: str) -> None:
 def test_destroy_can_remove_only_the_scratch_node() -> None:
     args = build_parser().parse_args(["destroy", "--scratch", "--yes"])
     assert args.func is lab.cmd_destroy and args.scratch
+
+
+def test_a_lab_that_publishes_nothing_has_an_unpublished_scratch_node() -> None:
+    lab_def = load_lab("ssh")  # nodes reached at their own addresses, like VMs
+    assert all(n.published_port is None for n in lab_def.nodes)
+    assert lab_def.scratch.published_port is None
+    assert lab_def.scratch.name == "pgssh-scratch"

@@ -14,7 +14,8 @@ from tests.unit.helpers import ALL, cluster
 
 def rendered(template: str, node: str = "db1", **data) -> str:
     c = cluster(**data)
-    entry_data = {**ALL, **data, "admin_password": "a", "replication_password": "r:p\\w"}
+    entry_data = {**ALL, **data, "admin_password": "a", "replication_password": "r:p\\w",
+                  "rewind_password": "rw"}
     return render(template, context(entry_data, c.node(node), c))
 
 
@@ -99,8 +100,8 @@ def test_pgvalue() -> None:
 
 
 def test_pgpass_escapes_separators() -> None:
-    line = rendered("postgresql/pgpass.j2").splitlines()[-1]
-    assert line == "*:*:replication:replicator:r\\:p\\\\w"
+    lines = rendered("postgresql/pgpass.j2").splitlines()[-2:]
+    assert lines == ["*:*:replication:replicator:r\\:p\\\\w", "*:*:postgres:rewinder:rw"]
 
 
 def test_seed_sql_inserts_the_five_users_only_into_an_empty_table() -> None:

@@ -1,0 +1,14 @@
+"""Stop or start PostgreSQL on the cluster or some nodes, primary first.
+
+    pyinfra -y inventory/docker.py deploys/service.py --data service_action=stop|start
+                                                      [--data service_nodes=NODE,NODE]
+"""
+
+from pyinfra import host
+
+from pgcluster.steps import check, ha
+
+action = str(host.data.get("service_action"))
+# Stopping a node is the way out of a split brain, so it is the one change allowed then.
+topology = check.cluster(strict=action != "stop")
+ha.service(topology, action, ha.nodes_from_data(topology))

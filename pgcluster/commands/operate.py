@@ -1,0 +1,306 @@
+"""Operator commands: status, monitor, failover, switchover, rejoin, logs, psql, stop, start.
+
+Read-only commands use a remote.Session; commands that change the cluster run the
+deploys in deploys/ (so `pyinfra INVENTORY deploys/failover.py ...` does the same), limited
+to the hosts that answer, so a lost node never fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from pgcluster.cli import confirm, run_deploy
+from pgcluster.lab import container_status
+from pgcluster.layout import Layout
+from pgcluster.remote import Session
+from pgcluster.status import Report, collect, render, require_single_primary
+
+# Stopped lab containers are unreachable hosts for these commands, not a reason to refuse.
+ALLOW_DOWN = {"PGCLUSTER_ALLOW_DOWN": "1"}
+
+
+def _report(inventory: str) -> tuple[Report, list[str]]:
+    with Session(inventory, env=ALLOW_DOWN) as session:
+        report = collect(session)
+        reachable = [h.name for h in session.state.activated_hosts]
+    return report, reachable
+
+
+def _reachable(inventory: str) -> list[str]:
+    """The hosts that answer (connections only: no facts, so it is quick)."""
+    with Session(inventory, env=ALLOW_DOWN) as session:
+        return [h.name for h in session.state.activated_hosts]
+
+
+def _deploy(args: argparse.Namespace, deploy: str, data: dict[str, str],
+            reachable: list[str]) -> int:
+    extra: list[str] = []
+    for key, value in data.items():
+        extra += ["--data", f"{key}={value}"]
+    for host_name in reachable:
+        extra += ["--limit", host_name]
+    return run_deploy(args.inventory, deploy, *extra, env=ALLOW_DOWN)
+
+
+def _connection_map(report: Report) -> None:
+    print("\nConnection map:")
+    for node in report.nodes:
+        where = (f"127.0.0.1:{node.published_port}" if node.published_port
+                 else f"{node.address}:{node.port}")
+        note = {"PRIMARY": "read/write", "STANDBY": "read-only, promotable",
+                "READONLY": "read-only"}.get(node.role, node.role.lower())
+        print(f"  {node.name:<22}{node.role:<12}{where:<22}{note}")
+
+
+# ------------------------------------------------------------------------- status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Per node: reachable, role, timeline, LSNs; per replica: lag in bytes and time;
+    slots, archiver, last backup. Exit code 1 when anything is unhealthy."""
+    report, _ = _report(args.inventory)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        print(render(report))
+    return 0 if report.healthy else 1
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """The status view, refreshed every --interval seconds until Ctrl-C."""
+    try:
+        while True:
+            started = time.monotonic()
+            report, _ = _report(args.inventory)
+            sys.stdout.write("\033[2J\033[H")
+            print(f"pgcluster monitor  {time.strftime('%Y-%m-%d %H:%M:%S')}  "
+                  f"(every {args.interval}s, Ctrl-C to stop)\n")
+            print(render(report), flush=True)
+            if args.count and args.count <= 1:
+                return 0 if report.healthy else 1
+            args.count = args.count - 1 if args.count else 0
+            time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        print()
+        return 0
+
+
+# ---------------------------------------------------------------- failover & friends
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    """Promote the standby when the primary is lost, and re-point the read-only replica.
+    Refuses while the primary still accepts writes, unless --force (which stops it)."""
+    if args.yes:
+        # No status round first: every second counts while the primary is down, and the
+        # deploy makes the same refusals (split brain, a primary still taking writes).
+        reachable = _reachable(args.inventory)
+    else:
+        report, reachable = _report(args.inventory)
+        require_single_primary(report)
+        print(render(report))
+        target = args.to or "the most advanced standby"
+        if not confirm(f"\nFail over: promote {target}?", args.yes):
+            return 1
+    data = {"force": "yes"} if args.force else {}
+    if args.to:
+        data["failover_target"] = args.to
+    code = _deploy(args, "deploys/failover.py", data, reachable)
+    if code == 0:
+        _connection_map(_report(args.inventory)[0])
+    return code
+
+
+def cmd_switchover(args: argparse.Namespace) -> int:
+    """Planned change of primary with no data loss; the old primary becomes a standby."""
+    report, reachable = _report(args.inventory)
+    require_single_primary(report)
+    if not confirm(f"Switch over: make {args.to} the primary and {report.primary} a standby?",
+                   args.yes):
+        return 1
+    data = {"switchover_target": args.to, **({"force": "yes"} if args.force else {})}
+    code = _deploy(args, "deploys/switchover.py", data, reachable)
+    if code == 0:
+        _connection_map(_report(args.inventory)[0])
+    return code
+
+
+def cmd_rejoin(args: argparse.Namespace) -> int:
+    """Bring a failed node (typically the old primary) back as a standby, with pg_rewind;
+    --reclone allows a fresh base backup if rewinding cannot work (old data kept aside)."""
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
+        node = session.cluster.find(args.node)
+        container = session.data(node).get("docker_identifier")
+    if container and container_status(str(container)) != "running":
+        if not confirm(f"{node.name}'s container is stopped. Start it? (its PostgreSQL stays "
+                       "down while another node is primary on a newer timeline)", args.yes):
+            return 1
+        subprocess.run(["docker", "start", str(container)], check=True, capture_output=True)
+        _wait_booted(str(container))
+    report, reachable = _report(args.inventory)
+    require_single_primary(report)
+    if not confirm(f"Rejoin {node.name} as a standby of {report.primary}?", args.yes):
+        return 1
+    data = {"rejoin_node": node.name, **({"allow_reclone": "yes"} if args.reclone else {})}
+    code = _deploy(args, "deploys/rejoin.py", data, reachable)
+    if code == 3 or code:
+        print(f"\nIf pg_rewind could not rejoin {node.name}, run again with --reclone "
+              "(its current data directory is kept aside, never deleted).", file=sys.stderr)
+    return code
+
+
+def _wait_booted(container: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = subprocess.run(["docker", "exec", container, "systemctl", "is-system-running"],
+                                capture_output=True, text=True, check=False)
+        if result.stdout.strip() in ("running", "degraded"):
+            return
+        time.sleep(0.5)
+
+
+# ----------------------------------------------------------------- service control
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop PostgreSQL on the whole cluster (primary first) or on the named nodes;
+    --containers also stops the lab's containers afterwards."""
+    return _service(args, "stop")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start the lab's stopped containers, then PostgreSQL on the cluster or named nodes
+    (primary first). A fenced old primary stays down: rejoin it."""
+    return _service(args, "start")
+
+
+def _service(args: argparse.Namespace, action: str) -> int:
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
+        nodes = [session.cluster.find(n) for n in args.nodes] or list(session.cluster.nodes)
+        containers = {n.name: session.data(n).get("docker_identifier") for n in nodes}
+    if action == "start":
+        for container in containers.values():
+            if container and container_status(str(container)) != "running":
+                print(f"starting container {container}")
+                subprocess.run(["docker", "start", str(container)], check=True,
+                               capture_output=True)
+                _wait_booted(str(container))
+    _, reachable = _report(args.inventory)
+    code = _deploy(args, "deploys/service.py",
+                   {"service_action": action,
+                    "service_nodes": ",".join(n.name for n in nodes)}, reachable)
+    if action == "stop" and args.containers and code == 0:
+        for container in filter(None, containers.values()):
+            subprocess.run(["docker", "stop", str(container)], check=False, capture_output=True)
+            print(f"stopped container {container}")
+    return code
+
+
+# -------------------------------------------------------------------- logs and psql
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """The node's PostgreSQL log (last --lines lines; -f follows it)."""
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
+        node = session.cluster.find(args.node)
+        if not session.reachable(node):
+            print(f"{node.name} is unreachable", file=sys.stderr)
+            return 1
+        log = Layout.from_data(session.data(node)).log_file
+        command = f"tail -n {int(args.lines)} {'-F ' if args.follow else ''}{log}"
+        if args.follow:
+            try:
+                session.host(node).run_shell_command(command, print_output=True)
+            except KeyboardInterrupt:
+                return 0
+            return 0
+        ok, out, err = session.run(node, command)
+        print(out or err)
+        return 0 if ok else 1
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    """psql on a node as the postgres OS user (-c runs one command; otherwise interactive)."""
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
+        node = session.cluster.find(args.node)
+        data = session.data(node)
+        if args.command:
+            ok, out, err = session.run(
+                node, f"cd / && runuser -u postgres -- psql -X -p {node.port} "
+                      f"-d {shlex.quote(args.database)} -c {shlex.quote(args.command)}")
+            print(out if ok else err)
+            return 0 if ok else 1
+    psql = ["runuser", "-u", "postgres", "--", "psql", "-p", str(node.port), "-d", args.database]
+    if data.get("docker_identifier"):
+        os.execvp("docker", ["docker", "exec", "-it", str(data["docker_identifier"]), *psql])
+    ssh = ["ssh", "-t"]
+    if data.get("ssh_port"):
+        ssh += ["-p", str(data["ssh_port"])]
+    if data.get("ssh_key"):
+        ssh += ["-i", str(data["ssh_key"])]
+    target = str(data.get("ssh_hostname") or node.address)
+    if data.get("ssh_user"):
+        target = f"{data['ssh_user']}@{target}"
+    os.execvp("ssh", [*ssh, target, "sudo", *psql])
+    return 1  # not reached
+
+
+# ----------------------------------------------------------------------- register
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text, description=func.__doc__)
+        parser.set_defaults(func=func)
+        return parser
+
+    status = add("status", cmd_status, "roles, lag, slots, archiver; exit 1 if unhealthy")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    monitor = add("monitor", cmd_monitor, "status, refreshed every N seconds")
+    monitor.add_argument("--interval", type=float, default=10.0,
+                         help="seconds between refreshes (default 10, as in the seed)")
+    monitor.add_argument("--count", type=int, default=0, help="stop after N refreshes")
+
+    failover = add("failover", cmd_failover, "promote the standby when the primary is lost")
+    failover.add_argument("--to", metavar="NODE", help="standby to promote (default: most "
+                          "advanced promotable standby)")
+    failover.add_argument("--force", action="store_true",
+                          help="fail over even if the primary accepts writes (it is stopped)")
+    failover.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    switchover = add("switchover", cmd_switchover, "planned primary change, no data loss")
+    switchover.add_argument("--to", metavar="NODE", required=True, help="the new primary")
+    switchover.add_argument("--force", action="store_true",
+                            help="skip the lag and long-transaction gates")
+    switchover.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    rejoin = add("rejoin", cmd_rejoin, "bring a failed node back as a standby (pg_rewind)")
+    rejoin.add_argument("node", metavar="NODE", help="node name or role")
+    rejoin.add_argument("--reclone", action="store_true",
+                        help="allow a fresh base backup if pg_rewind cannot work")
+    rejoin.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    logs = add("logs", cmd_logs, "a node's PostgreSQL log")
+    logs.add_argument("node", metavar="NODE", help="node name or role")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow the log")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
+
+    psql = add("psql", cmd_psql, "psql on a node as postgres")
+    psql.add_argument("node", metavar="NODE", help="node name or role")
+    psql.add_argument("-d", "--database", default="proyecto_db", help="database (proyecto_db)")
+    psql.add_argument("-c", "--command", help="run one command and exit")
+
+    for name, func, text in (("stop", cmd_stop, "stop PostgreSQL (cluster or nodes)"),
+                             ("start", cmd_start, "start PostgreSQL (cluster or nodes)")):
+        parser = add(name, func, text)
+        parser.add_argument("nodes", metavar="NODE", nargs="*", help="default: every node")
+        if name == "stop":
+            parser.add_argument("--containers", action="store_true",
+                                help="lab: also stop the containers")
