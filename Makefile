@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 export PYINFRA_PROGRESS ?= off
 
-.PHONY: cluster test unit integration lint destroy bench venv
+.PHONY: cluster test unit integration lint destroy bench bench-backup venv
 
 venv: $(VENV)/.installed
 
@@ -42,3 +42,6 @@ destroy: venv
 
 bench: venv
 	$(PY) bench/provision.py
+
+bench-backup: venv
+	$(PY) bench/backup.py

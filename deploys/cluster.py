@@ -4,10 +4,11 @@
 
 Validates the inventory, reads who is primary from the nodes, installs PostgreSQL 15,
 renders its configuration, initialises the primary once and clones each replica only when
-it is not already streaming from that primary. A second run changes nothing.
+it is not already streaming from that primary, then installs the backup scripts, their
+cron schedule and the backup registry. A second run changes nothing.
 """
 
-from pgcluster.steps import check, configure, install, primary, replicas
+from pgcluster.steps import backups, check, configure, install, primary, replicas
 
 topology = check.cluster()
 install.postgresql()
@@ -15,3 +16,4 @@ configure.postgresql(topology)
 primary.initialise(topology)
 replicas.clone(topology)
 replicas.wait(topology)
+backups.schedule(topology)

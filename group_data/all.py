@@ -58,6 +58,40 @@ archive_timeout = 60  # seconds: bounds the data an archive-only restore can los
 backup_root = "/backups"  # full/, incr/, wal_archive/ live here (lab: a shared volume)
 wal_archive_dir = f"{backup_root}/wal_archive"  # the seed's /backups/wal_archive
 
+# ------------------------------------------------------------------------------ Backups
+# Every node must see the same backup_root (the lab: one Docker volume; VMs and bare metal:
+# one shared filesystem such as an NFS export mounted there on every node), so that the
+# archive survives the primary and a promoted standby keeps archiving into the same place.
+backup_full_dir = f"{backup_root}/full"  # full/<YYYYMMDDTHHMMSSZ>/: pg_basebackup, tar + gzip
+backup_incr_dir = f"{backup_root}/incr"  # incr/<YYYYMMDD>/: the day's archived WAL, gzip'd
+backup_compress_level = 6  # gzip level of full backups and incrementals (the seed's 6)
+# pg_basebackup --checkpoint: "fast" starts the backup at once (an I/O burst); "spread"
+# waits for a paced checkpoint (up to checkpoint_timeout * checkpoint_completion_target).
+backup_checkpoint = "fast"
+# Recovery window: every point of the last N days stays restorable. Older full backups are
+# removed except the newest one before the window; WAL older than the oldest kept full
+# backup's start goes too; the newest full backup is never removed.
+backup_retention_days = 7
+# A full backup starts only with this multiple of the databases' total size free under
+# backup_root. 1.0 is safe even for data gzip cannot shrink; what gzip saves (typically
+# 50-80%) stays free for the WAL archive, which must never run out of room.
+backup_free_space_factor = 1.0
+backup_lock_wait = 3600  # seconds a job waits for another backup job to finish, then fails
+backup_archive_wait = 120  # seconds an incremental waits for the switched segment's archiving
+backup_incr_window_hours = 24  # the first incremental (no previous one) reaches back this far
+backup_verify_dir = f"{backup_root}/.verify"  # verify unpacks a full backup here (its size)
+backup_log_dir = "/var/log/pgcluster"  # backup.log, restore.log, cron.log (owner postgres)
+# Where the registry table pgcluster.backups lives: the maintenance database, so that
+# operations data never mixes with the application's (database_name).
+backup_registry_database = "postgres"
+# cron schedules (minute hour day-of-month month day-of-week, the nodes' clock, UTC in the
+# lab) for /etc/cron.d/pgcluster on every node; "" disables a job.
+backup_full_schedule = "0 2 * * 0"  # weekly full backup (seed): Sunday 02:00
+backup_incr_schedule = "30 2 * * *"  # daily incremental: the WAL archived since the last one
+backup_retention_schedule = "0 4 * * *"  # daily expiry of backups and WAL past the window
+backup_verify_schedule = "0 5 * * *"  # daily pg_verifybackup of the newest full backup
+restore_timeout = 3600  # seconds a restore waits for recovery to reach its target
+
 # ------------------------------------------------------------------------------- Access
 # Client networks allowed to log in (scram-sha-256). Every node may always reach every
 # other node for replication; the lab adds its Docker subnet in inventory/docker.py.

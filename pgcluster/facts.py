@@ -11,6 +11,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from pgcluster.backups import Repository, parse_repository, repository_command
 from pgcluster.layout import SOCKET_DIR, Layout
 
 FIELD_SEP = "\x1f"  # ASCII unit separator: never in names, settings or LSNs
@@ -123,6 +124,20 @@ class PgNode(FactBase):
 
     def default(self) -> dict[str, Any]:
         return {}
+
+
+class BackupRepository(FactBase):
+    """The backup repository as this node sees it (full/, incr/, wal_archive/ under
+    backup_root): a pgcluster.backups.Repository. Read-only; an absent directory is empty."""
+
+    def command(self, full_dir: str, incr_dir: str, archive_dir: str) -> str:
+        return repository_command(full_dir, incr_dir, archive_dir)
+
+    def process(self, output: list[str]) -> Repository:
+        return parse_repository(output)
+
+    def default(self) -> Repository:
+        return Repository()
 
 
 def lsn(text: str | None) -> int | None:

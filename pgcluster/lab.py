@@ -46,6 +46,28 @@ class Lab:
     backups_volume: str
     nodes: tuple[LabNode, ...]
     source: str = DEFAULT_LAB  # what PGCLUSTER_LAB was set to (a name or a .toml path)
+    scratch_address: str | None = None  # optional in the lab file; default: subnet .250
+    scratch_port: int | None = None  # optional; default: the highest published port + 1
+
+    @property
+    def prefix(self) -> str:
+        """The lab's name prefix, from its primary: postgresql-primary -> postgresql."""
+        primary = self.node("primary").name
+        return primary.rsplit("-", 1)[0] if "-" in primary else primary
+
+    @property
+    def scratch(self) -> LabNode:
+        """A node outside the cluster for restores (`pgcluster restore --scratch`): same
+        image, network and backups volume as the others, its own data volume. Created on
+        demand by deploys/scratch.py, removed by `pgcluster destroy`."""
+        address = self.scratch_address or str(ipaddress.ip_network(self.subnet).network_address
+                                               + 250)
+        # Published like the other nodes, next to them; a lab that publishes nothing (its
+        # nodes reached at their own addresses, like VMs) publishes no scratch port either.
+        ports = [n.published_port for n in self.nodes if n.published_port is not None]
+        port = self.scratch_port or (max(ports) + 1 if ports else None)
+        return LabNode(name=f"{self.prefix}-scratch", role="scratch", address=address,
+                       published_port=port, data_volume=f"{self.prefix}-scratch-data")
 
     @property
     def containers(self) -> list[str]:
@@ -89,6 +111,8 @@ def load_lab(name: str | None = None) -> Lab:
         base_image=raw["base_image"],
         backups_volume=raw["backups_volume"],
         nodes=tuple(LabNode(**node) for node in raw["nodes"]),
+        scratch_address=raw.get("scratch_address"),
+        scratch_port=raw.get("scratch_port"),
         source=lab_selector(name),
     )
     _check(lab, path)
@@ -101,7 +125,9 @@ def _check(lab: Lab, path: Path) -> None:
         subnet = ipaddress.ip_network(lab.subnet)
     except ValueError as exc:
         raise ConfigError(f"{path}: subnet {lab.subnet!r} is not a network ({exc})") from exc
-    for node in lab.nodes:
+    if not any(node.role == "primary" for node in lab.nodes):
+        raise ConfigError(f"{path}: no node has role = \"primary\"")
+    for node in (*lab.nodes, lab.scratch):
         if ipaddress.ip_address(node.address) not in subnet:
             problems.append(f"{path}: {node.name} address {node.address} is outside {subnet}")
         if ipaddress.ip_address(node.address) == next(subnet.hosts()):
@@ -135,19 +161,20 @@ def container_status(name: str) -> str | None:
     return info["State"]["Status"] if info else None
 
 
-def require_running(lab: Lab) -> None:
+def require_running(lab: Lab, nodes: tuple[LabNode, ...] | None = None,
+                    build: str | None = None) -> None:
     """Stop before pyinfra connects when a lab container is missing or stopped, naming the
     command that creates or starts it, instead of failing host by host."""
-    build = "make cluster" if lab.name == DEFAULT_LAB else (
+    build = build or ("make cluster" if lab.name == DEFAULT_LAB else (
         f"PGCLUSTER_LAB={lab.name} pyinfra -y @local deploys/lab.py"
-    )
+    ))
     if not docker_available():
         raise ConfigError(
             "Docker is not reachable (`docker info` fails): start the Docker engine, then "
             f"build the lab with `{build}`"
         )
     problems = []
-    for node in lab.nodes:
+    for node in nodes or lab.nodes:
         status = container_status(node.name)
         if status is None:
             problems.append(f"lab container {node.name} does not exist: create it with `{build}`")

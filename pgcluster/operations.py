@@ -12,7 +12,8 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api import FunctionCommand, Host, State, StringCommand, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.exceptions import OperationError
 
 from pgcluster import scram
@@ -238,3 +239,56 @@ def wait_for_replicas(application_names: list[str], timeout: int = 180, port: in
             "exit 1",
         ]
     )
+
+
+@operation()
+def backup_registry(sql_file: str, database: str, version: str, port: int = 5432):
+    """The backup registry table (pgcluster.backups), created once from sql_file; its
+    comment carries the version, so an unchanged registry is no change."""
+    rows = _query(
+        "select coalesce(obj_description(to_regclass('pgcluster.backups'), 'pg_class'), '')",
+        database=database,
+        port=port,
+    )
+    if rows and rows[0] and rows[0][0] == version:
+        return
+    yield (
+        f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {int(port)} "
+        f"-d {shlex.quote(database)} -f {shlex.quote(sql_file)}"
+    )
+
+
+def _run_and_show(state: State, host: Host, command: str, timeout: int | None = None) -> bool:
+    """Run a job on the node with its output streamed to the pyinfra output (stderr), with
+    the host's connector arguments as an operation's command gets them (`_sudo` for an SSH
+    user that is not root, ...): the scripts need root or postgres."""
+    arguments, _ = pop_global_arguments(state, host, {"_timeout": timeout})
+    connector_arguments = {key: value for key, value in arguments.items()
+                           if key in CONNECTOR_ARGUMENT_KEYS}
+    ok, _output = host.run_shell_command(StringCommand(command), print_output=True,
+                                         **connector_arguments)
+    return ok
+
+
+@operation(is_idempotent=False)
+def run_job(command: str, timeout: int | None = None):
+    """Run a backup script now (an action: always a change), showing what it says."""
+    yield FunctionCommand(_run_and_show, (command, timeout), {})
+
+
+@operation(is_idempotent=False)
+def restore_backup(layout: Layout, backup: str, target_args: list[str], timeline: str,
+                   action: str, force: bool, port: int = 5432, timeout: int | None = None):
+    """Restore a full backup into this node's data directory (restore-backup) and roll it
+    forward. A running server is refused unless force (the user named this node)."""
+    node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    if node.get("running") and not force:
+        raise OperationError(
+            f"refusing: {host.name} runs a PostgreSQL server; name it explicitly "
+            "(--force-node) to stop it and restore (its data directory is moved aside)"
+        )
+    command = " ".join(shlex.quote(part) for part in [
+        f"{SCRIPTS_DIR}/restore-backup", backup, *target_args, "--timeline", timeline,
+        "--action", action, *(["--force"] if force else []),
+    ])
+    yield FunctionCommand(_run_and_show, (command, timeout), {})

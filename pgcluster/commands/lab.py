@@ -60,9 +60,14 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     if not docker_available():
         print("Docker is not reachable: nothing to destroy.", file=sys.stderr)
         return 1
-    objects = [("container", c) for c in lab.containers] + [("network", lab.network)]
-    if not args.keep_volumes:
-        objects += [("volume", v) for v in lab.volumes]
+    scratch = lab.scratch  # created only by restores (deploys/scratch.py); absent is fine
+    if args.scratch:
+        objects = [("container", scratch.name), ("volume", scratch.data_volume)]
+    else:
+        objects = [("container", c) for c in [*lab.containers, scratch.name]]
+        objects += [("network", lab.network)]
+        if not args.keep_volumes:
+            objects += [("volume", v) for v in [*lab.volumes, scratch.data_volume]]
     print(f"Lab '{lab.name}':")
     plan = []
     for kind, name in objects:
@@ -70,7 +75,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         print(f"  {kind:<10}{name:<28}{why}")
         if allowed:
             plan.append((kind, name))
-    if args.keep_volumes:
+    if args.keep_volumes and not args.scratch:
         print(f"  volumes kept: {', '.join(lab.volumes)}")
     elif any(kind == "volume" for kind, _ in plan):
         print("  The volumes hold the databases and the backups: their data is lost for good.")
@@ -106,4 +111,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     destroy.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     destroy.add_argument("--keep-volumes", action="store_true",
                          help="keep the data and backup volumes")
+    destroy.add_argument("--scratch", action="store_true",
+                         help="remove only the scratch node restores use, and its volume")
     destroy.set_defaults(func=cmd_destroy)

@@ -130,3 +130,16 @@ def build(lab: Lab | None = None) -> None:
                      if node.published_port is not None else "")
         container(name=f"Container {node.name} ({node.role}, {node.address}{published})",
                   lab=lab, node=node)
+
+
+@deploy("Create the lab's scratch node")
+def scratch(lab: Lab | None = None) -> None:
+    """A node outside the cluster to restore backups onto (inventory/scratch.py reaches it):
+    same image, network and backups volume, its own data volume. Left alone if it exists."""
+    lab = lab or load_lab()
+    node = lab.scratch
+    volume(name=f"Volume {node.data_volume}", volume_name=node.data_volume)
+    published = (f", {lab.bind_address}:{node.published_port}"
+                 if node.published_port is not None else "")
+    container(name=f"Container {node.name} (scratch, {node.address}{published})", lab=lab,
+              node=node)

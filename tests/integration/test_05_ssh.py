@@ -154,13 +154,27 @@ def test_second_deploy_over_ssh_reports_zero_changes(ssh_cluster: SshCluster) ->
 
 
 # Failover and backups over SSH (issues 3 and 4) go here, after the checks above because
-# they change the cluster, on the same fixture and with no SSH-specific code, e.g.:
+# they change the cluster, on the same fixture and with no SSH-specific code (backups: below), e.g.:
 #
 #   def test_failover_over_ssh(ssh_cluster: SshCluster) -> None:
 #       result = ssh_cluster.pyinfra("deploys/failover.py")
 #       assert result.returncode == 0, result.stderr[-3000:]
 #       assert ssh_cluster.psql("standby", "select pg_is_in_recovery()") == [["f"]]
-#
-#   def test_backup_over_ssh(ssh_cluster: SshCluster) -> None:
-#       assert ssh_cluster.pyinfra("deploys/backup.py").returncode == 0
-#       assert ssh_cluster.host("primary").file("/backups/full").is_directory
+
+
+def test_backups_over_ssh(ssh_cluster: SshCluster) -> None:
+    """The backup jobs run through the SSH user's sudo, on the live primary only; a replica
+    does nothing; the backup verifies."""
+    before = ssh_cluster.host("primary").check_output("ls -1 /backups/full").split()
+    result = ssh_cluster.pyinfra("deploys/backup.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = ssh_cluster.host("primary").check_output("ls -1 /backups/full").split()
+    (new,) = set(after) - set(before)
+    assert ssh_cluster.psql("primary", "select kind, status from pgcluster.backups "
+                            f"where path = 'full/{new}'", "postgres") == [["full", "ok"]]
+    replica = ssh_cluster.host("standby").run("/usr/local/lib/pgcluster/backup-full")
+    assert replica.rc == 0 and replica.stdout == ""
+    verify = ssh_cluster.pyinfra("deploys/backup.py", "--data", "backup_kind=verify")
+    assert verify.returncode == 0, verify.stderr[-3000:]
+    assert ssh_cluster.psql("primary", "select verify_status from pgcluster.backups "
+                            f"where path = 'full/{new}'", "postgres") == [["ok"]]

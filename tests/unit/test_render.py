@@ -76,9 +76,12 @@ def test_pg_hba_scram_only_replication_from_nodes_no_trust() -> None:
     assert all("trust" not in r for r in rules)
     assert rules[0] == ["local", "all", "postgres", "peer"]
     assert {r[-1] for r in rules if r[0] == "host"} == {"scram-sha-256", "reject"}
-    replication = [r for r in rules if r[1] == "replication"]
+    replication = [r for r in rules if r[1] == "replication" and r[0] == "host"]
     assert replication == [["host", "replication", "replicator", f"10.0.0.{i}/32",
                             "scram-sha-256"] for i in (1, 2, 3)]
+    # backup-full's pg_basebackup: the postgres OS user over the local socket only
+    assert [r for r in rules if r[1] == "replication" and r[0] == "local"] == [
+        ["local", "replication", "postgres", "peer"]]
     assert ["host", "all", "replicator", "all", "reject"] in rules
     # the replicator's reject comes before any client network that would let it in
     assert rules.index(["host", "all", "replicator", "all", "reject"]) < rules.index(

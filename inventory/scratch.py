@@ -1,0 +1,36 @@
+"""The Docker lab's scratch node: a one-node inventory to restore backups onto, outside the
+cluster (`python -m pgcluster restore --scratch` uses it; deploys/scratch.py creates it).
+
+It is a lab node on the lab's network with the lab's backups volume at /backups, so it
+restores from the same repository, and it takes the lab's group data (group_data/docker.py).
+It never archives (archive_mode = off): a restored copy must not write its own timeline
+into the cluster's WAL archive.
+"""
+
+import os
+
+from pgcluster.lab import load_lab, require_running
+from pgcluster.preflight import check_inventory
+
+_lab = load_lab()
+_node = _lab.scratch
+
+# A one-node cluster of its own: its node is that cluster's primary once restored.
+primary = [
+    (
+        f"@lab/{_node.name}",
+        {
+            "node_name": _node.name,
+            "node_address": _node.address,
+            "postgresql_port": 5432,
+            "published_port": _node.published_port,
+            "client_networks": [_lab.subnet],
+            "archive_mode": "off",
+        },
+    )
+]
+docker = primary  # the lab's group data (group_data/docker.py) applies to this node too
+
+check_inventory(globals(), __file__)
+if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":
+    require_running(_lab, (_node,), build="pyinfra -y @local deploys/scratch.py")

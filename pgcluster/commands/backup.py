@@ -1,0 +1,199 @@
+"""Backup commands: full, incr, verify and retention run now on the live primary (through
+deploys/backup.py, the scripts cron runs); list shows the registry and the disk side by
+side, flags where they disagree, and shows the WAL archiver's health."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pgcluster.backups import REGISTRY_TABLE, Repository, mismatches
+from pgcluster.cli import run_deploy
+from pgcluster.facts import BackupRepository
+from pgcluster.remote import Session
+
+REGISTRY_COLUMNS = ("id", "kind", "label", "node", "path", "status", "started_at", "finished_at",
+                    "size_bytes", "timeline", "start_lsn", "stop_lsn", "verified_at",
+                    "verify_status", "removed_at", "detail")
+_TIME = "to_char({} at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+# One line per row whatever the text holds: newlines in details are flattened.
+REGISTRY_SQL = "select " + ", ".join(
+    _TIME.format(c) if c.endswith("_at") else
+    f"regexp_replace(coalesce({c}::text, ''), '\\s+', ' ', 'g')"
+    for c in REGISTRY_COLUMNS
+) + f" from {REGISTRY_TABLE} order by started_at, id"
+ARCHIVER_SQL = (
+    "select archived_count, coalesce(last_archived_wal, ''), "
+    + _TIME.format("last_archived_time") + ", failed_count, coalesce(last_failed_wal, ''), "
+    + _TIME.format("last_failed_time") + ", "
+    "(last_failed_time is not null and (last_archived_time is null "
+    "or last_failed_time > last_archived_time))::text from pg_stat_archiver"
+)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one backup job now on the node that is the primary right now."""
+    env = {"PGCLUSTER_BACKUP_KIND": args.kind}
+    if getattr(args, "backup", None):
+        env["PGCLUSTER_BACKUP_NAME"] = args.backup
+    return run_deploy(args.inventory, "deploys/backup.py", env=env)
+
+
+def human(size: int | str | None) -> str:
+    value = float(size or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+@contextmanager
+def reachable_only() -> Iterator[None]:
+    """While reading the inventory, a stopped lab node is an unreachable host, not an error
+    (PGCLUSTER_ALLOW_DOWN=1 for inventory/docker.py); the environment is restored after."""
+    old = os.environ.get("PGCLUSTER_ALLOW_DOWN")
+    os.environ["PGCLUSTER_ALLOW_DOWN"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PGCLUSTER_ALLOW_DOWN", None)
+        else:
+            os.environ["PGCLUSTER_ALLOW_DOWN"] = old
+
+
+def gather(inventory: str) -> dict[str, Any]:
+    """Registry rows, the repository on disk and the archiver, read from the live cluster."""
+    with reachable_only(), Session(inventory) as session:
+        topology = session.topology()
+        running = [n for n in session.cluster.nodes
+                   if session.reachable(n) and topology.live.get(n.host, {}).get("running")]
+        # The primary first: it holds the registry and archives; a replica has a copy.
+        source = topology.primary if topology.primary in running else (
+            running[0] if running else topology.primary)
+        data = session.data(source)
+        rows = session.query(source, REGISTRY_SQL, database=data["backup_registry_database"])
+        archiver = session.query(topology.primary, ARCHIVER_SQL) if topology.primary in running \
+            else None
+        repo: Repository = session.host(source).get_fact(
+            BackupRepository, full_dir=data["backup_full_dir"], incr_dir=data["backup_incr_dir"],
+            archive_dir=data["wal_archive_dir"])
+    registry = None if rows is None else [dict(zip(REGISTRY_COLUMNS, r, strict=False))
+                                          for r in rows if len(r) == len(REGISTRY_COLUMNS)]
+    archiver_state = None
+    if archiver:
+        a = archiver[0]
+        archiver_state = {"archived_count": int(a[0]), "last_archived_wal": a[1],
+                          "last_archived_time": a[2], "failed_count": int(a[3]),
+                          "last_failed_wal": a[4], "last_failed_time": a[5],
+                          "failing": a[6] == "true"}
+    return {"source": source.name, "primary": topology.primary.name,
+            "backup_root": data["backup_root"], "registry": registry, "repository": repo,
+            "archiver": archiver_state}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List backups from the registry and from the disk, flagging any mismatch."""
+    state = gather(args.inventory)
+    repo: Repository = state["repository"]
+    registry = state["registry"]
+    findings = mismatches(registry or [], repo)
+    archiver = state["archiver"]
+    healthy = registry is not None and not findings and bool(archiver) \
+        and not archiver["failing"]
+    if args.json:
+        print(json.dumps({
+            "source": state["source"], "primary": state["primary"], "registry": registry,
+            "disk": {"full": [{"name": b.name, "size": b.size, "info": b.info}
+                              for b in repo.full],
+                     "incr": [vars(i) for i in repo.incr],
+                     "archive": {"files": repo.archive_files, "bytes": repo.archive_bytes,
+                                 "oldest": repo.archive_oldest,
+                                 "newest": repo.archive_newest}},
+            "mismatches": [vars(f) for f in findings], "archiver": archiver,
+            "healthy": healthy,
+        }, indent=2))
+        return 0 if healthy else 1
+
+    print(f"Backups of the cluster (registry {REGISTRY_TABLE} read on {state['source']}; "
+          f"repository {state['backup_root']} as {state['source']} sees it)")
+    if registry is None:
+        print(f"  the registry cannot be read on {state['source']} (server down, or "
+              "the cluster deploy has not created it yet)")
+    else:
+        header = (f"  {'id':>4}  {'kind':<7} {'path':<22} {'status':<8} {'started (UTC)':<19}  "
+                  f"{'size':>10}  {'WAL (timeline: start - stop)':<30} verified")
+        print(header)
+        for row in registry:
+            wal = (f"{row['timeline']}: {row['start_lsn']} - {row['stop_lsn']}"
+                   if row["start_lsn"] else (f"{row['timeline']}: reached {row['stop_lsn']}"
+                                            if row["stop_lsn"] else ""))
+            verified = f"{row['verify_status']} {row['verified_at']}".strip()
+            status = "removed" if row["removed_at"] else row["status"]
+            print(f"  {row['id']:>4}  {row['kind']:<7} {row['path']:<22} {status:<8} "
+                  f"{row['started_at']:<19}  {human(row['size_bytes']):>10}  {wal:<30} "
+                  f"{verified}")
+            if row["status"] == "failed" or row["kind"] == "restore":
+                print(f"        {row['detail']}")
+    print(f"\nOn disk: {len(repo.complete_full)} full backup(s), {len(repo.incr)} incremental "
+          f"day(s); WAL archive {repo.archive_files} files, {human(repo.archive_bytes)}"
+          + (f", {repo.archive_oldest} .. {repo.archive_newest}" if repo.archive_oldest else ""))
+    for backup in repo.complete_full:
+        info = backup.info
+        print(f"  full/{backup.name}  {human(backup.size):>10}  timeline {info.get('timeline')} "
+              f"{info.get('start_lsn')} - {info.get('stop_lsn')}, ended "
+              f"{info.get('finished_at')}")
+    for incr in repo.incr:
+        print(f"  incr/{incr.name}         {human(incr.size):>10}  {incr.files} WAL files")
+    if findings:
+        print("\nMISMATCH between the registry and the disk:")
+        for f in findings:
+            print(f"  {f.name}: {f.problem}")
+    else:
+        print("\nRegistry and disk agree.")
+    if archiver is None:
+        print(f"WAL archiver: unknown ({state['primary']} is not running)")
+    elif archiver["failing"]:
+        print(f"WAL archiver: FAILING since {archiver['last_failed_time']} on "
+              f"{archiver['last_failed_wal']} ({archiver['failed_count']} failures; last "
+              f"success {archiver['last_archived_wal'] or 'never'} at "
+              f"{archiver['last_archived_time'] or '-'}): see the PostgreSQL log on "
+              f"{state['primary']}")
+    else:
+        print(f"WAL archiver: ok on {state['primary']}, {archiver['archived_count']} archived, "
+              f"last {archiver['last_archived_wal'] or '-'} at "
+              f"{archiver['last_archived_time'] or '-'}, {archiver['failed_count']} failures "
+              "since the statistics were reset")
+    return 0 if healthy else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    backup = sub.add_parser(
+        "backup", help="back up now, verify, expire, or list backups",
+        description="Backups of the cluster. Jobs run on the node that is the primary now, "
+                    "with the same scripts cron runs (deploys/backup.py).")
+    jobs = backup.add_subparsers(dest="backup_command", required=True, metavar="JOB")
+    for kind, text in (
+        ("full", "take a full backup now (pg_basebackup, tar + gzip, with its manifest)"),
+        ("incr", "collect the WAL archived since the last incremental into incr/<date>/"),
+        ("retention", "remove backups and WAL past the retention window"),
+    ):
+        job = jobs.add_parser(kind, help=text, description=text[0].upper() + text[1:] + ".")
+        job.set_defaults(func=cmd_run, kind=kind)
+    verify = jobs.add_parser(
+        "verify", help="verify a full backup (pg_verifybackup after unpacking it)",
+        description="Unpack a full backup, check it with pg_verifybackup against its manifest "
+                    "(files, checksums, WAL) and check the archive continues from it.")
+    verify.add_argument("backup", nargs="?", default="latest",
+                        help="full/<timestamp> or its label (default: the newest)")
+    verify.set_defaults(func=cmd_run, kind="verify")
+    listing = jobs.add_parser(
+        "list", help="list backups from the registry and the disk, flagging mismatches",
+        description=cmd_list.__doc__ + " Exits 1 if they disagree or the archiver fails.")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_list)

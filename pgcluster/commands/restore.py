@@ -1,0 +1,118 @@
+"""restore: a full backup plus archived WAL onto the lab's scratch node (the default) or
+onto a node named with --node, to the end of the archive or to a time, LSN or restore
+point. Runs deploys/scratch.py (scratch only) and deploys/restore.py, then prints the point
+the node reached."""
+
+from __future__ import annotations
+
+import argparse
+
+from pgcluster.cli import confirm, run_deploy
+from pgcluster.commands.backup import reachable_only
+from pgcluster.errors import ConfigError
+from pgcluster.lab import load_lab
+from pgcluster.remote import Session
+
+LAB_INVENTORY = "inventory/docker.py"
+SCRATCH_INVENTORY = "inventory/scratch.py"
+
+
+def deploy_env(args: argparse.Namespace) -> dict[str, str]:
+    """The restore's parameters for deploys/restore.py, as PGCLUSTER_RESTORE_* variables
+    (the environment passes them verbatim; --data would turn 'true' or '12' into values)."""
+    values = {"backup": args.backup, "time": args.time, "lsn": args.lsn, "name": args.name,
+              "timeline": args.timeline, "action": args.action, "node": args.node,
+              "force_node": args.force_node}
+    return {f"PGCLUSTER_RESTORE_{key.upper()}": str(value) for key, value in values.items()
+            if value not in (None, "")}
+
+
+def report(inventory: str, node_name: str | None) -> None:
+    """Print what the node says it reached (restore-backup's last-restore file)."""
+    with reachable_only(), Session(inventory) as session:
+        node = session.cluster.find(node_name) if node_name else session.cluster.nodes[0]
+        log_dir = session.data(node)["backup_log_dir"]
+        ok, out, _ = session.run(node, f"cat {log_dir}/last-restore")
+    if not ok:
+        return
+    info = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
+    print(f"\nRestored {info.get('backup')} ({info.get('label')}) onto {info.get('node')}:")
+    print(f"  target:            {info.get('target')} (timeline {info.get('timeline_requested')})")
+    print(f"  reached:           LSN {info.get('reached_lsn')} on timeline "
+          f"{info.get('reached_timeline')}")
+    print(f"  last transaction:  {info.get('last_transaction') or 'none replayed'}")
+    print(f"  PostgreSQL says:   {info.get('postgresql_says') or '-'}")
+    print(f"  now:               {info.get('outcome')}")
+    if info.get("previous_data"):
+        print(f"  previous data:     {info.get('previous_data')} (kept; remove it when done)")
+    print(f"  took:              {info.get('total_seconds')} s (unpack "
+          f"{info.get('unpack_seconds')} s, recovery {info.get('recovery_seconds')} s)")
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore a full backup and the archived WAL onto a node, to a chosen point."""
+    named = args.node or args.force_node
+    lab_scratch = load_lab().scratch.name if args.inventory == LAB_INVENTORY else None
+    scratch = args.scratch or not named or named == lab_scratch
+    if scratch:
+        if lab_scratch is None:
+            raise ConfigError("a scratch node exists only in the Docker lab: with another "
+                              "inventory name the node to restore onto (--node NAME)")
+        name = lab_scratch
+        if named and named != name:
+            raise ConfigError(f"--scratch restores onto {name}, not {named}")
+        print(f"Restoring onto the scratch node {name} (created if missing).")
+        code = run_deploy("@local", "deploys/scratch.py")
+        if code:
+            return code
+        inventory = SCRATCH_INVENTORY
+        args.node = None  # the scratch inventory's only node
+    else:
+        inventory = args.inventory
+        node = args.node or args.force_node
+        question = (f"Restore a backup onto {node}? Its server is stopped"
+                    if args.force_node else f"Restore a backup onto {node}?")
+        question += (" and its data directory moved aside (kept as "
+                     "<data>.before-restore-<time>, never deleted).")
+        if not confirm(question, args.yes):
+            return 1
+        name = node
+    code = run_deploy(inventory, "deploys/restore.py", env=deploy_env(args))
+    if code == 0:
+        report(inventory, None if scratch else name)
+    return code
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    restore = sub.add_parser(
+        "restore", help="restore a full backup + archived WAL, to a point in time",
+        description=cmd_restore.__doc__ + " By default onto the lab's scratch node "
+        "(<lab>-scratch, outside the cluster); --node restores onto a node of the inventory. "
+        "A node with a running server is refused unless named again with --force-node. The "
+        "previous data directory is moved aside, never deleted.",
+        epilog="examples:  pgcluster restore --time '2026-01-31 14:05:00+00'   |   "
+               "pgcluster restore --backup 20260125T020000Z --lsn 0/5000060   |   "
+               "pgcluster restore --node postgresql-primary --force-node postgresql-primary",
+    )
+    target = restore.add_mutually_exclusive_group()
+    target.add_argument("--time", help="recover to this time (ISO 8601; without an offset: "
+                        "the cluster's timezone)")
+    target.add_argument("--lsn", help="recover to this WAL location (like 0/5000060)")
+    target.add_argument("--name", help="recover to this restore point "
+                        "(pg_create_restore_point)")
+    restore.add_argument("--backup", default="latest",
+                         help="full backup to start from: full/<timestamp> or its label "
+                         "(default: the newest one that ended before the target)")
+    restore.add_argument("--timeline", default="latest",
+                         help="timeline to follow: latest (default), current or an ID")
+    restore.add_argument("--action", choices=("promote", "pause"), default="promote",
+                         help="at the target: promote (default) or pause to inspect first")
+    where = restore.add_mutually_exclusive_group()
+    where.add_argument("--scratch", action="store_true",
+                       help="onto the lab's scratch node (the default)")
+    where.add_argument("--node", help="onto this node of the inventory (name or role)")
+    restore.add_argument("--force-node", metavar="NODE",
+                         help="name the node again to allow stopping its running server")
+    restore.add_argument("--yes", action="store_true",
+                         help="do not ask before restoring onto an inventory node")
+    restore.set_defaults(func=cmd_restore)

@@ -1,0 +1,119 @@
+"""Backups: the scripts and repository directories on every node, the cron schedule, the
+registry table on the primary, and taking a backup now (deploys/backup.py).
+
+The schedule is the same on every node: each job decides when it runs whether its node is
+the primary, so backups follow a failover without a deploy. Role-specific steps are planned
+on every host through only_if (see pgcluster.operations.only_if).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, systemd
+
+from pgcluster import operations
+from pgcluster.backups import BACKUP_KINDS, REGISTRY_VERSION, SCRIPTS
+from pgcluster.errors import ConfigError
+from pgcluster.layout import SCRIPTS_DIR
+from pgcluster.operations import only_if
+from pgcluster.render import context, render
+from pgcluster.topology import Topology
+
+CRON_FILE = "/etc/cron.d/pgcluster"
+REGISTRY_SQL = "/etc/pgcluster/backups.sql"
+
+
+@deploy("Backup scripts")
+def scripts(topology: Topology) -> None:
+    """The repository directories, the log directory and the backup/restore scripts."""
+    data = host.data.dict()
+    ctx = context(data, topology.cluster.node(host.name), topology.cluster)
+    for path in (data["backup_full_dir"], data["backup_incr_dir"]):
+        files.directory(name=f"Directory {path}", path=path, user="postgres",
+                        group="postgres", mode="750")
+    log_dir = data["backup_log_dir"]
+    files.directory(name=f"Directory {log_dir}", path=log_dir, user="postgres",
+                    group="postgres", mode="755")
+    # Created here so that root (restore-backup) never creates it first, owned by root.
+    files.file(name=f"{log_dir}/backup.log", path=f"{log_dir}/backup.log", user="postgres",
+               group="postgres", mode="640")
+    files.put(name="Log rotation of the backup logs", src=StringIO(render(
+        "logrotate/pgcluster.j2", ctx)), dest="/etc/logrotate.d/pgcluster", mode="644")
+    files.directory(name="pgcluster scripts directory", path=SCRIPTS_DIR, mode="755")
+    for script in SCRIPTS:
+        files.put(
+            name=f"Install {script}",
+            src=StringIO(render(f"scripts/{script}.j2", ctx)),
+            dest=f"{SCRIPTS_DIR}/{script}",
+            mode="755",
+        )
+
+
+@deploy("Backups: scripts, cron schedule, registry")
+def schedule(topology: Topology) -> None:
+    data = host.data.dict()
+    ctx = context(data, topology.cluster.node(host.name), topology.cluster)
+    here = topology.is_primary(host.name)
+    scripts(topology)
+    files.put(
+        name=f"Backup schedule ({CRON_FILE})",
+        src=StringIO(render("cron/pgcluster.j2", ctx)),
+        dest=CRON_FILE,
+        user="root",
+        group="root",
+        mode="644",
+    )
+    systemd.service(name="cron runs the backup schedule", service="cron", running=True,
+                    enabled=True)
+    only_if(
+        here, files.directory,
+        name="pgcluster configuration directory",
+        path="/etc/pgcluster",
+        mode="755",
+    )
+    only_if(
+        here, files.put,
+        name="Backup registry SQL",
+        src=StringIO(render("sql/backups.sql.j2", {**ctx, "registry_version": REGISTRY_VERSION})),
+        dest=REGISTRY_SQL,
+        user="postgres",
+        group="postgres",
+        mode="640",
+    )
+    only_if(
+        here, operations.backup_registry,
+        name=f"Backup registry pgcluster.backups in {data['backup_registry_database']}",
+        sql_file=REGISTRY_SQL,
+        database=data["backup_registry_database"],
+        version=REGISTRY_VERSION,
+        port=int(data["postgresql_port"]),
+    )
+
+
+def requested_kind() -> tuple[str, str]:
+    """What deploys/backup.py takes: --data backup_kind=... (or PGCLUSTER_BACKUP_KIND),
+    default full; for verify, backup_name (or PGCLUSTER_BACKUP_NAME), default latest."""
+    kind = str(host.data.get("backup_kind") or os.environ.get("PGCLUSTER_BACKUP_KIND") or "full")
+    if kind not in BACKUP_KINDS:
+        raise ConfigError(f"backup_kind {kind!r} is not one of {', '.join(BACKUP_KINDS)}")
+    which = str(host.data.get("backup_name") or os.environ.get("PGCLUSTER_BACKUP_NAME")
+                or "latest")
+    return kind, which
+
+
+@deploy("Back up now")
+def now(topology: Topology, kind: str = "full", which: str = "latest") -> None:
+    """Run one backup job now, on the live primary only (the scripts check it again)."""
+    command = f"{SCRIPTS_DIR}/backup-{kind}"
+    if kind == "verify":
+        command += f" {shlex.quote(which)}"
+    only_if(
+        topology.is_primary(host.name), operations.run_job,
+        name=f"backup-{kind} on the primary ({topology.primary.name})",
+        command=command,
+    )
