@@ -44,7 +44,7 @@ def scripts(topology: Topology) -> None:
                group="postgres", mode="640")
     files.put(name="Log rotation of the backup logs", src=StringIO(render(
         "logrotate/pgcluster.j2", ctx)), dest="/etc/logrotate.d/pgcluster", mode="644")
-    files.directory(name="pgcluster scripts directory", path=SCRIPTS_DIR, mode="755")
+    # SCRIPTS_DIR itself comes with the configure step, which every deploy runs first.
     for script in SCRIPTS:
         files.put(
             name=f"Install {script}",
@@ -70,12 +70,6 @@ def schedule(topology: Topology) -> None:
     )
     systemd.service(name="cron runs the backup schedule", service="cron", running=True,
                     enabled=True)
-    only_if(
-        here, files.directory,
-        name="pgcluster configuration directory",
-        path="/etc/pgcluster",
-        mode="755",
-    )
     only_if(
         here, files.put,
         name="Backup registry SQL",
