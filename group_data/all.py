@@ -51,6 +51,7 @@ switchover_max_lag_bytes = 16 * 1024 * 1024  # switchover refuses a target furth
 switchover_max_xact_seconds = 60  # ... or a primary with transactions open this long
 promote_timeout = 60  # seconds pg_promote() may take to finish recovery
 status_max_lag_bytes = 64 * 1024 * 1024  # status: a replica further behind is unhealthy
+status_max_backup_age_hours = 8 * 24  # status: an older newest full backup is unhealthy
 
 # ------------------------------------------------------------------------ WAL archiving
 archive_mode = "on"  # archives on the primary; a promoted standby takes over archiving

@@ -187,6 +187,11 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
             issues.append(f"WAL archiving fails on {primary.name} (last failed "
                           f"{archiver['last_failed_wal']} at {archiver['last_failed_time']})")
         last_backup = _last_backup(session, pnode)
+        max_age = int(session.data(pnode).get("status_max_backup_age_hours") or 0)
+        if last_backup and max_age and last_backup["age_seconds"] > max_age * 3600:
+            issues.append(f"the last full backup ({last_backup['name']}) is "
+                          f"{last_backup['age_seconds'] // 3600} h old (limit "
+                          f"status_max_backup_age_hours = {max_age})")
     return Report(healthy=not issues, issues=issues,
                   primary=primary.name if primary else None, nodes=nodes,
                   replication=replication, archiver=archiver, last_backup=last_backup,

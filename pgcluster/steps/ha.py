@@ -206,14 +206,15 @@ def _follow(plan_primary: Node, node: Node, here: bool, reclone: bool = False) -
 def _new_primary_duties(plan: Plan, event: str, detail: str) -> None:
     here = host.name == plan.new_primary.host
     data = host.data.dict()
+    # First: until it is done, every commit on the new primary waits for a standby.
+    only_if(here, promotion.synchronous_override,
+            name="Suspend synchronous replication while no synchronous standby can follow",
+            followers=[n.name for n in plan.followers], port=_port())
     for node in plan.topology.cluster.nodes:
         if node != plan.new_primary:
             only_if(here, operations.replication_slot,
                     name=f"Replication slot {node.slot} on the new primary",
                     slot=node.slot, port=_port())
-    only_if(here, promotion.synchronous_override,
-            name="Suspend synchronous replication while no synchronous standby can follow",
-            followers=[n.name for n in plan.followers], port=_port())
     only_if(here, promotion.record_event,
             name=f"Record the {event} in logs_replicacion and the events log",
             event=event, node_name=plan.new_primary.name, detail=detail,
