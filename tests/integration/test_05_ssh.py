@@ -121,13 +121,29 @@ def test_passwords_from_the_environment_work_across_the_network(ssh_cluster: Ssh
     login = ssh_cluster.host("readonly", sudo=False)
     primary = ssh_cluster.node("primary").address
 
-    def admin(password: str):
-        return login.run(f"PGPASSWORD='{password}' psql -XAtq -h {primary} -U admin "
-                         "-d proyecto_db -c 'select current_user'")
+    def admin(password: str, sslmode: str = "verify-full"):
+        # A client on the node trusts the node's copy of the cluster CA.
+        return login.run(f"PGPASSWORD='{password}' psql -XAtq 'host={primary} user=admin "
+                         f"dbname=proyecto_db sslmode={sslmode} "
+                         "sslrootcert=/etc/postgresql/15/main/tls/ca.crt' "
+                         "-c 'select current_user'")
 
     assert admin(PASSWORDS["PGCLUSTER_ADMIN_PASSWORD"]).stdout.strip() == "admin"
     refused = admin("admin123")  # the lab's default must not exist here
     assert refused.rc != 0 and "password authentication failed" in refused.stderr
+    plain = admin(PASSWORDS["PGCLUSTER_ADMIN_PASSWORD"], sslmode="disable")
+    assert plain.rc != 0 and "no encryption" in plain.stderr
+
+
+def test_replication_over_ssh_uses_verified_tls(ssh_cluster: SshCluster) -> None:
+    rows = ssh_cluster.psql("primary", "select r.application_name, s.ssl from "
+                            "pg_stat_replication r join pg_stat_ssl s using (pid)", "postgres")
+    assert sorted(rows) == sorted([ssh_cluster.node(r).name, "t"]
+                                  for r in ("standby", "readonly"))
+    for role in ("standby", "readonly"):
+        conninfo = ssh_cluster.psql(role, "select conninfo from pg_stat_wal_receiver",
+                                    "postgres")[0][0]
+        assert "sslmode=verify-full" in conninfo and "channel_binding=require" in conninfo
 
 
 def test_cli_session_runs_commands_through_sudo(ssh_cluster: SshCluster) -> None:
