@@ -285,8 +285,8 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _ca_from_files(cert_file: Path, key_file: Path | None) -> tuple[PrivateKey | None, list[
-        x509.Certificate]]:
+def _ca_from_files(cert_file: Path, key_file: Path | None
+                   ) -> tuple[PrivateKey | None, list[x509.Certificate]]:
     cas = load_certs(cert_file.read_bytes())
     key = load_key(key_file.read_bytes()) if key_file else None
     return key, cas

@@ -17,6 +17,7 @@ from pgcluster.model import (
     SLOT_NAME_MAX,
     Cluster,
     HostEntry,
+    Node,
     is_valid_slot_name,
     role_of,
 )
@@ -256,7 +257,7 @@ def _access_problems(entries: list[HostEntry]) -> list[str]:
     return found
 
 
-def _tls_problems(entries: list[HostEntry], cluster) -> list[str]:
+def _tls_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     """TLS settings that would stop the deploy half-way (or a server from starting)."""
     found = []
     for entry in entries:
@@ -287,7 +288,7 @@ def _read(entry: HostEntry, key: str, found: list[str]) -> bytes | None:
     return path.read_bytes()
 
 
-def _supplied_tls_problems(entry: HostEntry, node, renew_days: int) -> list[str]:
+def _supplied_tls_problems(entry: HostEntry, node: Node, renew_days: int) -> list[str]:
     found: list[str] = []
     data, name = entry.data, entry.name
     ca_file = _read(entry, "tls_ca_file", found)

@@ -8,6 +8,7 @@ re-run of the deploy.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets as random
 import socket
@@ -18,14 +19,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pgcluster import secrets, tls
-from pgcluster.lab import Lab
+from pgcluster.lab import Lab, LabNode
 from tests.conftest import REPO, run_pyinfra, totals
 from tests.integration.conftest import (
     APP,
@@ -105,76 +108,124 @@ def served_certificate(port: int) -> bytes:
 
 def test_certificates_are_renewed_by_a_rerun_inside_the_margin(lab: Lab) -> None:
     """With a renewal margin longer than what is left of the certificates, a re-run issues
-    new ones, the servers reload and serve them, replication carries on; a normal re-run
-    then changes nothing."""
-    before = {n.name: served_certificate(n.published_port) for n in lab.nodes}
-    renew = run_pyinfra(*CLUSTER, "--data", "tls_cert_days=500", "--data",
-                        "tls_renew_days=400", env=LAB_ENV, json_output=True)
+    new ones, the servers reload and serve them, replication carries on. Lost certificate
+    files are issued again the same way; a normal re-run then changes nothing."""
+    nodes_dir = secrets.inventory_dir("tls", inventory="docker") / "nodes"
+
+    def issued(node: LabNode) -> x509.Certificate:
+        return tls.load_certs((nodes_dir / f"{node.name}.crt").read_bytes())[0]
+
+    def served_is_issued() -> dict[str, bytes]:
+        served = {n.name: served_certificate(n.published_port) for n in lab.nodes}
+        assert all(issued(n).public_bytes(Encoding.DER) == served[n.name] for n in lab.nodes)
+        return served
+
+    before = served_is_issued()
+    left = min(issued(n).not_valid_after_utc for n in lab.nodes) - datetime.now(UTC)
+    margin = left.days + 1  # every certificate now expires within the margin
+    renew = run_pyinfra(*CLUSTER, "--data", f"tls_renew_days={margin}", "--data",
+                        f"tls_cert_days={margin + 1}", env=LAB_ENV, json_output=True)
     assert renew.returncode == 0, renew.stderr[-3000:]
-    assert totals(renew)["success"] >= 2 * len(lab.nodes)  # certificate, key and reload
-    for node in lab.nodes:
-        served = served_certificate(node.published_port)
-        issued = (secrets.inventory_dir("tls", inventory="docker") / "nodes"
-                  / f"{node.name}.crt").read_text()
-        assert served != before[node.name]
-        assert tls.load_certs(issued)[0].public_bytes(Encoding.DER) == served
+    assert totals(renew)["success"] >= 3 * len(lab.nodes)  # certificate, key, reload
+    renewed = served_is_issued()
+    assert all(renewed[name] != before[name] for name in before)
     with connect(lab.node("primary")) as conn:  # verify-full against the same CA
         assert conn.execute("select 1").fetchone() == (1,)
     wait_for(lambda: all_streaming(lab), timeout=60, what="replicas streaming after renewal")
+
+    for node in lab.nodes:  # lost on the control machine: issued again (with the defaults)
+        for suffix in (".crt", ".key"):
+            (nodes_dir / f"{node.name}{suffix}").unlink()
+    reissued = run_pyinfra(*CLUSTER, env=LAB_ENV)
+    assert reissued.returncode == 0, reissued.stderr[-3000:]
+    assert "new TLS certificate for" in reissued.stderr + reissued.stdout
+    assert all(served != renewed[name] for name, served in served_is_issued().items())
     again = run_pyinfra(*CLUSTER, env=LAB_ENV, json_output=True)
     assert again.returncode == 0 and totals(again)["success"] == 0
+    wait_for(lambda: all_streaming(lab), timeout=60, what="replicas streaming")
 
 
 # ------------------------------------------------------------------------- pg_hba
 
 
-def outsider_name(lab: Lab) -> str:
+def outsider_prefix(lab: Lab) -> str:
+    """Names derived from the lab's (pgtest-primary -> pgtest-outsider), so that a suite
+    only ever creates and removes objects of its own lab."""
     return f"{lab.node('primary').name.rsplit('-', 1)[0]}-outsider"
 
 
 @pytest.fixture(scope="module")
-def outsider(lab: Lab) -> Iterator[tuple[str, str]]:
-    """A container on the lab network at an address that is neither a node nor in the lab's
-    client networks (only the gateway: this machine), with psql and the lab CA."""
-    name = outsider_name(lab)
-    address = str(ipaddress.ip_network(lab.subnet).network_address + 200)
-    subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
-    subprocess.run(["docker", "run", "--detach", "--name", name, "--network", lab.network,
-                    "--ip", address, "--label", f"pgcluster.lab={lab.name}", lab.image,
-                    "sleep", "infinity"], check=True, capture_output=True)
+def outsider(lab: Lab) -> Iterator[dict[str, str]]:
+    """A client container with psql and the lab's CA, on a Docker network of its own and
+    also on the lab network at an address that is neither a node nor in the lab's client
+    networks (only the gateway: this machine). For the duration, the primary is attached to
+    the outsider's network too, so that a client there can reach it at all."""
+    name = outsider_prefix(lab)
+    network = f"{name}-network"
+    primary = lab.node("primary").name
+    lab_address = str(ipaddress.ip_network(lab.subnet).network_address + 200)
+
+    def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+    def clean() -> None:
+        docker("rm", "--force", name, check=False)
+        docker("network", "disconnect", "--force", network, primary, check=False)
+        docker("network", "rm", network, check=False)
+
+    clean()
     try:
+        docker("network", "create", "--label", f"pgcluster.lab={lab.name}", network)
+        docker("run", "--detach", "--name", name, "--network", network, "--label",
+               f"pgcluster.lab={lab.name}", lab.image, "sleep", "infinity")
         installed = subprocess.run(
             ["docker", "exec", name, "sh", "-c",
              "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
              "--no-install-recommends postgresql-client-15 >/dev/null"],
             capture_output=True, text=True, timeout=300, check=False)
         assert installed.returncode == 0, installed.stderr[-2000:]
-        subprocess.run(["docker", "cp", str(lab_ca()), f"{name}:/ca.crt"], check=True)
-        yield name, address
+        docker("cp", str(lab_ca()), f"{name}:/ca.crt")
+        docker("network", "connect", "--ip", lab_address, lab.network, name)
+        docker("network", "connect", network, primary)
+        addresses = json.loads(docker("inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                                      name).stdout)
+        primary_there = json.loads(docker("inspect", "--format",
+                                          "{{json .NetworkSettings.Networks}}",
+                                          primary).stdout)[network]["IPAddress"]
+        yield {"name": name, "lab_address": lab_address,
+               "other_address": addresses[network]["IPAddress"],
+               "primary_on_other_network": primary_there}
     finally:
-        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+        clean()
 
 
 def psql_from(container: str, conninfo: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "exec", container, "psql", "-w", "-XAtq",
-                           f"{conninfo} sslmode=verify-full sslrootcert=/ca.crt",
+    return subprocess.run(["docker", "exec", container, "psql", "-w", "-XAtq", conninfo,
                            "-c", "select 1"], capture_output=True, text=True, check=False)
 
 
 def test_a_client_outside_the_client_networks_is_refused(lab: Lab,
-                                                         outsider: tuple[str, str]) -> None:
-    name, address = outsider
-    primary = lab.node("primary").address
+                                                         outsider: dict[str, str]) -> None:
     assert query(lab.node("primary"), "select 1") == [(1,)]  # this machine may log in
-    # TLS and the certificate are fine; pg_hba.conf has no line for this address.
-    result = psql_from(name, f"host={primary} user=app dbname=proyecto_db")
-    assert result.returncode != 0
-    assert (f'no pg_hba.conf entry for host "{address}", user "app", database '
-            '"proyecto_db", SSL encryption') in result.stderr
+    name, verified = outsider["name"], "sslmode=verify-full sslrootcert=/ca.crt"
+    # From a container on another network: TLS works (not verifiable: the primary's address
+    # there is in no certificate), and pg_hba.conf has no line for that address.
+    other = psql_from(name, f"host={outsider['primary_on_other_network']} user=app "
+                            "dbname=proyecto_db sslmode=require")
+    assert other.returncode != 0
+    assert (f'no pg_hba.conf entry for host "{outsider["other_address"]}", user "app", '
+            'database "proyecto_db", SSL encryption') in other.stderr
+    # From the lab network itself, at an address that is not this machine's: the
+    # certificate verifies, pg_hba.conf refuses all the same; replication too.
+    primary = lab.node("primary").address
+    same = psql_from(name, f"host={primary} user=app dbname=proyecto_db {verified}")
+    assert (f'no pg_hba.conf entry for host "{outsider["lab_address"]}", user "app", '
+            'database "proyecto_db", SSL encryption') in same.stderr
     replication = psql_from(name, f"host={primary} user=replicator dbname=replication "
-                                  "replication=true")
-    assert (f'no pg_hba.conf entry for replication connection from host "{address}", '
-            'user "replicator", SSL encryption') in replication.stderr
+                                  f"replication=true {verified}")
+    assert ('no pg_hba.conf entry for replication connection from host '
+            f'"{outsider["lab_address"]}", user "replicator", SSL encryption'
+            ) in replication.stderr
 
 
 # ---------------------------------------------------------------- least privilege
