@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,12 +37,15 @@ sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
 
+from pgcluster import secrets  # noqa: E402
 from pgcluster.lab import Lab, load_lab  # noqa: E402
+from pgcluster.tls import client_options  # noqa: E402
 from pgcluster.writer import Writer, conninfo  # noqa: E402
 
 ENV = {**os.environ, "PGCLUSTER_LAB": "bench", "PYINFRA_PROGRESS": "off"}
 RESULTS = REPO / "bench" / "results" / "failover.json"
 ADMIN = ("admin", "admin123")
+LAB_CA = secrets.inventory_dir("tls", inventory="docker") / "ca.crt"  # made by the deploy
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -64,7 +68,8 @@ def follows(lab: Lab, role: str, primary_role: str) -> bool:
     try:
         with psycopg.connect(host="127.0.0.1", port=lab.node(role).published_port,
                              user=ADMIN[0], password=ADMIN[1], dbname="postgres",
-                             connect_timeout=2, autocommit=True) as conn:
+                             connect_timeout=2, autocommit=True,
+                             **client_options(LAB_CA)) as conn:
             row = conn.execute("select status, sender_host from pg_stat_wal_receiver").fetchone()
     except psycopg.Error:
         return False
@@ -84,13 +89,13 @@ def gap(writer: Writer, after: float) -> float | None:
     """The longest time without an acknowledged commit, from just before `after` on: how
     long writes were unavailable (the writer tries every 10 ms)."""
     times = [at for _, at, _ in writer.acknowledged if at >= after - 1]
-    return round(max(b - a for a, b in zip(times, times[1:], strict=False)), 3) \
-        if len(times) > 1 else None
+    return round(max(b - a for a, b in pairwise(times)), 3) if len(times) > 1 else None
 
 
 def failover_run(lab: Lab, label: str) -> dict:
     old, new = lab.node("primary"), lab.node("standby")
-    writer = Writer(conninfo([n.published_port for n in lab.nodes], *ADMIN)).start()
+    writer = Writer(conninfo([n.published_port for n in lab.nodes], *ADMIN,
+                             sslrootcert=LAB_CA)).start()
     time.sleep(3)
     killed = time.time()
     run("docker", "kill", old.name)
@@ -122,7 +127,8 @@ def failover_run(lab: Lab, label: str) -> dict:
 
 def switchover_run(lab: Lab, to_role: str) -> dict:
     target = lab.node(to_role)
-    writer = Writer(conninfo([n.published_port for n in lab.nodes], *ADMIN)).start()
+    writer = Writer(conninfo([n.published_port for n in lab.nodes], *ADMIN,
+                             sslrootcert=LAB_CA)).start()
     time.sleep(3)
     started = time.time()
     pgcluster("switchover", "--to", target.name, "--yes")

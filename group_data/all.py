@@ -4,11 +4,13 @@ pyinfra loads this file for every host of every inventory; a file named after an
 (group_data/docker.py for inventory/docker.py) or after a group overrides it. Host data in
 the inventory (addresses, node names) overrides both.
 
-Secrets are never written here: they come from the environment (or a git-ignored group
-data file). Only the Docker lab has documented defaults, in group_data/docker.py.
+Secrets are never written here: they come from the environment, from the inventory's
+git-ignored secrets file (secrets/<inventory>.env, mode 0600) or are generated once into it
+(`python -m pgcluster --inventory INVENTORY secrets init`); see pgcluster/secrets.py. Only
+the Docker lab has documented defaults, in group_data/docker.py.
 """
 
-from os import environ
+from pgcluster.secrets import inventory_dir, secret
 
 # --------------------------------------------------------------------------- PostgreSQL
 postgresql_version = 15  # Debian 12 packages PostgreSQL 15; the only supported version
@@ -94,19 +96,50 @@ backup_verify_schedule = "0 5 * * *"  # daily pg_verifybackup of the newest full
 restore_timeout = 3600  # seconds a restore waits for recovery to reach its target
 
 # ------------------------------------------------------------------------------- Access
-# Client networks allowed to log in (scram-sha-256). Every node may always reach every
-# other node for replication; the lab adds its Docker subnet in inventory/docker.py.
+# Client networks allowed to log in (over TLS, scram-sha-256), e.g. the application
+# servers' subnet. Nothing else may log in over the network; every node may reach every
+# other node for replication only. Set per inventory (the lab: inventory/docker.py).
 client_networks: list = []
 
+# ---------------------------------------------------------------------------------- TLS
+# Every network connection is encrypted and every node-to-node connection checks the
+# peer's certificate (sslmode=verify-full). pgcluster makes a cluster CA and one certificate
+# per node on the control machine, in tls_dir, and renews them on a re-run of the deploy.
+tls_dir = str(inventory_dir("tls"))  # on the control machine: secrets/<inventory>/tls
+tls_ca_days = 3650  # validity of the CA pgcluster makes (10 years)
+tls_cert_days = 365  # validity of each node's certificate
+tls_renew_days = 30  # a re-run of the deploy renews what expires within this many days
+tls_key_algorithm = "ec-p256"  # or "rsa-3072" for clients that cannot do elliptic curves
+tls_min_protocol_version = "TLSv1.2"  # ssl_min_protocol_version: no SSL 3, TLS 1.0, 1.1
+# Names and addresses a node's certificate carries besides its node_name and node_address
+# (host data), for clients that reach it some other way (the lab: 127.0.0.1).
+tls_extra_names: list = []
+# Your own CA instead of pgcluster's (PEM files on the control machine): with its key,
+# pgcluster issues and renews the node certificates with it; without the key, give every
+# host its own certificate in host data, tls_cert_file and tls_key_file (checked before
+# connecting, never renewed by pgcluster).
+tls_ca_file = None
+tls_ca_key_file = None
+tls_cert_file = None  # per host, with tls_ca_file
+tls_key_file = None  # per host, with tls_ca_file
+
 # -------------------------------------------------------------------------------- Users
-admin_user = "admin"  # the seed's superuser for administration
-admin_password = environ.get("PGCLUSTER_ADMIN_PASSWORD")
+# Passwords: secret(KEY) reads PGCLUSTER_<KEY> from the environment, then the inventory's
+# secrets file; there is no default here, and validation stops before connecting when one
+# is missing or is one of the lab's public defaults (allow_lab_default_passwords).
+admin_user = "admin"  # the seed's superuser for administration (not for applications)
+admin_password = secret("admin_password")
 replication_user = "replicator"  # REPLICATION only: streams WAL, takes base backups
-replication_password = environ.get("PGCLUSTER_REPLICATION_PASSWORD")
+replication_password = secret("replication_password")
 # pg_rewind's role on the new primary when a failed primary rejoins: LOGIN to database
 # postgres only, with EXECUTE on the four file functions pg_rewind needs; not a superuser.
 rewind_user = "rewinder"
-rewind_password = environ.get("PGCLUSTER_REWIND_PASSWORD")
+rewind_password = secret("rewind_password")
+# The application's role: CONNECT to database_name, USAGE on its schema, SELECT, INSERT,
+# UPDATE and DELETE on its tables (also those admin creates later); nothing else.
+app_user = "app"
+app_password = secret("app_password")
+allow_lab_default_passwords = False  # only the Docker lab's group data turns this on
 
 # ------------------------------------------------------------- The seed's application data
 database_name = "proyecto_db"

@@ -1,15 +1,18 @@
 """Overrides for the Docker lab (inventory/docker.py): lab-only conveniences.
 
-The seed's passwords are the documented lab defaults. They apply to this inventory only;
-every other inventory must supply its own (see group_data/all.py). Environment variables
-still win, so the lab can run with real secrets too.
+The passwords below are the lab's documented defaults (the seed's, and two of pgcluster's
+own). They are public, so they apply to this inventory only: validation refuses them for
+every other one (allow_lab_default_passwords). The environment, or secrets/docker.env,
+still wins, so the lab can run with real secrets too.
 """
 
-from os import environ
+from pgcluster.secrets import secret
 
-admin_password = environ.get("PGCLUSTER_ADMIN_PASSWORD", "admin123")  # lab default (seed)
-replication_password = environ.get("PGCLUSTER_REPLICATION_PASSWORD", "replica123")  # lab default
-rewind_password = environ.get("PGCLUSTER_REWIND_PASSWORD", "rewind123")  # lab default
+admin_password = secret("admin_password", default="admin123")  # lab default (seed)
+replication_password = secret("replication_password", default="replica123")  # lab default
+rewind_password = secret("rewind_password", default="rewind123")  # lab default
+app_password = secret("app_password", default="app123")  # lab default
+allow_lab_default_passwords = True  # the values above are accepted here, and only here
 
 shared_buffers = "64MB"  # three nodes share one laptop
 max_slot_wal_keep_size = "1GB"  # the lab's disk is the laptop's disk

@@ -2,7 +2,8 @@
 
     cp inventory/example.py inventory/production.py     # then edit the values below
     export PGCLUSTER_ADMIN_PASSWORD=... PGCLUSTER_REPLICATION_PASSWORD=...
-        PGCLUSTER_REWIND_PASSWORD=...
+        PGCLUSTER_REWIND_PASSWORD=... PGCLUSTER_APP_PASSWORD=...
+    # (or, once: python -m pgcluster --inventory inventory/production.py secrets init)
     pyinfra -y inventory/production.py deploys/cluster.py
 
 Each host needs Debian 12, sshd, and a login user that is not root and may use sudo (the
@@ -13,7 +14,9 @@ role each has. Group data for this inventory can go in group_data/<this file's n
 
 The addresses below are documentation addresses (RFC 5737, 198.51.100.0/24) that route
 nowhere: replace every one of them. Before connecting, this file validates the inventory
-and group data (one primary, distinct addresses, passwords present, ...).
+and group data (one primary, distinct addresses, passwords present and not the lab's, ...).
+The deploy makes the cluster's CA and certificates in secrets/production/tls/ (for
+inventory/production.py); clients use its ca.crt as sslrootcert.
 """
 
 import os
@@ -34,9 +37,9 @@ _SSH = {
 }
 
 
-# Networks whose clients may log in with a password (scram-sha-256), e.g. the application
-# servers. The nodes' own addresses are always allowed, for replication only. (Host data, not
-# a module-level list: pyinfra would read a list here as a group of hosts.)
+# Networks whose clients may log in with a password (over TLS, scram-sha-256), e.g. the
+# application servers. The nodes' own addresses are always allowed, for replication only.
+# (Host data, not a module-level list: pyinfra would read a list here as a group of hosts.)
 _CLIENT_NETWORKS = ["198.51.100.0/24"]
 
 

@@ -31,6 +31,9 @@ primary = [
 ]
 docker = primary  # the lab's group data (group_data/docker.py) applies to this node too
 
-check_inventory(globals(), __file__)
+# Part of the lab: the lab inventory's passwords and CA (secrets/docker*), so clients that
+# trust the lab trust its scratch node too.
+check_inventory(globals(), __file__, secrets_of=os.path.join(os.path.dirname(__file__),
+                                                             "docker.py"))
 if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":
     require_running(_lab, (_node,), build="pyinfra -y @local deploys/scratch.py")

@@ -3,7 +3,8 @@ user (not root) with sudo, with the key Vagrant made for each machine.
 
     vagrant up                                    # or: vagrant up --provider=libvirt
     export PGCLUSTER_ADMIN_PASSWORD=... PGCLUSTER_REPLICATION_PASSWORD=...
-        PGCLUSTER_REWIND_PASSWORD=...
+        PGCLUSTER_REWIND_PASSWORD=... PGCLUSTER_APP_PASSWORD=...
+    # (or, once: python -m pgcluster --inventory inventory/vagrant.py secrets init)
     pyinfra -y inventory/vagrant.py deploys/cluster.py
 
 Names and addresses are the Vagrantfile's (tests/unit/test_vagrant.py keeps them equal).
@@ -56,7 +57,8 @@ def _hosts(role: str) -> list:
                 "node_name": name,
                 "node_address": address,
                 # This machine reaches the VMs from 192.168.56.1: let it (and the VMs) log in
-                # with passwords (scram-sha-256); the replication rules name each node.
+                # with passwords (over TLS, scram-sha-256); the replication rules name each
+                # node.
                 "client_networks": ["192.168.56.0/24"],
             },
         )

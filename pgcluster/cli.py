@@ -18,7 +18,7 @@ from pgcluster import REPO_ROOT
 from pgcluster.errors import ClusterStateError, ConfigError
 
 # Modules under pgcluster/commands/, in the order their commands appear in --help.
-COMMAND_MODULES = ["lab", "operate", "menu", "backup", "restore"]
+COMMAND_MODULES = ["lab", "operate", "menu", "backup", "restore", "secrets"]
 
 
 def run_deploy(inventory: str, deploy: str, *pyinfra_args: str,

@@ -9,6 +9,9 @@ from typing import Any
 SCRIPTS_DIR = "/usr/local/lib/pgcluster"  # archive/clone scripts installed by the deploy
 PGPASS = "/var/lib/postgresql/.pgpass"  # postgres' password file (replication only)
 SOCKET_DIR = "/var/run/postgresql"
+# Secrets on their way to a node (uploads through sudo): the login user's private directory
+# under a root-owned parent; see pgcluster.operations.secret_file.
+UPLOAD_DIR = "/var/lib/pgcluster/upload"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,23 @@ class Layout:
     @property
     def data_dir(self) -> str:
         return f"/var/lib/postgresql/{self.version}/{self.cluster}"
+
+    @property
+    def tls_dir(self) -> str:
+        """The node's TLS files: the CA certificate(s) it trusts, its certificate and key."""
+        return f"{self.conf_dir}/tls"
+
+    @property
+    def tls_ca_file(self) -> str:
+        return f"{self.tls_dir}/ca.crt"
+
+    @property
+    def tls_cert_file(self) -> str:
+        return f"{self.tls_dir}/server.crt"
+
+    @property
+    def tls_key_file(self) -> str:
+        return f"{self.tls_dir}/server.key"
 
     @property
     def bin_dir(self) -> str:

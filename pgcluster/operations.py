@@ -9,16 +9,20 @@ execution time see what earlier operations of the same run have done.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
+from collections.abc import Iterator
+from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FunctionCommand, Host, State, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, Host, State, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.exceptions import OperationError
+from pyinfra.facts.files import File, Sha1File
 
 from pgcluster import scram
 from pgcluster.facts import PgNode, PgQuery, psql_as_postgres, server_up_test
-from pgcluster.layout import SCRIPTS_DIR, Layout
+from pgcluster.layout import SCRIPTS_DIR, SOCKET_DIR, UPLOAD_DIR, Layout
 from pgcluster.sql import conninfo_value, ident, literal
 
 
@@ -38,6 +42,62 @@ def only_if(condition: bool, op, **kwargs):
 
 def _query(sql: str, database: str = "postgres", port: int = 5432) -> list[list[str]] | None:
     return host.get_fact(PgQuery, sql=sql, database=database, port=port)
+
+
+# ------------------------------------------------------------------- secrets on nodes
+
+
+def _private_upload(content: str, dest: str) -> Iterator[FileUploadCommand | str]:
+    """Commands that put `content` at `dest` without it ever being readable by anyone but
+    root (and the login user who holds sudo anyway), and never on a command line.
+
+    pyinfra uploads through sudo by writing a temporary file as the login user (SFTP) and
+    copying it into place; its default temporary directory is /tmp, where the file would be
+    world-readable for a moment. Here that file goes to UPLOAD_DIR, a directory only the
+    login user may enter (its parent belongs to root, so nobody can plant a link there),
+    and `dest` exists with its final, private mode before any content is copied into it.
+    Over docker exec the connector copies a 0600 file from the control machine instead.
+    """
+    parent = UPLOAD_DIR.rsplit("/", 1)[0]
+    yield (f"install -d -m 755 {parent} && "
+           f'install -d -m 700 -o "${{SUDO_USER:-root}}" {UPLOAD_DIR}')
+    yield f"umask 077 && touch {shlex.quote(dest)}"
+    name = hashlib.sha1(dest.encode()).hexdigest()
+    yield FileUploadCommand(StringIO(content), dest,
+                            remote_temp_filename=f"{UPLOAD_DIR}/{name}.part")
+
+
+@operation()
+def secret_file(content: str, dest: str, user: str = "root", group: str = "root",
+                mode: str = "600"):
+    """A file holding secrets (a password file, a private key), owned and private from the
+    start. Unlike files.put it never prints its content (pyinfra --diff would) and never
+    leaves it readable on the way (see _private_upload)."""
+    info = host.get_fact(File, path=dest)
+    same = bool(info) and host.get_fact(Sha1File, path=dest) == hashlib.sha1(
+        content.encode()).hexdigest()
+    owner = f"{user}:{group}"
+    if same and info and (info["user"], info["group"], info["mode"]) == (user, group,
+                                                                          int(mode)):
+        return
+    if not same:
+        if info:  # tighten an existing file before new content goes into it
+            yield f"chown {owner} {shlex.quote(dest)} && chmod {mode} {shlex.quote(dest)}"
+        yield from _private_upload(content, dest)
+    yield f"chown {owner} {shlex.quote(dest)} && chmod {mode} {shlex.quote(dest)}"
+
+
+def _psql_private(sql: str, name: str, port: int = 5432) -> Iterator[FileUploadCommand | str]:
+    """Run SQL that carries a secret (a password verifier) as postgres: from a private file
+    on stdin, never on a command line (ps shows those to every user), with statement
+    logging off for this session whatever the server's settings, so it is not logged
+    either (not even when it fails)."""
+    path = f"{UPLOAD_DIR}/{name}.sql"
+    quiet = ("SET log_statement = 'none';\nSET log_min_error_statement = 'panic';\n"
+             "SET log_min_duration_statement = -1;\n")
+    yield from _private_upload(f"{quiet}{sql};\n", path)
+    yield (f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h {SOCKET_DIR} "
+           f"-p {int(port)} -d postgres < {path}; rc=$?; rm -f {path}; exit $rc")
 
 
 @operation()
@@ -108,24 +168,28 @@ def role(
     port: int = 5432,
 ):
     """A role with these attributes and this password (checked against its SCRAM verifier;
-    only a verifier, never the password, is sent to the server)."""
+    only a verifier, never the password, is sent to the server, and never on a command
+    line: see _psql_private). Roles never get CREATEDB, CREATEROLE or BYPASSRLS: the
+    superuser, if any, needs none of them, and no other role should have them."""
     rows = _query(
-        "select rolsuper, rolreplication, rolcanlogin, coalesce(rolpassword, '') "
-        f"from pg_authid where rolname = {literal(role)}",
+        "select rolsuper, rolreplication, rolcanlogin, rolcreatedb, rolcreaterole, "
+        f"rolbypassrls, coalesce(rolpassword, '') from pg_authid where rolname = {literal(role)}",
         port=port,
     )
-    wanted = {"SUPERUSER": superuser, "REPLICATION": replication, "LOGIN": login}
+    wanted = {"SUPERUSER": superuser, "REPLICATION": replication, "LOGIN": login,
+              "CREATEDB": False, "CREATEROLE": False, "BYPASSRLS": False}
     if not rows:
         attributes = " ".join(k if v else f"NO{k}" for k, v in wanted.items())
         sql = f"CREATE ROLE {ident(role)} {attributes} PASSWORD {literal(scram.verifier(password))}"
-        yield psql_as_postgres(sql, port=port)
+        yield from _psql_private(sql, f"role-{role}", port=port)
         return
-    current = dict(zip(wanted, (value == "t" for value in rows[0][:3]), strict=True))
+    current = dict(zip(wanted, (value == "t" for value in rows[0][:6]), strict=True))
     changes = [k if v else f"NO{k}" for k, v in wanted.items() if current[k] != v]
-    if not scram.matches(rows[0][3], password):
+    if not scram.matches(rows[0][6], password):
         changes.append(f"PASSWORD {literal(scram.verifier(password))}")
     if changes:
-        yield psql_as_postgres(f"ALTER ROLE {ident(role)} {' '.join(changes)}", port=port)
+        yield from _psql_private(f"ALTER ROLE {ident(role)} {' '.join(changes)}",
+                                 f"role-{role}", port=port)
 
 
 @operation()
@@ -179,6 +243,68 @@ def seed(sql_file: str, database: str, schema: str, tables: list[str], port: int
         f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {port} "
         f"-d {shlex.quote(database)} -f {shlex.quote(sql_file)}"
     )
+
+
+def privileges_check(role: str, database: str, schema: str, owner: str) -> str:
+    """SQL answering 't' when the application role has exactly the rights
+    templates/sql/privileges.sql.j2 gives it, and PUBLIC none on the database."""
+    r, d, n, o = literal(role), literal(database), literal(schema), literal(owner)
+    in_schema = f"c.relnamespace = {n}::regnamespace"
+    table_rights = " and ".join(f"has_table_privilege({r}, c.oid, '{p}')"
+                                for p in ("SELECT", "INSERT", "UPDATE", "DELETE"))
+
+    def defaults(kind: str, count: int) -> str:
+        return (f"(select count(distinct a.privilege_type) from pg_default_acl d, "
+                f"aclexplode(d.defaclacl) a where d.defaclrole = {o}::regrole and "
+                f"d.defaclnamespace = {n}::regnamespace and d.defaclobjtype = '{kind}' "
+                f"and a.grantee = {r}::regrole) = {count}")
+
+    return " and ".join([
+        f"select has_database_privilege({r}, {d}, 'CONNECT')",
+        f"not has_database_privilege({r}, {d}, 'CREATE')",
+        "not exists (select 1 from pg_database d, aclexplode(coalesce(d.datacl, "
+        f"acldefault('d', d.datdba))) a where d.datname = {d} and a.grantee = 0)",
+        f"has_schema_privilege({r}, {n}, 'USAGE')",
+        f"not has_schema_privilege({r}, {n}, 'CREATE')",
+        f"not exists (select 1 from pg_class c where {in_schema} and c.relkind in ('r', 'p') "
+        f"and not ({table_rights}))",
+        # (CASE: has_sequence_privilege fails on any other relation; AND may not guard it)
+        f"not exists (select 1 from pg_class c where {in_schema} and case when c.relkind = "
+        f"'S' then not has_sequence_privilege({r}, c.oid, 'USAGE') else false end)",
+        defaults("r", 4),
+        defaults("S", 2),
+    ])
+
+
+@operation()
+def privileges(sql_file: str, role: str, database: str, schema: str, owner: str,
+               port: int = 5432):
+    """The application role's rights in the application's database (sql_file), granted
+    again whenever they are incomplete (e.g. a table created by another role)."""
+    rows = _query(privileges_check(role, database, schema, owner), database=database, port=port)
+    if rows and rows[0][0] == "t":
+        return
+    yield (
+        f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {port} "
+        f"-d {shlex.quote(database)} -f {shlex.quote(sql_file)}"
+    )
+
+
+@operation()
+def follow_conninfo(layout: Layout, conninfo: str, keys: tuple[str, ...], port: int = 5432):
+    """A running standby of the primary in `conninfo` uses these connection options (a
+    cluster cloned before TLS gets sslmode=verify-full): ALTER SYSTEM and a reload, which
+    restarts only the WAL receiver. Standbys of another primary are left to rejoin."""
+    node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    current = node.get("primary_conninfo")
+    if not (node.get("running") and node.get("in_recovery") and current):
+        return
+    if conninfo_value(current, "host") != conninfo_value(conninfo, "host"):
+        return
+    if all(conninfo_value(current, k) == conninfo_value(conninfo, k) for k in keys):
+        return
+    yield psql_as_postgres(f"ALTER SYSTEM SET primary_conninfo = {literal(conninfo)}", port=port)
+    yield psql_as_postgres("select pg_reload_conf()", port=port)
 
 
 @operation()

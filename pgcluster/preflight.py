@@ -3,7 +3,8 @@
 pyinfra loads group data only after the inventory file and connects right after that, so
 an inventory that calls `check_inventory(globals(), __file__)` reads the same group data
 files itself (group_data/all.py, then the inventory's own group files) and stops with
-every problem listed before any connection is made.
+every problem listed before any connection is made. It also tells pgcluster.secrets which
+inventory's secrets file the group data reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from pgcluster import GROUP_DATA_DIR
 from pgcluster.model import Cluster, HostEntry
+from pgcluster.secrets import use_inventory
 from pgcluster.validate import check
 
 
@@ -81,5 +83,11 @@ def host_entries(module_globals: Mapping[str, Any], inventory_file: str) -> list
     return entries
 
 
-def check_inventory(module_globals: Mapping[str, Any], inventory_file: str) -> Cluster:
+def check_inventory(module_globals: Mapping[str, Any], inventory_file: str,
+                    secrets_of: str | None = None) -> Cluster:
+    """Validate the inventory and its group data. It first names the inventory for
+    pgcluster.secrets, so that group data (here and when pyinfra loads it next) reads this
+    inventory's secrets file and CA, or those of `secrets_of` (an inventory file) when
+    its nodes belong to another inventory's cluster, as the lab's scratch node does."""
+    use_inventory(secrets_of or inventory_file)
     return check(host_entries(module_globals, inventory_file))

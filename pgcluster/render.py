@@ -15,6 +15,7 @@ import jinja2
 from pgcluster import TEMPLATES_DIR
 from pgcluster.layout import PGPASS, SCRIPTS_DIR, SOCKET_DIR, Layout
 from pgcluster.model import Cluster, Node
+from pgcluster.replication import ssl_conninfo
 
 
 def onoff(value: Any) -> str:
@@ -65,6 +66,8 @@ def context(data: Mapping[str, Any], node: Node, cluster: Cluster) -> dict[str, 
         "scripts_dir": SCRIPTS_DIR,
         "socket_dir": SOCKET_DIR,
         "pgpass": PGPASS,
+        # libpq options of every node-to-node connection (TLS, verify-full).
+        "ssl_conninfo": ssl_conninfo(data),
     }
 
 

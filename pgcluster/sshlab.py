@@ -146,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     exports = " ".join(f"{k}={v}" for k, v in standins.env.items())
     print(f"\nStand-ins up: {', '.join(f'{n.name} ({n.address})' for n in lab.nodes)}")
     print(f"Deploy over SSH:\n  {exports} PGCLUSTER_ADMIN_PASSWORD=... "
-          f"PGCLUSTER_REPLICATION_PASSWORD=... PGCLUSTER_REWIND_PASSWORD=... \\\n"
+          f"PGCLUSTER_REPLICATION_PASSWORD=... PGCLUSTER_REWIND_PASSWORD=... "
+          f"PGCLUSTER_APP_PASSWORD=... \\\n"
           f"    pyinfra -y {STANDIN_INVENTORY} "
           "deploys/cluster.py")
     print(f"Remove them: PGCLUSTER_LAB={args.lab} python -m pgcluster destroy --yes")

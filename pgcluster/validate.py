@@ -5,15 +5,19 @@ Every problem is reported at once, each with what is wrong and how to fix it.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
+from pgcluster import secrets, tls
 from pgcluster.errors import ConfigError
 from pgcluster.model import (
     ROLES,
     SLOT_NAME_MAX,
     Cluster,
     HostEntry,
+    Node,
     is_valid_slot_name,
     role_of,
 )
@@ -21,12 +25,9 @@ from pgcluster.sql import is_plain_identifier
 
 SUPPORTED_VERSIONS = (15,)
 IDENTIFIERS = ("database_name", "database_schema", "admin_user", "replication_user",
-               "rewind_user")
-REQUIRED_SECRETS = {
-    "admin_password": "PGCLUSTER_ADMIN_PASSWORD",
-    "replication_password": "PGCLUSTER_REPLICATION_PASSWORD",
-    "rewind_password": "PGCLUSTER_REWIND_PASSWORD",
-}
+               "rewind_user", "app_user")
+ROLE_KEYS = ("admin_user", "replication_user", "rewind_user", "app_user")
+REQUIRED_SECRETS = {key: secrets.env_name(key) for key in secrets.SECRET_KEYS}
 
 
 def problems(entries: Iterable[HostEntry]) -> list[str]:
@@ -40,6 +41,9 @@ def problems(entries: Iterable[HostEntry]) -> list[str]:
     found += _name_problems(cluster)
     found += _port_problems(cluster)
     found += _data_problems(entries, cluster)
+    found += _secret_problems(entries)
+    found += _access_problems(entries)
+    found += _tls_problems(entries, cluster)
     return found
 
 
@@ -148,15 +152,6 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     if len(versions) > 1:
         found.append("all nodes must run the same postgresql_version")
 
-    for key, env in REQUIRED_SECRETS.items():
-        missing = sorted(e.name for e in entries if not e.data.get(key))
-        if missing:
-            found.append(
-                f"{key} is not set for {', '.join(missing)}: export {env}=... before running, "
-                "or set it in a git-ignored group_data file; it is never given a default "
-                "outside the Docker lab"
-            )
-
     replicas = len(cluster.nodes) - 1
     for entry in entries:
         data = entry.data
@@ -183,10 +178,14 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
                     f"{key} = {value!r} is not a plain SQL identifier: use lower-case "
                     "letters, digits and _ (starting with a letter or _), at most 63"
                 )
-    roles = [{e.data.get(key) for e in entries}
-             for key in ("admin_user", "replication_user", "rewind_user")]
-    if roles[0] & roles[1] or roles[0] & roles[2] or roles[1] & roles[2]:
-        found.append("admin_user, replication_user and rewind_user must be different roles")
+    roles = [{e.data.get(key) for e in entries} for key in ROLE_KEYS]
+    if any(roles[i] & roles[j] for i in range(len(roles)) for j in range(i + 1, len(roles))):
+        found.append(f"{', '.join(ROLE_KEYS[:-1])} and {ROLE_KEYS[-1]} must be different "
+                     "roles")
+    if "postgres" in set().union(*roles):
+        found.append("the postgres role is the local superuser (peer, never over the "
+                     "network): choose other names for admin_user, replication_user, "
+                     "rewind_user and app_user")
     names = {n.name for n in cluster.nodes}
     for entry in entries:
         unknown = [s for s in entry.data.get("synchronous_standbys") or [] if s not in names]
@@ -199,4 +198,126 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     duplicates = sorted({n for n in node_names if node_names.count(n) > 1})
     if duplicates:
         found.append(f"node names must be unique; repeated: {', '.join(duplicates)}")
+    return found
+
+
+def _how_to_supply(key: str) -> str:
+    return (
+        f"export {REQUIRED_SECRETS[key]}=..., or put {REQUIRED_SECRETS[key]}=... in "
+        f"{secrets.shown(secrets.secrets_file())} (mode 0600), or generate every missing "
+        f"password once with `python -m pgcluster --inventory {secrets.inventory_file()} "
+        "secrets init`"
+    )
+
+
+def _secret_problems(entries: list[HostEntry]) -> list[str]:
+    """Every password present, none of them the lab's public defaults outside the lab, and
+    none that would break the files they are written to."""
+    found = []
+    for key in REQUIRED_SECRETS:
+        missing = sorted(e.name for e in entries if not e.data.get(key))
+        if missing:
+            found.append(
+                f"{key} is not set for {', '.join(missing)}: {_how_to_supply(key)}. It is "
+                "never given a default outside the Docker lab"
+            )
+        public = sorted(
+            e.name for e in entries
+            if e.data.get(key) and not e.data.get("allow_lab_default_passwords")
+            and e.data.get(key) in secrets.LAB_DEFAULTS.values()
+        )
+        if public:
+            found.append(
+                f"{key} for {', '.join(public)} is one of the Docker lab's documented "
+                "passwords, which are public and accepted only by the lab inventory: choose "
+                f"your own ({_how_to_supply(key)})"
+            )
+        unusable = sorted(e.name for e in entries if e.data.get(key)
+                          and any(ord(c) < 32 or ord(c) == 127 for c in str(e.data[key])))
+        if unusable:
+            found.append(f"{key} for {', '.join(unusable)} contains control characters "
+                         "(a newline, a tab...): they cannot go into .pgpass; choose another")
+    return found
+
+
+def _access_problems(entries: list[HostEntry]) -> list[str]:
+    found = []
+    for entry in entries:
+        networks = entry.data.get("client_networks") or []
+        if isinstance(networks, str):
+            found.append(f"client_networks on {entry.name} must be a list of networks, "
+                         f"e.g. [{networks!r}]")
+            continue
+        for network in networks:
+            try:
+                ipaddress.ip_network(str(network), strict=False)
+            except ValueError:
+                found.append(f"client_networks on {entry.name}: {network!r} is not a "
+                             "network in CIDR notation (e.g. 10.0.1.0/24 or 10.0.1.5/32)")
+    return found
+
+
+def _tls_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
+    """TLS settings that would stop the deploy half-way (or a server from starting)."""
+    found = []
+    for entry in entries:
+        data, name = entry.data, entry.name
+        algorithm = data.get("tls_key_algorithm", "ec-p256")
+        if algorithm not in tls.KEY_ALGORITHMS:
+            found.append(f"tls_key_algorithm = {algorithm!r} on {name}: use one of "
+                         f"{', '.join(tls.KEY_ALGORITHMS)}")
+        renew = int(data.get("tls_renew_days", 30))
+        for key in ("tls_cert_days", "tls_ca_days"):
+            if int(data.get(key, 365)) <= renew:
+                found.append(f"{key} = {data.get(key)} on {name} is not longer than "
+                             f"tls_renew_days = {renew}: every run would renew")
+        if data.get("tls_min_protocol_version", "TLSv1.2") not in ("TLSv1.2", "TLSv1.3"):
+            found.append(f"tls_min_protocol_version on {name}: use TLSv1.2 or TLSv1.3")
+        found += _supplied_tls_problems(entry, cluster.node(name), renew)
+    return found
+
+
+def _read(entry: HostEntry, key: str, found: list[str]) -> bytes | None:
+    value = entry.data.get(key)
+    if not value:
+        return None
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        found.append(f"{key} = {value!r} on {entry.name}: no such file on this machine")
+        return None
+    return path.read_bytes()
+
+
+def _supplied_tls_problems(entry: HostEntry, node: Node, renew_days: int) -> list[str]:
+    found: list[str] = []
+    data, name = entry.data, entry.name
+    ca_file = _read(entry, "tls_ca_file", found)
+    ca_key = _read(entry, "tls_ca_key_file", found)
+    cert = _read(entry, "tls_cert_file", found)
+    key = _read(entry, "tls_key_file", found)
+    if data.get("tls_ca_key_file") and not data.get("tls_ca_file"):
+        found.append(f"tls_ca_key_file on {name} needs tls_ca_file (the CA's certificate)")
+    if bool(data.get("tls_cert_file")) != bool(data.get("tls_key_file")):
+        found.append(f"tls_cert_file and tls_key_file on {name} go together")
+    if data.get("tls_cert_file") and not data.get("tls_ca_file"):
+        found.append(f"tls_cert_file on {name} needs tls_ca_file (the CA that signed it)")
+    if data.get("tls_ca_file") and not data.get("tls_ca_key_file") \
+            and not data.get("tls_cert_file"):
+        found.append(f"tls_ca_file on {name} without tls_ca_key_file: give this host its own "
+                     "tls_cert_file and tls_key_file, or the CA's key so pgcluster can issue "
+                     "them")
+    try:
+        cas = tls.load_certs(ca_file) if ca_file else []
+        if ca_file and ca_key and not tls.same_key(cas[0], tls.load_key(ca_key)):
+            found.append(f"tls_ca_key_file on {name} is not the key of tls_ca_file's "
+                         "(first) certificate")
+        if ca_key and cas and tls.expires_within(cas[0], renew_days):
+            found.append(f"the CA in tls_ca_file expires on "
+                         f"{cas[0].not_valid_after_utc:%Y-%m-%d}: renew it")
+        if cert and key and cas:
+            names = tls.wanted_names(node.name, node.address, data.get("tls_extra_names"))
+            found += [f"tls_cert_file on {name} {problem}" for problem in tls.chain_problems(
+                tls.load_certs(cert)[0], tls.load_key(key), cas, names, renew_days)]
+    except ValueError as exc:
+        found.append(f"the TLS files of {name} cannot be read as PEM ({exc})")
     return found

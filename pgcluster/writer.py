@@ -11,16 +11,22 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
+
+from pgcluster.tls import client_options
 
 TABLE = "proyecto.drill_writes"
 
 
-def conninfo(ports: list[int], user: str, password: str, dbname: str = "proyecto_db",
-             host: str = "127.0.0.1") -> str:
+def conninfo(ports: list[int], user: str, password: str, *, sslrootcert: str | Path,
+             dbname: str = "proyecto_db", host: str = "127.0.0.1") -> str:
+    """Every port on `host`, over TLS with the cluster CA (the only way in); the password
+    stays in this process, never on a command line."""
+    tls_options = " ".join(f"{k}={v}" for k, v in client_options(sslrootcert).items())
     return (f"host={','.join([host] * len(ports))} port={','.join(map(str, ports))} "
-            f"user={user} password={password} dbname={dbname} "
+            f"user={user} password={password} dbname={dbname} {tls_options} "
             "target_session_attrs=read-write connect_timeout=2")
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
+from pgcluster import secrets
 from pgcluster.cli import confirm, run_deploy
 from pgcluster.lab import Lab, docker_available, inspect, load_lab
+
+STANDIN_INVENTORY = "tests/integration/inventory_ssh.py"  # as pgcluster.sshlab deploys them
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -19,23 +23,38 @@ def cmd_up(args: argparse.Namespace) -> int:
     return cmd_info(args)
 
 
+def connect_command(host: str, port: int | None, ca_file: Path, user: str = "admin") -> str:
+    """The psql command line for a lab node: TLS, the server's certificate checked against
+    the cluster CA and the address connected to."""
+    port_part = f" port={port}" if port is not None else ""
+    return (f'psql "host={host}{port_part} user={user} dbname=proyecto_db '
+            f'sslmode=verify-full sslrootcert={secrets.shown(ca_file)}"')
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Print how to connect to each node of the lab."""
     lab = load_lab()
+    standins = all(node.published_port is None for node in lab.nodes)
+    # SSH stand-ins are deployed through their own inventory (and its TLS directory).
+    inventory = STANDIN_INVENTORY if standins else args.inventory
+    ca_file = secrets.inventory_dir("tls", inventory=Path(inventory).stem) / "ca.crt"
     print(f"\nLab '{lab.name}': network {lab.network} ({lab.subnet})")
     print(f"{'node':<22}{'role':<10}{'address':<15}connect from this machine")
     for node in lab.nodes:
         if node.published_port is None:  # reached at its own address, like a VM
-            url = f"psql -h {node.address} -U admin -d proyecto_db"
+            url = connect_command(node.address, None, ca_file)
         else:
-            url = f"psql -h {lab.bind_address} -p {node.published_port} -U admin -d proyecto_db"
+            url = connect_command(lab.bind_address, node.published_port, ca_file)
         print(f"{node.name:<22}{node.role:<10}{node.address:<15}{url}")
-    if all(node.published_port is None for node in lab.nodes):
-        # SSH stand-ins are deployed through an SSH inventory: no lab defaults apply.
-        print("\nPasswords: those exported as PGCLUSTER_ADMIN_PASSWORD, "
-              "PGCLUSTER_REPLICATION_PASSWORD and PGCLUSTER_REWIND_PASSWORD for the deploy.")
+    if standins:
+        # No lab defaults apply to an SSH inventory.
+        print("\nPasswords: those the deploy had (PGCLUSTER_*_PASSWORD, or "
+              f"{secrets.shown(secrets.secrets_file(Path(inventory).stem))}).")
     else:
-        print("\nLab passwords (documented defaults): admin/admin123, replicator/replica123.")
+        print("\nLab passwords (documented defaults, this lab only): admin/admin123 "
+              "(superuser), app/app123 (the application's role), replicator/replica123 "
+              "(replication only).")
+    print("TLS only: plain-text connections are refused; sslrootcert is the lab's CA.")
     print("Writes go to the primary; the standby and the read-only replica answer reads.")
     return 0
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from io import StringIO
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from pgcluster import operations
+from pgcluster import operations, tls
 from pgcluster.layout import PGPASS, SCRIPTS_DIR, Layout
 from pgcluster.render import context, render
 from pgcluster.topology import Topology
@@ -46,6 +46,7 @@ def postgresql(topology: Topology) -> None:
         )
         for template, (target, mode) in CONFIG_FILES.items()
     ]
+    changes += _tls_files(data, topology, layout)
 
     files.directory(name="pgcluster scripts directory", path=SCRIPTS_DIR, mode="755")
     for script in SCRIPTS:
@@ -55,9 +56,9 @@ def postgresql(topology: Topology) -> None:
             dest=f"{SCRIPTS_DIR}/{script}",
             mode="755",
         )
-    files.put(
+    operations.secret_file(
         name="Replication password file (.pgpass)",
-        src=StringIO(render("postgresql/pgpass.j2", ctx)),
+        content=render("postgresql/pgpass.j2", ctx),
         dest=PGPASS,
         user="postgres",
         group="postgres",
@@ -80,3 +81,25 @@ def postgresql(topology: Topology) -> None:
         port=int(data["postgresql_port"]),
         _if=lambda: any(change.did_change() for change in changes),
     )
+
+
+def _tls_files(data: dict, topology: Topology, layout: Layout) -> list:
+    """The node's CA bundle, certificate and key (made or renewed on the control machine
+    when needed, see pgcluster.tls); a change reloads the server, which reads them again."""
+    node = topology.cluster.node(host.name)
+    material = tls.node_material(data, node.name, node.address)
+    if material.issued:
+        logger.warning(f"pgcluster: new TLS certificate for {node.name}: {material.issued}")
+    files.directory(name=f"Directory {layout.tls_dir}", path=layout.tls_dir, user="postgres",
+                    group="postgres", mode="755")
+    return [
+        files.put(name="TLS: the cluster CA certificate(s) to trust",
+                  src=StringIO(material.ca_bundle), dest=layout.tls_ca_file,
+                  user="postgres", group="postgres", mode="644"),
+        files.put(name="TLS: this node's certificate",
+                  src=StringIO(material.cert), dest=layout.tls_cert_file,
+                  user="postgres", group="postgres", mode="644"),
+        operations.secret_file(name="TLS: this node's private key",
+                               content=material.key, dest=layout.tls_key_file,
+                               user="postgres", group="postgres", mode="600"),
+    ]

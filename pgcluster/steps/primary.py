@@ -1,5 +1,6 @@
 """On the live primary: create the data directory once, start it, and make the roles,
-database, schema, sample data and one replication slot per replica.
+database, schema, sample data, the application role's rights and one replication slot per
+replica.
 
 Every step is planned on every host (and is a no-op off the primary), so that replicas'
 later steps are ordered after these; see operations.only_if.
@@ -27,6 +28,7 @@ REWIND_FUNCTIONS = [
     "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
 ]
 SEED_SQL = "/etc/pgcluster/seed.sql"
+PRIVILEGES_SQL = "/etc/pgcluster/privileges.sql"
 SEED_TABLES = ["usuarios", "logs_replicacion"]
 
 
@@ -77,6 +79,13 @@ def initialise(topology: Topology) -> None:
         port=port,
     )
     only_if(
+        here, operations.role,
+        name=f"Role {data['app_user']} (the application's: no superuser, no replication)",
+        role=data["app_user"],
+        password=data["app_password"],
+        port=port,
+    )
+    only_if(
         here, operations.grant_execute,
         name=f"{data['rewind_user']} may read files as pg_rewind needs",
         role=data["rewind_user"],
@@ -116,6 +125,24 @@ def initialise(topology: Topology) -> None:
         database=data["database_name"],
         schema=data["database_schema"],
         tables=SEED_TABLES,
+        port=port,
+    )
+    files.put(
+        name="Privileges SQL (the application role's rights)",
+        src=StringIO(render("sql/privileges.sql.j2", seed_ctx)),
+        dest=PRIVILEGES_SQL,
+        user="postgres",
+        group="postgres",
+        mode="640",
+    )
+    only_if(
+        here, operations.privileges,
+        name=f"{data['app_user']} may read and write {data['database_schema']}, nothing more",
+        sql_file=PRIVILEGES_SQL,
+        role=data["app_user"],
+        database=data["database_name"],
+        schema=data["database_schema"],
+        owner=data["admin_user"],
         port=port,
     )
     only_if(

@@ -17,6 +17,10 @@ from pgcluster.operations import only_if
 from pgcluster.replication import primary_conninfo
 from pgcluster.topology import Topology
 
+# The primary_conninfo options a running replica must have as pgcluster renders them.
+FOLLOW_KEYS = ("host", "port", "user", "passfile", "application_name", "sslmode", "sslrootcert",
+               "channel_binding")
+
 
 @deploy("Clone the replicas")
 def clone(topology: Topology) -> None:
@@ -38,6 +42,15 @@ def clone(topology: Topology) -> None:
         service=layout.service,
         running=True,
         enabled=True,
+    )
+    # Replicas cloned before TLS (or before any change of these options) are re-pointed.
+    only_if(
+        replica, operations.follow_conninfo,
+        name=f"Replicas reach {topology.primary.name} over TLS (verify-full)",
+        layout=layout,
+        conninfo=primary_conninfo(topology.primary, me, data),
+        keys=FOLLOW_KEYS,
+        port=int(data["postgresql_port"]),
     )
 
 

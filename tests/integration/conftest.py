@@ -18,12 +18,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import testinfra
 
+from pgcluster import secrets, tls
 from pgcluster.lab import Lab, LabNode, docker_available, load_lab
 from tests.conftest import REPO, run_pyinfra
 from tests.integration.sshlab import SSH_LAB_NAME, SshCluster, built_ssh_cluster
@@ -31,6 +33,7 @@ from tests.integration.sshlab import SSH_LAB_NAME, SshCluster, built_ssh_cluster
 LAB_NAME = os.environ.get("PGCLUSTER_TEST_LAB", "test")
 LAB_ENV = {"PGCLUSTER_LAB": LAB_NAME}
 ADMIN = ("admin", "admin123")
+APP = ("app", "app123")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,11 +70,21 @@ def lab() -> Iterator[Lab]:
     yield from built_lab(LAB_NAME)
 
 
+def lab_ca() -> Path:
+    """The CA every Docker lab's certificates chain to (the lab inventory's, made by the
+    deploy on this machine)."""
+    return secrets.inventory_dir("tls", inventory="docker") / "ca.crt"
+
+
 def connect(node: LabNode, user: str = ADMIN[0], password: str = ADMIN[1],
             dbname: str = "proyecto_db", **kwargs: Any) -> psycopg.Connection:
-    return psycopg.connect(host="127.0.0.1", port=node.published_port, user=user,
-                           password=password, dbname=dbname, connect_timeout=5,
-                           autocommit=True, **kwargs)
+    """A client connection from this machine, as every client of the cluster makes it:
+    TLS, the server's certificate checked against the lab's CA and the address (kwargs
+    may override any option, e.g. sslmode="disable" to try plain text)."""
+    options = {"host": "127.0.0.1", "port": node.published_port, "user": user,
+               "password": password, "dbname": dbname, "connect_timeout": 5,
+               **tls.client_options(lab_ca()), **kwargs}
+    return psycopg.connect(autocommit=True, **options)
 
 
 def query(node: LabNode, sql: str, params: tuple = ()) -> list[tuple]:
@@ -109,7 +122,9 @@ def all_streaming(lab: Lab) -> bool:
     return all(states.get(n.name) == "streaming" for n in lab.nodes if n.role != "primary")
 
 
-@pytest.fixture(scope="session")
+# Module scope: each of these labs serves one test module and is gone before the next
+# starts, so the suite never runs more systemd containers at once than it needs.
+@pytest.fixture(scope="module")
 def ha_lab() -> Iterator[Lab]:
     """A lab of its own for failover, switchover and rejoin (they change the primary)."""
     yield from built_lab(os.environ.get("PGCLUSTER_TEST_HA_LAB", "ha"))
@@ -122,7 +137,7 @@ def pgcluster_cli(lab: Lab, *args: str, timeout: int = 600) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster]:
     """The SSH stand-ins for VMs (lab/ssh.toml) with the cluster deployed on them over SSH,
     as a non-root user with sudo; see tests/integration/sshlab.py."""

@@ -5,8 +5,9 @@ pgcluster.sshlab builds the stand-ins and says where their key is, through the e
     PGCLUSTER_SSH_KEY   private key of the login user (required)
     PGCLUSTER_SSH_USER  the login user (default deploy)
     PGCLUSTER_SSH_LAB   lab definition of the stand-ins (default ssh: lab/ssh.toml)
-Passwords come from PGCLUSTER_ADMIN_PASSWORD / PGCLUSTER_REPLICATION_PASSWORD, as on any
-inventory other than the Docker lab.
+Passwords come from PGCLUSTER_ADMIN_PASSWORD / PGCLUSTER_REPLICATION_PASSWORD /
+PGCLUSTER_REWIND_PASSWORD / PGCLUSTER_APP_PASSWORD (or secrets/inventory_ssh.env), as on
+any inventory other than the Docker lab.
 
     pyinfra -y tests/integration/inventory_ssh.py deploys/cluster.py
 """

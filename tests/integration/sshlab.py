@@ -39,7 +39,8 @@ SSH_LAB_NAME = os.environ.get("PGCLUSTER_TEST_SSH_LAB", "ssh")
 # No defaults outside the Docker lab: the suite supplies the passwords, as a user would.
 PASSWORDS = {"PGCLUSTER_ADMIN_PASSWORD": "ssh-admin-secret",
              "PGCLUSTER_REPLICATION_PASSWORD": "ssh-replication-secret",
-             "PGCLUSTER_REWIND_PASSWORD": "ssh-rewind-secret"}
+             "PGCLUSTER_REWIND_PASSWORD": "ssh-rewind-secret",
+             "PGCLUSTER_APP_PASSWORD": "ssh-app-secret"}
 SSH_OPTIONS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
                "-o IdentitiesOnly=yes -o BatchMode=yes")
 

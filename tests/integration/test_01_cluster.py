@@ -33,6 +33,10 @@ def test_configuration_files_owner_and_mode(lab: Lab, role: str) -> None:
         "/etc/postgresql/15/main/pg_hba.conf": 0o640,
         "/var/lib/postgresql/.pgpass": 0o600,
         "/backups/wal_archive": 0o750,
+        "/etc/postgresql/15/main/tls": 0o755,
+        "/etc/postgresql/15/main/tls/ca.crt": 0o644,
+        "/etc/postgresql/15/main/tls/server.crt": 0o644,
+        "/etc/postgresql/15/main/tls/server.key": 0o600,
     }
     for path, mode in expected.items():
         f = host.file(path)
@@ -93,9 +97,12 @@ def test_seed_data_on_every_node(lab: Lab, role: str) -> None:
 
 
 def test_roles_and_their_rights(lab: Lab) -> None:
-    rows = query(lab.node("primary"), "select rolname, rolsuper, rolreplication, rolcanlogin "
-                 "from pg_roles where rolname in ('admin', 'replicator') order by 1")
-    assert rows == [("admin", True, False, True), ("replicator", False, True, True)]
+    rows = query(lab.node("primary"), "select rolname, rolsuper, rolreplication, rolcanlogin, "
+                 "rolcreatedb or rolcreaterole or rolbypassrls from pg_roles "
+                 "where rolname in ('admin', 'replicator', 'rewinder', 'app') order by 1")
+    assert rows == [("admin", True, False, True, False), ("app", False, False, True, False),
+                    ("replicator", False, True, True, False),
+                    ("rewinder", False, False, True, False)]
     stored = query(lab.node("primary"),
                    "select rolpassword from pg_authid where rolname = 'admin'")[0][0]
     # Stored as a SCRAM verifier, and the one pgcluster checks idempotently.
@@ -116,15 +123,21 @@ def test_replicator_cannot_log_into_databases(lab: Lab) -> None:
 
 
 @pytest.mark.parametrize("role", NODES)
-def test_no_trust_and_scram_everywhere_on_the_network(lab: Lab, role: str) -> None:
-    rules = query(lab.node(role), "select type, user_name, auth_method from pg_hba_file_rules")
+def test_no_trust_tls_and_scram_everywhere_on_the_network(lab: Lab, role: str) -> None:
+    rules = query(lab.node(role), "select type, user_name, auth_method, error "
+                                  "from pg_hba_file_rules")
     assert rules, "pg_hba.conf has no rules"
-    assert all(method != "trust" for _, _, method in rules)
-    network = [(user, method) for kind, user, method in rules if kind != "local"]
-    assert {method for _, method in network} == {"scram-sha-256", "reject"}
-    assert [user for user, method in network if method == "reject"] == [["replicator"],
-                                                                         ["rewinder"]]
-    assert ("local", ["postgres"], "peer") in rules
+    assert all(error is None for *_, error in rules), rules
+    assert all(method != "trust" for _, _, method, _ in rules)
+    assert {method for kind, _, method, _ in rules if kind == "local"} == {"peer",
+                                                                          "scram-sha-256"}
+    assert [user for kind, user, method, _ in rules if method == "peer"] == [["postgres"]] * 2
+    network = [(kind, user, method) for kind, user, method, _ in rules if kind != "local"]
+    # accepted over TLS only, with a password; everything else is an explicit refusal
+    assert {method for kind, _, method in network if kind == "hostssl"} == {"scram-sha-256"}
+    assert {method for kind, _, method in network if kind != "hostssl"} == {"reject"}
+    assert sorted(user[0] for kind, user, method in network if kind == "host") == [
+        "postgres", "replicator", "rewinder"]
 
 
 @pytest.mark.parametrize("role", NODES)
@@ -133,7 +146,8 @@ def test_settings_of_the_seed_are_live(lab: Lab, role: str) -> None:
         "wal_level": "replica", "max_wal_senders": "10", "wal_keep_size": "512MB",
         "hot_standby": "on", "archive_mode": "on", "max_connections": "100",
         "listen_addresses": "*", "wal_log_hints": "on", "password_encryption": "scram-sha-256",
-        "cluster_name": lab.node(role).name, "data_checksums": "on",
+        "cluster_name": lab.node(role).name, "data_checksums": "on", "ssl": "on",
+        "ssl_min_protocol_version": "TLSv1.2", "log_statement": "none",
     }
     with connect(lab.node(role)) as conn:
         live = {name: conn.execute(f"show {name}").fetchone()[0] for name in wanted}

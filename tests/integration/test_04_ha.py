@@ -20,6 +20,7 @@ from tests.conftest import run_pyinfra, totals
 from tests.integration.conftest import (
     ADMIN,
     connect,
+    lab_ca,
     node_host,
     pgcluster_cli,
     query,
@@ -164,7 +165,8 @@ def test_switchover_under_a_writer_loses_no_committed_row(ha_lab: Lab, target_ro
     target = ha_lab.node(target_role)
     old = next(n for n in ha_lab.nodes if roles(ha_lab)[n.name] == "PRIMARY")
     assert old != target
-    writer = Writer(conninfo([n.published_port for n in ha_lab.nodes], *ADMIN)).start()
+    writer = Writer(conninfo([n.published_port for n in ha_lab.nodes], *ADMIN,
+                             sslrootcert=lab_ca())).start()
     time.sleep(2)
     started = time.time()
     result = pgcluster_cli(ha_lab, "switchover", "--to", target.name, "--yes")

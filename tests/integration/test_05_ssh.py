@@ -121,13 +121,29 @@ def test_passwords_from_the_environment_work_across_the_network(ssh_cluster: Ssh
     login = ssh_cluster.host("readonly", sudo=False)
     primary = ssh_cluster.node("primary").address
 
-    def admin(password: str):
-        return login.run(f"PGPASSWORD='{password}' psql -XAtq -h {primary} -U admin "
-                         "-d proyecto_db -c 'select current_user'")
+    def admin(password: str, sslmode: str = "verify-full"):
+        # A client on the node trusts the node's copy of the cluster CA.
+        return login.run(f"PGPASSWORD='{password}' psql -XAtq 'host={primary} user=admin "
+                         f"dbname=proyecto_db sslmode={sslmode} "
+                         "sslrootcert=/etc/postgresql/15/main/tls/ca.crt' "
+                         "-c 'select current_user'")
 
     assert admin(PASSWORDS["PGCLUSTER_ADMIN_PASSWORD"]).stdout.strip() == "admin"
     refused = admin("admin123")  # the lab's default must not exist here
     assert refused.rc != 0 and "password authentication failed" in refused.stderr
+    plain = admin(PASSWORDS["PGCLUSTER_ADMIN_PASSWORD"], sslmode="disable")
+    assert plain.rc != 0 and "no encryption" in plain.stderr
+
+
+def test_replication_over_ssh_uses_verified_tls(ssh_cluster: SshCluster) -> None:
+    rows = ssh_cluster.psql("primary", "select r.application_name, s.ssl from "
+                            "pg_stat_replication r join pg_stat_ssl s using (pid)", "postgres")
+    assert sorted(rows) == sorted([ssh_cluster.node(r).name, "t"]
+                                  for r in ("standby", "readonly"))
+    for role in ("standby", "readonly"):
+        conninfo = ssh_cluster.psql(role, "select conninfo from pg_stat_wal_receiver",
+                                    "postgres")[0][0]
+        assert "sslmode=verify-full" in conninfo and "channel_binding=require" in conninfo
 
 
 def test_cli_session_runs_commands_through_sudo(ssh_cluster: SshCluster) -> None:
@@ -153,13 +169,8 @@ def test_second_deploy_over_ssh_reports_zero_changes(ssh_cluster: SshCluster) ->
     assert ssh_cluster.all_streaming()
 
 
-# Failover and backups over SSH (issues 3 and 4) go here, after the checks above because
-# they change the cluster, on the same fixture and with no SSH-specific code (backups: below), e.g.:
-#
-#   def test_failover_over_ssh(ssh_cluster: SshCluster) -> None:
-#       result = ssh_cluster.pyinfra("deploys/failover.py")
-#       assert result.returncode == 0, result.stderr[-3000:]
-#       assert ssh_cluster.psql("standby", "select pg_is_in_recovery()") == [["f"]]
+# Backups, then a failover and a rejoin over SSH: after the checks above because they
+# change the cluster; the same deploys as on the lab, with no SSH-specific code.
 
 
 def test_backups_over_ssh(ssh_cluster: SshCluster) -> None:
@@ -178,3 +189,29 @@ def test_backups_over_ssh(ssh_cluster: SshCluster) -> None:
     assert verify.returncode == 0, verify.stderr[-3000:]
     assert ssh_cluster.psql("primary", "select verify_status from pgcluster.backups "
                             f"where path = 'full/{new}'", "postgres") == [["ok"]]
+
+
+def test_failover_and_rejoin_over_ssh(ssh_cluster: SshCluster) -> None:
+    """The primary's server is lost (stopped through sudo over SSH); the failover deploy
+    promotes the standby and re-points the read-only replica; rejoin rewinds the old
+    primary into a standby. All through pyinfra's SSH connector as the sudo user."""
+    primary, standby = ssh_cluster.node("primary"), ssh_cluster.node("standby")
+    ssh_cluster.host("primary").check_output("systemctl stop postgresql@15-main")
+    failover = ssh_cluster.pyinfra("deploys/failover.py")
+    assert failover.returncode == 0, failover.stderr[-3000:]
+    assert ssh_cluster.psql("standby", "select pg_is_in_recovery()") == [["f"]]
+    marker = "written-after-the-ssh-failover"
+    ssh_cluster.psql("standby", "insert into proyecto.logs_replicacion (evento, nodo, detalle) "
+                                f"values ('test', 'pytest', '{marker}')")
+    wait_for(lambda: ssh_cluster.psql("readonly", "select count(*) from proyecto.logs_replicacion"
+                                                  f" where detalle = '{marker}'") == [["1"]],
+             timeout=30, what="the read-only replica following the new primary")
+    rejoin = ssh_cluster.pyinfra("deploys/rejoin.py", "--data", f"rejoin_node={primary.name}")
+    assert rejoin.returncode == 0, rejoin.stderr[-3000:]
+    assert "pg_rewind" in ssh_cluster.host("primary").check_output(
+        "cat /var/log/pgcluster/rejoin.log")
+    senders = dict(ssh_cluster.psql("standby", "select application_name, state "
+                                               "from pg_stat_replication", "postgres"))
+    assert senders == {primary.name: "streaming", ssh_cluster.node("readonly").name: "streaming"}
+    assert standby.name in ssh_cluster.host("standby").check_output(
+        "cat /var/log/pgcluster/events.log")

@@ -9,7 +9,7 @@ from pgcluster.preflight import load_group_data
 
 ALL = load_group_data("all")
 SECRETS = {"admin_password": "s3cret-admin", "replication_password": "s3cret-repl",
-           "rewind_password": "s3cret-rewind"}
+           "rewind_password": "s3cret-rewind", "app_password": "s3cret-app"}
 
 
 def entry(name: str, role: str | None, **data: Any) -> HostEntry:

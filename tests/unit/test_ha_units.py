@@ -23,7 +23,9 @@ def test_primary_conninfo_names_the_replica_and_uses_the_password_file() -> None
     c = cluster()
     text = primary_conninfo(c.node("db1"), c.node("db2"), {**ALL, **SECRETS})
     assert text == ("host=10.0.0.1 port=5432 user=replicator "
-                    "passfile=/var/lib/postgresql/.pgpass application_name=db2 connect_timeout=5")
+                    "passfile=/var/lib/postgresql/.pgpass application_name=db2 connect_timeout=5"
+                    " sslmode=verify-full sslrootcert=/etc/postgresql/15/main/tls/ca.crt"
+                    " channel_binding=require")
     assert "s3cret" not in text
 
 

@@ -22,6 +22,7 @@ def passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGCLUSTER_ADMIN_PASSWORD", "metal-admin")
     monkeypatch.setenv("PGCLUSTER_REPLICATION_PASSWORD", "metal-repl")
     monkeypatch.setenv("PGCLUSTER_REWIND_PASSWORD", "metal-rewind")
+    monkeypatch.setenv("PGCLUSTER_APP_PASSWORD", "metal-app")
 
 
 def test_bare_metal_example_loads_and_validates(passwords: None) -> None:
@@ -46,6 +47,7 @@ def test_no_default_passwords_outside_the_lab(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("PGCLUSTER_ADMIN_PASSWORD", raising=False)
     monkeypatch.delenv("PGCLUSTER_REPLICATION_PASSWORD", raising=False)
     monkeypatch.delenv("PGCLUSTER_REWIND_PASSWORD", raising=False)
+    monkeypatch.delenv("PGCLUSTER_APP_PASSWORD", raising=False)
     monkeypatch.setenv("PGCLUSTER_ALLOW_DOWN", "1")
     with pytest.raises(ConfigError) as caught:
         load_inventory(inventory)

@@ -32,6 +32,7 @@ def test_lab_defaults_never_apply_to_other_inventories(monkeypatch) -> None:
     monkeypatch.delenv("PGCLUSTER_ADMIN_PASSWORD", raising=False)
     monkeypatch.delenv("PGCLUSTER_REPLICATION_PASSWORD", raising=False)
     monkeypatch.delenv("PGCLUSTER_REWIND_PASSWORD", raising=False)
+    monkeypatch.delenv("PGCLUSTER_APP_PASSWORD", raising=False)
     groups = inventory(primary=[("db1", {"node_address": "10.0.0.1"})],
                        standby=[("db2", {"node_address": "10.0.0.2"})])
     with pytest.raises(ConfigError) as caught:
@@ -44,6 +45,7 @@ def test_environment_supplies_the_passwords(monkeypatch) -> None:
     monkeypatch.setenv("PGCLUSTER_ADMIN_PASSWORD", "from-env")
     monkeypatch.setenv("PGCLUSTER_REPLICATION_PASSWORD", "from-env-too")
     monkeypatch.setenv("PGCLUSTER_REWIND_PASSWORD", "from-env-as-well")
+    monkeypatch.setenv("PGCLUSTER_APP_PASSWORD", "from-env-for-the-app")
     groups = inventory(primary=[("db1", {"node_address": "10.0.0.1"})],
                        standby=[("db2", {"node_address": "10.0.0.2"})])
     cluster = check_inventory(groups, "inventory/production.py")

@@ -15,7 +15,7 @@ from tests.unit.helpers import ALL, cluster
 def rendered(template: str, node: str = "db1", **data) -> str:
     c = cluster(**data)
     entry_data = {**ALL, **data, "admin_password": "a", "replication_password": "r:p\\w",
-                  "rewind_password": "rw"}
+                  "rewind_password": "rw", "app_password": "ap"}
     return render(template, context(entry_data, c.node(node), c))
 
 
@@ -65,27 +65,78 @@ def test_extra_settings_are_rendered_and_quoted() -> None:
 
 def test_rendering_is_deterministic() -> None:
     for template in ("postgresql/postgresql.conf.j2", "postgresql/pg_hba.conf.j2",
-                     "scripts/archive-wal.j2", "scripts/clone-replica.j2", "sql/seed.sql.j2"):
+                     "scripts/archive-wal.j2", "scripts/clone-replica.j2", "sql/seed.sql.j2",
+                     "scripts/start-guard.j2", "sql/privileges.sql.j2"):
         assert rendered(template) == rendered(template)
 
 
-def test_pg_hba_scram_only_replication_from_nodes_no_trust() -> None:
-    hba = [line.split("#")[0].split() for line in
-           rendered("postgresql/pg_hba.conf.j2", client_networks=["192.168.10.0/24"]).splitlines()]
-    rules = [r for r in hba if r]
+def hba_rules(**data) -> list[list[str]]:
+    text = rendered("postgresql/pg_hba.conf.j2", **data)
+    return [r for r in (line.split("#")[0].split() for line in text.splitlines()) if r]
+
+
+def test_pg_hba_tls_and_scram_only_replication_from_nodes_no_trust() -> None:
+    rules = hba_rules(client_networks=["192.168.10.0/24"])
     assert all("trust" not in r for r in rules)
-    assert rules[0] == ["local", "all", "postgres", "peer"]
-    assert {r[-1] for r in rules if r[0] == "host"} == {"scram-sha-256", "reject"}
-    replication = [r for r in rules if r[1] == "replication" and r[0] == "host"]
-    assert replication == [["host", "replication", "replicator", f"10.0.0.{i}/32",
+    assert rules[:2] == [["local", "all", "postgres", "peer"],
+                         ["local", "replication", "postgres", "peer"]]
+    # Over the network: TLS with scram-sha-256, or a refusal; nothing else.
+    network = [r for r in rules if r[0] != "local"]
+    assert {r[0] for r in network} == {"hostssl", "hostnossl", "host"}
+    assert {r[-1] for r in network if r[0] == "hostssl"} == {"scram-sha-256"}
+    assert {r[-1] for r in network if r[0] in ("hostnossl", "host")} == {"reject"}
+    # Plain text is refused before any rule could accept it (first match wins).
+    first_accept = min(i for i, r in enumerate(rules) if r[0] == "hostssl")
+    nossl = [i for i, r in enumerate(rules) if r[0] == "hostnossl"]
+    assert len(nossl) == 4 and max(nossl) < first_accept
+    assert {(r[1], r[3]) for r in rules if r[0] == "hostnossl"} == {
+        ("all", "0.0.0.0/0"), ("all", "::/0"), ("replication", "0.0.0.0/0"),
+        ("replication", "::/0")}
+    replication = [r for r in rules if r[1] == "replication" and r[0] == "hostssl"]
+    assert replication == [["hostssl", "replication", "replicator", f"10.0.0.{i}/32",
                             "scram-sha-256"] for i in (1, 2, 3)]
-    # backup-full's pg_basebackup: the postgres OS user over the local socket only
-    assert [r for r in rules if r[1] == "replication" and r[0] == "local"] == [
-        ["local", "replication", "postgres", "peer"]]
-    assert ["host", "all", "replicator", "all", "reject"] in rules
-    # the replicator's reject comes before any client network that would let it in
-    assert rules.index(["host", "all", "replicator", "all", "reject"]) < rules.index(
-        ["host", "all", "all", "192.168.10.0/24", "scram-sha-256"])
+    client = ["hostssl", "all", "all", "192.168.10.0/24", "scram-sha-256"]
+    for user in ("replicator", "rewinder", "postgres"):
+        # the role is refused everywhere else, before any client network could let it in
+        assert rules.index(["host", "all", user, "all", "reject"]) < rules.index(client)
+
+
+def test_pg_hba_without_client_networks_lets_no_password_login_in_over_the_network() -> None:
+    rules = hba_rules(client_networks=[])
+    accepted = [r for r in rules if r[0] == "hostssl"]
+    assert {r[2] for r in accepted} == {"all", "replicator", "rewinder"}
+    assert {r[3] for r in accepted if r[2] == "all"} == {"127.0.0.1/32", "::1/128"}
+
+
+def test_postgresql_conf_turns_tls_on() -> None:
+    conf = settings(rendered("postgresql/postgresql.conf.j2"))
+    assert conf["ssl"] == "on"
+    assert conf["ssl_cert_file"] == "'/etc/postgresql/15/main/tls/server.crt'"
+    assert conf["ssl_key_file"] == "'/etc/postgresql/15/main/tls/server.key'"
+    assert conf["ssl_ca_file"] == "'/etc/postgresql/15/main/tls/ca.crt'"
+    assert conf["ssl_min_protocol_version"] == "'TLSv1.2'"
+    assert conf["log_statement"] == "'none'"
+
+
+def test_start_guard_checks_its_peers_certificates() -> None:
+    guard = rendered("scripts/start-guard.j2")
+    assert ("sslmode=verify-full sslrootcert=/etc/postgresql/15/main/tls/ca.crt "
+            "channel_binding=require") in guard
+    assert "passfile=/var/lib/postgresql/.pgpass" in guard and "password=" not in guard
+
+
+def test_privileges_sql_grants_the_application_role_dml_only() -> None:
+    sql = rendered("sql/privileges.sql.j2")
+    assert "REVOKE ALL ON DATABASE proyecto_db FROM PUBLIC;" in sql
+    assert "GRANT CONNECT ON DATABASE proyecto_db TO app;" in sql
+    assert "GRANT USAGE ON SCHEMA proyecto TO app;" in sql
+    assert ("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA proyecto TO app;"
+            in sql)
+    assert "ALTER DEFAULT PRIVILEGES FOR ROLE admin IN SCHEMA proyecto" in sql
+    statements = " ".join(line for line in sql.splitlines() if not line.startswith("--"))
+    grants = re.findall(r"GRANT ([A-Z, ]+) ON", statements)
+    assert grants and all(not {"CREATE", "TEMPORARY", "ALL", "TRUNCATE", "REFERENCES",
+                                "TRIGGER"} & set(g.replace(",", " ").split()) for g in grants)
 
 
 def test_hba_address() -> None:
@@ -111,7 +162,8 @@ def test_seed_sql_inserts_the_five_users_only_into_an_empty_table() -> None:
     assert "CREATE TABLE IF NOT EXISTS proyecto.logs_replicacion" in sql
 
 
-@pytest.mark.parametrize("script", ["archive-wal", "restore-wal", "clone-replica"])
+@pytest.mark.parametrize("script", ["archive-wal", "restore-wal", "clone-replica",
+                                    "rejoin-replica", "start-guard"])
 def test_scripts_are_valid_bash(tmp_path: Path, script: str) -> None:
     path = tmp_path / script
     path.write_text(rendered(f"scripts/{script}.j2"))
