@@ -9,39 +9,19 @@ unless PGCLUSTER_ALLOW_DOWN=1 (set by `python -m pgcluster` commands such as sta
 failover, which treat a stopped node as an unreachable host).
 """
 
-import ipaddress
 import os
 
 from pgcluster.lab import load_lab, require_running
 from pgcluster.preflight import check_inventory
 
 _lab = load_lab()
-# Who may log in with a password: only this machine. Its clients reach the nodes through
-# the ports published on its loopback, and Docker forwards those connections from the lab
-# network's gateway (the subnet's first address), so that one address is the lab's only
-# client network: any other container, even on the lab network, is refused by pg_hba.conf
-# (tests/integration/test_06_security.py shows it). Add networks here to let more in.
-_GATEWAY = f"{next(ipaddress.ip_network(_lab.subnet).hosts())}/32"
 
 
 def _hosts(role: str) -> list:
-    return [
-        (
-            f"@lab/{node.name}",
-            {
-                "node_name": node.name,
-                "node_address": node.address,
-                "postgresql_port": 5432,  # the lab maps published_port -> 5432 in the container
-                "published_port": node.published_port,
-                "client_networks": [_GATEWAY],
-                # Clients on this machine connect to 127.0.0.1 (the published port) with
-                # sslmode=verify-full: the certificate names that address too.
-                "tls_extra_names": ["localhost", _lab.bind_address],
-            },
-        )
-        for node in _lab.nodes
-        if node.role == role
-    ]
+    # Names, addresses, the published port, the client network (this machine only: see
+    # Lab.host_data) and the certificate's extra names, all from the lab definition.
+    return [(f"@lab/{node.name}", _lab.host_data(node)) for node in _lab.nodes
+            if node.role == role]
 
 
 primary = _hosts("primary")

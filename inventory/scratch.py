@@ -19,14 +19,7 @@ _node = _lab.scratch
 primary = [
     (
         f"@lab/{_node.name}",
-        {
-            "node_name": _node.name,
-            "node_address": _node.address,
-            "postgresql_port": 5432,
-            "published_port": _node.published_port,
-            "client_networks": [_lab.subnet],
-            "archive_mode": "off",
-        },
+        {**_lab.host_data(_node), "archive_mode": "off"},
     )
 ]
 docker = primary  # the lab's group data (group_data/docker.py) applies to this node too

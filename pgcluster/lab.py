@@ -70,6 +70,29 @@ class Lab:
                        published_port=port, data_volume=f"{self.prefix}-scratch-data")
 
     @property
+    def gateway(self) -> str:
+        """The lab network's gateway: where connections to the published ports come from."""
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+    def host_data(self, node: LabNode) -> dict:
+        """A lab node's host data for the inventories (cluster nodes and the scratch node)."""
+        return {
+            "node_name": node.name,
+            "node_address": node.address,
+            "postgresql_port": 5432,  # the lab maps published_port -> 5432 in the container
+            "published_port": node.published_port,
+            # Who may log in with a password: only this machine. Its clients reach the nodes
+            # through the ports published on its loopback, and Docker forwards those
+            # connections from the lab network's gateway, so that one address is the lab's
+            # only client network: any other container, even on the lab network, is refused
+            # by pg_hba.conf (tests/integration/test_06_security.py shows it).
+            "client_networks": [f"{self.gateway}/32"],
+            # Clients on this machine connect to 127.0.0.1 (the published port) with
+            # sslmode=verify-full: the certificate names that address too.
+            "tls_extra_names": ["localhost", self.bind_address],
+        }
+
+    @property
     def containers(self) -> list[str]:
         return [n.name for n in self.nodes]
 

@@ -19,6 +19,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, Host, State, StringC
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.files import File, Sha1File
+from pyinfra.operations import files
 
 from pgcluster import scram
 from pgcluster.facts import PgNode, PgQuery, psql_as_postgres, server_up_test
@@ -38,6 +39,13 @@ def only_if(condition: bool, op, **kwargs):
     """
     if condition:
         yield from op._inner(**kwargs)
+
+
+@operation()
+def sql_file(dest: str, text: str):
+    """An SQL file for `psql -f`, owned by postgres and readable by it only."""
+    yield from files.put._inner(src=StringIO(text), dest=dest, user="postgres",
+                                group="postgres", mode="640")
 
 
 def _query(sql: str, database: str = "postgres", port: int = 5432) -> list[list[str]] | None:

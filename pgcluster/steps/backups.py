@@ -22,6 +22,7 @@ from pgcluster.errors import ConfigError
 from pgcluster.layout import SCRIPTS_DIR
 from pgcluster.operations import only_if
 from pgcluster.render import context, render
+from pgcluster.steps.configure import install_scripts
 from pgcluster.topology import Topology
 
 CRON_FILE = "/etc/cron.d/pgcluster"
@@ -45,13 +46,7 @@ def scripts(topology: Topology) -> None:
     files.put(name="Log rotation of the backup logs", src=StringIO(render(
         "logrotate/pgcluster.j2", ctx)), dest="/etc/logrotate.d/pgcluster", mode="644")
     # SCRIPTS_DIR itself comes with the configure step, which every deploy runs first.
-    for script in SCRIPTS:
-        files.put(
-            name=f"Install {script}",
-            src=StringIO(render(f"scripts/{script}.j2", ctx)),
-            dest=f"{SCRIPTS_DIR}/{script}",
-            mode="755",
-        )
+    install_scripts(SCRIPTS, ctx)
 
 
 @deploy("Backups: scripts, cron schedule, registry")
@@ -71,13 +66,10 @@ def schedule(topology: Topology) -> None:
     systemd.service(name="cron runs the backup schedule", service="cron", running=True,
                     enabled=True)
     only_if(
-        here, files.put,
+        here, operations.sql_file,
         name="Backup registry SQL",
-        src=StringIO(render("sql/backups.sql.j2", {**ctx, "registry_version": REGISTRY_VERSION})),
         dest=REGISTRY_SQL,
-        user="postgres",
-        group="postgres",
-        mode="640",
+        text=render("sql/backups.sql.j2", {**ctx, "registry_version": REGISTRY_VERSION}),
     )
     only_if(
         here, operations.backup_registry,

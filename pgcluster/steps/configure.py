@@ -26,6 +26,17 @@ CONFIG_FILES = {
 SCRIPTS = ("archive-wal", "restore-wal", "clone-replica", "rejoin-replica", "start-guard")
 
 
+def install_scripts(names: tuple[str, ...], ctx: dict) -> None:
+    """Render templates/scripts/<name>.j2 into SCRIPTS_DIR, executable, for each name."""
+    for script in names:
+        files.put(
+            name=f"Install {script}",
+            src=StringIO(render(f"scripts/{script}.j2", ctx)),
+            dest=f"{SCRIPTS_DIR}/{script}",
+            mode="755",
+        )
+
+
 @deploy("Configure PostgreSQL")
 def postgresql(topology: Topology) -> None:
     data = host.data.dict()
@@ -49,13 +60,7 @@ def postgresql(topology: Topology) -> None:
     changes += _tls_files(data, topology, layout)
 
     files.directory(name="pgcluster scripts directory", path=SCRIPTS_DIR, mode="755")
-    for script in SCRIPTS:
-        files.put(
-            name=f"Install {script}",
-            src=StringIO(render(f"scripts/{script}.j2", ctx)),
-            dest=f"{SCRIPTS_DIR}/{script}",
-            mode="755",
-        )
+    install_scripts(SCRIPTS, ctx)
     operations.secret_file(
         name="Replication password file (.pgpass)",
         content=render("postgresql/pgpass.j2", ctx),

@@ -8,8 +8,6 @@ later steps are ordered after these; see operations.only_if.
 
 from __future__ import annotations
 
-from io import StringIO
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
@@ -110,14 +108,8 @@ def initialise(topology: Topology) -> None:
     # On every node, identical: any node may be the primary that seeds a new database.
     files.directory(name="pgcluster configuration directory", path="/etc/pgcluster", mode="755")
     seed_ctx = context(data, topology.cluster.inventory_primary, topology.cluster)
-    files.put(
-        name="Seed SQL (schema and sample data)",
-        src=StringIO(render("sql/seed.sql.j2", seed_ctx)),
-        dest=SEED_SQL,
-        user="postgres",
-        group="postgres",
-        mode="640",
-    )
+    operations.sql_file(name="Seed SQL (schema and sample data)", dest=SEED_SQL,
+                        text=render("sql/seed.sql.j2", seed_ctx))
     only_if(
         here, operations.seed,
         name=f"Seed schema {data['database_schema']} and its sample data (once)",
@@ -127,14 +119,8 @@ def initialise(topology: Topology) -> None:
         tables=SEED_TABLES,
         port=port,
     )
-    files.put(
-        name="Privileges SQL (the application role's rights)",
-        src=StringIO(render("sql/privileges.sql.j2", seed_ctx)),
-        dest=PRIVILEGES_SQL,
-        user="postgres",
-        group="postgres",
-        mode="640",
-    )
+    operations.sql_file(name="Privileges SQL (the application role's rights)",
+                        dest=PRIVILEGES_SQL, text=render("sql/privileges.sql.j2", seed_ctx))
     only_if(
         here, operations.privileges,
         name=f"{data['app_user']} may read and write {data['database_schema']}, nothing more",
