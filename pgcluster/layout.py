@@ -10,7 +10,7 @@ SCRIPTS_DIR = "/usr/local/lib/pgcluster"  # archive/clone scripts installed by t
 PGPASS = "/var/lib/postgresql/.pgpass"  # postgres' password file (replication only)
 SOCKET_DIR = "/var/run/postgresql"
 # Secrets on their way to a node (uploads through sudo): the login user's private directory
-# under a root-owned parent; see pgcluster.operations.secret_file.
+# under a root-owned parent; see pgcluster.content.private_upload.
 UPLOAD_DIR = "/var/lib/pgcluster/upload"
 
 

@@ -9,19 +9,16 @@ execution time see what earlier operations of the same run have done.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from collections.abc import Iterator
-from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, FunctionCommand, Host, State, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.exceptions import OperationError
-from pyinfra.facts.files import File, Sha1File
-from pyinfra.operations import files
 
 from pgcluster import scram
+from pgcluster.content import private_upload
 from pgcluster.facts import PgNode, PgQuery, psql_as_postgres, server_up_test
 from pgcluster.layout import SCRIPTS_DIR, SOCKET_DIR, UPLOAD_DIR, Layout
 from pgcluster.sql import conninfo_value, ident, literal
@@ -41,58 +38,11 @@ def only_if(condition: bool, op, **kwargs):
         yield from op._inner(**kwargs)
 
 
-@operation()
-def sql_file(dest: str, text: str):
-    """An SQL file for `psql -f`, owned by postgres and readable by it only."""
-    yield from files.put._inner(src=StringIO(text), dest=dest, user="postgres",
-                                group="postgres", mode="640")
-
-
 def _query(sql: str, database: str = "postgres", port: int = 5432) -> list[list[str]] | None:
     return host.get_fact(PgQuery, sql=sql, database=database, port=port)
 
 
 # ------------------------------------------------------------------- secrets on nodes
-
-
-def _private_upload(content: str, dest: str) -> Iterator[FileUploadCommand | str]:
-    """Commands that put `content` at `dest` without it ever being readable by anyone but
-    root (and the login user who holds sudo anyway), and never on a command line.
-
-    pyinfra uploads through sudo by writing a temporary file as the login user (SFTP) and
-    copying it into place; its default temporary directory is /tmp, where the file would be
-    world-readable for a moment. Here that file goes to UPLOAD_DIR, a directory only the
-    login user may enter (its parent belongs to root, so nobody can plant a link there),
-    and `dest` exists with its final, private mode before any content is copied into it.
-    Over docker exec the connector copies a 0600 file from the control machine instead.
-    """
-    parent = UPLOAD_DIR.rsplit("/", 1)[0]
-    yield (f"install -d -m 755 {parent} && "
-           f'install -d -m 700 -o "${{SUDO_USER:-root}}" {UPLOAD_DIR}')
-    yield f"umask 077 && touch {shlex.quote(dest)}"
-    name = hashlib.sha1(dest.encode()).hexdigest()
-    yield FileUploadCommand(StringIO(content), dest,
-                            remote_temp_filename=f"{UPLOAD_DIR}/{name}.part")
-
-
-@operation()
-def secret_file(content: str, dest: str, user: str = "root", group: str = "root",
-                mode: str = "600"):
-    """A file holding secrets (a password file, a private key), owned and private from the
-    start. Unlike files.put it never prints its content (pyinfra --diff would) and never
-    leaves it readable on the way (see _private_upload)."""
-    info = host.get_fact(File, path=dest)
-    same = bool(info) and host.get_fact(Sha1File, path=dest) == hashlib.sha1(
-        content.encode()).hexdigest()
-    owner = f"{user}:{group}"
-    if same and info and (info["user"], info["group"], info["mode"]) == (user, group,
-                                                                          int(mode)):
-        return
-    if not same:
-        if info:  # tighten an existing file before new content goes into it
-            yield f"chown {owner} {shlex.quote(dest)} && chmod {mode} {shlex.quote(dest)}"
-        yield from _private_upload(content, dest)
-    yield f"chown {owner} {shlex.quote(dest)} && chmod {mode} {shlex.quote(dest)}"
 
 
 def _psql_private(sql: str, name: str, port: int = 5432) -> Iterator[FileUploadCommand | str]:
@@ -103,7 +53,7 @@ def _psql_private(sql: str, name: str, port: int = 5432) -> Iterator[FileUploadC
     path = f"{UPLOAD_DIR}/{name}.sql"
     quiet = ("SET log_statement = 'none';\nSET log_min_error_statement = 'panic';\n"
              "SET log_min_duration_statement = -1;\n")
-    yield from _private_upload(f"{quiet}{sql};\n", path)
+    yield from private_upload(f"{quiet}{sql};\n", path)
     yield (f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h {SOCKET_DIR} "
            f"-p {int(port)} -d postgres < {path}; rc=$?; rm -f {path}; exit $rc")
 

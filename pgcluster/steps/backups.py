@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import os
 import shlex
-from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from pgcluster import operations
+from pgcluster import content, operations
 from pgcluster.backups import BACKUP_KINDS, REGISTRY_VERSION, SCRIPTS
+from pgcluster.content import Content, Directory, sql_file
 from pgcluster.errors import ConfigError
 from pgcluster.layout import SCRIPTS_DIR
 from pgcluster.operations import only_if
 from pgcluster.render import context, render
-from pgcluster.steps.configure import install_scripts
+from pgcluster.steps.configure import script_files
 from pgcluster.topology import Topology
 
 CRON_FILE = "/etc/cron.d/pgcluster"
@@ -34,19 +34,22 @@ def scripts(topology: Topology) -> None:
     """The repository directories, the log directory and the backup/restore scripts."""
     data = host.data.dict()
     ctx = context(data, topology.cluster.node(host.name), topology.cluster)
-    for path in (data["backup_full_dir"], data["backup_incr_dir"]):
-        files.directory(name=f"Directory {path}", path=path, user="postgres",
-                        group="postgres", mode="750")
     log_dir = data["backup_log_dir"]
-    files.directory(name=f"Directory {log_dir}", path=log_dir, user="postgres",
-                    group="postgres", mode="755")
+    content.directories(
+        name="Directories: full and incremental backups, logs",
+        dirs=[Directory(data["backup_full_dir"], "750", "postgres", "postgres"),
+              Directory(data["backup_incr_dir"], "750", "postgres", "postgres"),
+              Directory(log_dir, "755", "postgres", "postgres")],
+    )
     # Created here so that root (restore-backup) never creates it first, owned by root.
     files.file(name=f"{log_dir}/backup.log", path=f"{log_dir}/backup.log", user="postgres",
                group="postgres", mode="640")
-    files.put(name="Log rotation of the backup logs", src=StringIO(render(
-        "logrotate/pgcluster.j2", ctx)), dest="/etc/logrotate.d/pgcluster", mode="644")
     # SCRIPTS_DIR itself comes with the configure step, which every deploy runs first.
-    install_scripts(SCRIPTS, ctx)
+    content.contents(
+        name="Backup and restore scripts, rotation of their logs",
+        files=[*script_files(SCRIPTS, ctx),
+               Content("/etc/logrotate.d/pgcluster", render("logrotate/pgcluster.j2", ctx))],
+    )
 
 
 @deploy("Backups: scripts, cron schedule, registry")
@@ -55,21 +58,15 @@ def schedule(topology: Topology) -> None:
     ctx = context(data, topology.cluster.node(host.name), topology.cluster)
     here = topology.is_primary(host.name)
     scripts(topology)
-    files.put(
-        name=f"Backup schedule ({CRON_FILE})",
-        src=StringIO(render("cron/pgcluster.j2", ctx)),
-        dest=CRON_FILE,
-        user="root",
-        group="root",
-        mode="644",
-    )
+    content.contents(name=f"Backup schedule ({CRON_FILE})",
+                     files=[Content(CRON_FILE, render("cron/pgcluster.j2", ctx))])
     systemd.service(name="cron runs the backup schedule", service="cron", running=True,
                     enabled=True)
     only_if(
-        here, operations.sql_file,
+        here, content.contents,
         name="Backup registry SQL",
-        dest=REGISTRY_SQL,
-        text=render("sql/backups.sql.j2", {**ctx, "registry_version": REGISTRY_VERSION}),
+        files=[sql_file(REGISTRY_SQL, render("sql/backups.sql.j2",
+                                             {**ctx, "registry_version": REGISTRY_VERSION}))],
     )
     only_if(
         here, operations.backup_registry,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from io import StringIO
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files
+from pyinfra.operations import apt
 
+from pgcluster import content
+from pgcluster.content import Content, Directory
 from pgcluster.layout import Layout
 
 CREATECLUSTER_CONF = """\
@@ -23,28 +23,18 @@ def postgresql() -> None:
     layout = Layout.from_data(host.data.dict())
     packages = [*layout.packages, "cron"]
 
-    files.put(
+    content.contents(
         name="Keep Debian from creating a default cluster",
-        src=StringIO(CREATECLUSTER_CONF),
-        dest="/etc/postgresql-common/createcluster.conf",
-        mode="644",
+        files=[Content("/etc/postgresql-common/createcluster.conf", CREATECLUSTER_CONF)],
     )
     installed = host.get_fact(DebPackages)
     if any(package not in installed for package in packages):
         # Only when something is missing: a re-run must not count an index refresh.
         apt.update(name="Refresh the package index")
     apt.packages(name="Install PostgreSQL packages", packages=packages, no_recommends=True)
-    files.directory(
-        name="postgres owns its home (the data volume in the lab)",
-        path="/var/lib/postgresql",
-        user="postgres",
-        group="postgres",
-        mode="755",
-    )
-    files.directory(
-        name="Version directory for the data directory",
-        path=f"/var/lib/postgresql/{layout.version}",
-        user="postgres",
-        group="postgres",
-        mode="755",
+    # postgres owns its home (the data volume in the lab) and the data directory's parent.
+    content.directories(
+        name="postgres owns its home and the version directory for the data directory",
+        dirs=[Directory(path, "755", "postgres", "postgres")
+              for path in ("/var/lib/postgresql", f"/var/lib/postgresql/{layout.version}")],
     )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 
-from pgcluster import operations, promotion
+from pgcluster import content, operations, promotion
+from pgcluster.content import sql_file
 from pgcluster.layout import Layout
 from pgcluster.operations import only_if
 from pgcluster.render import context, render
@@ -53,36 +54,21 @@ def initialise(topology: Topology) -> None:
         running=True,
         enabled=True,
     )
-    only_if(
-        here, operations.role,
-        name=f"Role {data['replication_user']} (REPLICATION)",
-        role=data["replication_user"],
-        password=data["replication_password"],
-        replication=True,
-        port=port,
+    roles = (
+        ("replication", "(REPLICATION)", {"replication": True}),
+        ("admin", "(SUPERUSER)", {"superuser": True}),
+        ("rewind", "(for pg_rewind)", {}),
+        ("app", "(the application's: no superuser, no replication)", {}),
     )
-    only_if(
-        here, operations.role,
-        name=f"Role {data['admin_user']} (SUPERUSER)",
-        role=data["admin_user"],
-        password=data["admin_password"],
-        superuser=True,
-        port=port,
-    )
-    only_if(
-        here, operations.role,
-        name=f"Role {data['rewind_user']} (for pg_rewind)",
-        role=data["rewind_user"],
-        password=data["rewind_password"],
-        port=port,
-    )
-    only_if(
-        here, operations.role,
-        name=f"Role {data['app_user']} (the application's: no superuser, no replication)",
-        role=data["app_user"],
-        password=data["app_password"],
-        port=port,
-    )
+    for kind, what, rights in roles:
+        only_if(
+            here, operations.role,
+            name=f"Role {data[f'{kind}_user']} {what}",
+            role=data[f"{kind}_user"],
+            password=data[f"{kind}_password"],
+            port=port,
+            **rights,
+        )
     only_if(
         here, operations.grant_execute,
         name=f"{data['rewind_user']} may read files as pg_rewind needs",
@@ -106,10 +92,12 @@ def initialise(topology: Topology) -> None:
         port=port,
     )
     # On every node, identical: any node may be the primary that seeds a new database.
-    files.directory(name="pgcluster configuration directory", path="/etc/pgcluster", mode="755")
     seed_ctx = context(data, topology.cluster.inventory_primary, topology.cluster)
-    operations.sql_file(name="Seed SQL (schema and sample data)", dest=SEED_SQL,
-                        text=render("sql/seed.sql.j2", seed_ctx))
+    content.contents(
+        name="Seed and privileges SQL (schema, sample data, the application role's rights)",
+        files=[sql_file(SEED_SQL, render("sql/seed.sql.j2", seed_ctx)),
+               sql_file(PRIVILEGES_SQL, render("sql/privileges.sql.j2", seed_ctx))],
+    )
     only_if(
         here, operations.seed,
         name=f"Seed schema {data['database_schema']} and its sample data (once)",
@@ -119,8 +107,6 @@ def initialise(topology: Topology) -> None:
         tables=SEED_TABLES,
         port=port,
     )
-    operations.sql_file(name="Privileges SQL (the application role's rights)",
-                        dest=PRIVILEGES_SQL, text=render("sql/privileges.sql.j2", seed_ctx))
     only_if(
         here, operations.privileges,
         name=f"{data['app_user']} may read and write {data['database_schema']}, nothing more",
