@@ -21,6 +21,9 @@ from pgcluster.errors import ConfigError
 from pgcluster.preflight import check_inventory
 
 _ROOT = Path(__file__).resolve().parent.parent
+# Where Vagrant keeps its machines: .vagrant next to the Vagrantfile, or Vagrant's own
+# VAGRANT_DOTFILE_PATH (relative to the Vagrantfile's directory, as Vagrant reads it).
+_DOTFILE = _ROOT / os.environ.get("VAGRANT_DOTFILE_PATH", ".vagrant")
 
 # name, role, address on the private network: as in the Vagrantfile's NODES.
 _NODES = [
@@ -35,7 +38,7 @@ _PROVIDERS = [p for p in (os.environ.get("VAGRANT_DEFAULT_PROVIDER"), "virtualbo
 
 
 def _key(name: str) -> Path:
-    machine = _ROOT / ".vagrant" / "machines" / name
+    machine = _DOTFILE / "machines" / name
     for provider in _PROVIDERS:
         if (machine / provider / "private_key").is_file():
             return machine / provider / "private_key"
@@ -76,7 +79,7 @@ if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":
     _missing = [name for name, _, _ in _NODES if not _key(name).is_file()]
     if _missing:
         raise ConfigError([
-            f"no Vagrant key for {name} ({_key(name).relative_to(_ROOT)}): create the VMs "
+            f"no Vagrant key for {name} ({_key(name)}): create the VMs "
             "with `vagrant up` (or PGCLUSTER_ALLOW_DOWN=1 to treat it as unreachable)"
             for name in _missing
         ])

@@ -113,6 +113,19 @@ def test_inventory_logs_in_as_vagrant_with_sudo_and_vagrants_keys(vagrant_invent
         assert host.data.ssh_user == "vagrant" and host.data._sudo is True
         key = Path(host.data.ssh_key)
         assert key == REPO / ".vagrant" / "machines" / host.name / "virtualbox" / "private_key"
+
+
+def test_inventory_finds_keys_where_vagrant_dotfile_path_says(
+        monkeypatch: pytest.MonkeyPatch, vagrant_inventory, tmp_path: Path) -> None:
+    monkeypatch.setenv("VAGRANT_DOTFILE_PATH", str(tmp_path))
+    for name in SEED_NAMES:
+        key = tmp_path / "machines" / name / "libvirt" / "private_key"
+        key.parent.mkdir(parents=True)
+        key.write_text("key")
+    monkeypatch.delenv("PGCLUSTER_ALLOW_DOWN", raising=False)
+    for host in load_inventory("inventory/vagrant.py"):
+        assert Path(host.data.ssh_key) == tmp_path / "machines" / host.name / "libvirt" / (
+            "private_key")
         assert host.data.admin_password == "vm-admin"  # from the environment, no default
 
 
@@ -124,9 +137,8 @@ def test_inventory_follows_the_provider(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_inventory_stops_before_connecting_when_the_vms_were_never_created(
-        monkeypatch: pytest.MonkeyPatch, vagrant_inventory) -> None:
+        monkeypatch: pytest.MonkeyPatch, vagrant_inventory, tmp_path: Path) -> None:
     monkeypatch.delenv("PGCLUSTER_ALLOW_DOWN")
-    if (REPO / ".vagrant").exists():
-        pytest.skip("this checkout has Vagrant machines")
+    monkeypatch.setenv("VAGRANT_DOTFILE_PATH", str(tmp_path))  # whatever this checkout holds
     with pytest.raises(ConfigError, match="create the VMs with `vagrant up`"):
         load_inventory("inventory/vagrant.py")
