@@ -4,17 +4,23 @@ slots, archiver and the last backup; rendered as a table or JSON.
 Collected through a remote.Session (pyinfra connectors), so it reads the Docker lab and
 SSH hosts alike. `healthy` is False, with the reasons in `issues`, whenever anything needs
 an operator: a node down, not exactly one primary, a replica not streaming, a lost slot,
-a failing archiver, a lag beyond status_max_lag_bytes.
+a failing archiver, a lag beyond status_max_lag_bytes, an expired TLS certificate.
+`warnings` name what needs attention soon without being broken yet: a certificate inside
+the renewal margin (tls_renew_days), which the next deploy run renews.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from pgcluster import tls
 from pgcluster.errors import ClusterStateError
 from pgcluster.lab import container_status
+from pgcluster.layout import Layout
 from pgcluster.model import Node
 from pgcluster.remote import Session
 
@@ -67,6 +73,8 @@ class NodeStatus:
     receiver_status: str | None = None
     replay_delay_seconds: float | None = None
     slots: list[dict[str, Any]] = field(default_factory=list)
+    certificate_expires: str | None = None  # the server certificate on the node (UTC)
+    certificate_days_left: int | None = None
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Report:
     archiver: dict[str, Any] | None
     last_backup: dict[str, Any] | None
     collected_at: float
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +112,7 @@ def _node_status(session: Session, node: Node) -> NodeStatus:
         status.container = container_status(str(container)) or "missing"
     if not status.reachable:
         return status
+    status.certificate_expires, status.certificate_days_left = _certificate(session, node)
     live = session.node_state(node)
     status.running = bool(live.get("running"))
     if not status.running:
@@ -129,10 +139,41 @@ def _node_status(session: Session, node: Node) -> NodeStatus:
     return status
 
 
+def _certificate(session: Session, node: Node) -> tuple[str | None, int | None]:
+    """When the node's server certificate expires, and in how many whole days; (None, None)
+    when it cannot be read (no TLS files yet: the node was never deployed)."""
+    path = Layout.from_data(session.data(node)).tls_cert_file
+    ok, out, _ = session.run(node, f"cat {shlex.quote(path)}")
+    if not ok or "BEGIN CERTIFICATE" not in out:
+        return None, None
+    not_after = tls.load_certs(out)[0].not_valid_after_utc
+    return not_after.isoformat(), (not_after - datetime.now(UTC)).days
+
+
+def certificate_findings(nodes: list[NodeStatus], renew_days: int) -> tuple[list[str],
+                                                                             list[str]]:
+    """(issues, warnings) about the nodes' certificates: expired is broken (clients using
+    verify-full, replication included, refuse it); inside the margin is a warning."""
+    issues, warnings = [], []
+    for node in nodes:
+        days = node.certificate_days_left
+        if days is None:
+            continue
+        if days < 0:
+            issues.append(f"{node.name}: its TLS certificate expired on "
+                          f"{node.certificate_expires}: re-run the deploy to issue a new one")
+        elif days <= renew_days:
+            warnings.append(f"{node.name}: its TLS certificate expires in {days} day(s) "
+                            f"(tls_renew_days = {renew_days}): the next deploy run renews it")
+    return issues, warnings
+
+
 def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
     issues: list[str] = []
     by_name = session.gather(lambda n: _node_status(session, n))
     nodes = [by_name.get(n.name) or _node_status(session, n) for n in session.cluster.nodes]
+    renew_days = int(session.data(session.cluster.nodes[0]).get("tls_renew_days") or 30)
+    issues_tls, warnings = certificate_findings(nodes, renew_days)
     for node in nodes:
         if node.container and node.container != "running" and not node.reachable:
             node.role = "UNREACHABLE"
@@ -192,10 +233,11 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
             issues.append(f"the last full backup ({last_backup['name']}) is "
                           f"{last_backup['age_seconds'] // 3600} h old (limit "
                           f"status_max_backup_age_hours = {max_age})")
+    issues += issues_tls
     return Report(healthy=not issues, issues=issues,
                   primary=primary.name if primary else None, nodes=nodes,
                   replication=replication, archiver=archiver, last_backup=last_backup,
-                  collected_at=time.time())
+                  collected_at=time.time(), warnings=warnings)
 
 
 def _archiver(session: Session, node: Node) -> dict[str, Any] | None:
@@ -278,12 +320,19 @@ def render(report: Report) -> str:
         lines.append(f"last full backup: {report.last_backup['name']} ({hours:.1f} h ago)")
     elif report.primary:
         lines.append("last full backup: none found")
+    certificates = [f"{n.name} {n.certificate_days_left} d" for n in report.nodes
+                    if n.certificate_days_left is not None]
+    if certificates:
+        lines.append("TLS certificates expire in: " + ", ".join(certificates))
     lines.append("")
     if report.healthy:
         lines.append("HEALTHY")
     else:
         lines.append("UNHEALTHY:")
         lines.extend(f"  - {issue}" for issue in report.issues)
+    if report.warnings:
+        lines.append("warnings:")
+        lines.extend(f"  - {warning}" for warning in report.warnings)
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+from pgcluster import secrets, tls
 from pgcluster.lab import Lab
 from pgcluster.writer import Writer, conninfo
 from tests.conftest import run_pyinfra, totals
@@ -60,8 +61,16 @@ def test_status_reports_roles_lag_and_health(ha_lab: Lab) -> None:
         assert "replay_lag_seconds" in row
     assert report["archiver"]["failing"] is False
     assert all(n["timeline"] == 1 for n in report["nodes"])
+    # the certificate on each node is the one the deploy issued on this machine
+    issued = secrets.inventory_dir("tls", inventory="docker") / "nodes"
+    for n in report["nodes"]:
+        cert = tls.load_certs((issued / f"{n['name']}.crt").read_bytes())[0]
+        assert n["certificate_expires"] == cert.not_valid_after_utc.isoformat()
+        assert n["certificate_days_left"] > 30  # the deploy renews inside tls_renew_days = 30
+    assert report["warnings"] == []
     text = pgcluster_cli(ha_lab, "status")
     assert "HEALTHY" in text.stdout and "REPLICA" in text.stdout
+    assert "TLS certificates expire in:" in text.stdout
 
 
 def test_status_is_unhealthy_while_a_replica_is_stopped(ha_lab: Lab) -> None:

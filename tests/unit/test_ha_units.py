@@ -11,7 +11,7 @@ import pytest
 from pgcluster.errors import ClusterStateError
 from pgcluster.render import context, render
 from pgcluster.replication import conninfo_quote, primary_conninfo, rewind_conninfo
-from pgcluster.status import NodeStatus, Report
+from pgcluster.status import NodeStatus, Report, certificate_findings
 from pgcluster.status import render as render_status
 from pgcluster.topology import decide
 from tests.unit.helpers import ALL, SECRETS, cluster
@@ -91,6 +91,25 @@ def test_status_text_flags_problems() -> None:
     assert "db1" in text and "PRIMARY" in text and "UNREACHABLE" in text
     assert text.rstrip().endswith("- db2 is unreachable")
     assert report.as_dict()["nodes"][1]["reachable"] is False
+
+
+def test_certificates_expired_are_issues_and_near_expiry_warnings() -> None:
+    def node(name: str, days: int | None) -> NodeStatus:
+        return NodeStatus(name, "standby", "10.0.0.9", 5432, None, True, running=True,
+                          certificate_expires="2027-01-01T00:00:00+00:00",
+                          certificate_days_left=days)
+
+    nodes = [node("fresh", 364), node("soon", 12), node("edge", 30), node("gone", -1),
+             node("unknown", None)]
+    issues, warnings = certificate_findings(nodes, renew_days=30)
+    assert len(issues) == 1 and issues[0].startswith("gone: its TLS certificate expired")
+    assert [w.split(":")[0] for w in warnings] == ["soon", "edge"]
+    assert "next deploy run renews it" in warnings[0]
+    report = Report(healthy=True, issues=[], primary=None, nodes=nodes[:2], replication=[],
+                    archiver=None, last_backup=None, collected_at=0, warnings=warnings[:1])
+    text = render_status(report)
+    assert "TLS certificates expire in: fresh 364 d, soon 12 d" in text
+    assert text.rstrip().endswith(warnings[0]) and "HEALTHY" in text
 
 
 def test_synchronous_names_parsing() -> None:
