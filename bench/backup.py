@@ -21,39 +21,22 @@ Prints the figures and saves them to bench/results/backup.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import Bench, save  # noqa: E402
 from pgcluster.lab import inspect, load_lab  # noqa: E402
 
 LAB_FILE = REPO / "bench" / "backup-lab.toml"
-ENV = {**os.environ, "PGCLUSTER_LAB": str(LAB_FILE), "PYINFRA_PROGRESS": "off"}
+BENCH = Bench(str(LAB_FILE))
+run = BENCH.run
 RESULTS = REPO / "bench" / "results" / "backup.json"
 DATA_DIR = "/var/lib/postgresql/15/main"
-
-
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(list(args), cwd=REPO, env=ENV, capture_output=True, text=True,
-                            check=False)
-    if check and result.returncode:
-        sys.exit(f"failed: {' '.join(args)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def timed(*args: str) -> float:
-    start = time.monotonic()
-    run(*args)
-    return time.monotonic() - start
 
 
 def node_sh(container: str, script: str, user: str = "root") -> str:
@@ -78,10 +61,6 @@ def elapsed_inside(container: str, script: str, user: str = "root") -> float:
     return int(millis) / 1000
 
 
-def destroy() -> None:
-    run(sys.executable, "-m", "pgcluster", "destroy", "--yes", check=False)
-
-
 def subnet_free(subnet: str, network: str) -> bool:
     names = run("docker", "network", "ls", "--format", "{{.Name}}").stdout.split()
     for name in names:
@@ -103,14 +82,13 @@ def main() -> None:
     if not subnet_free(lab.subnet, lab.network):
         sys.exit(f"another Docker network uses {lab.subnet}: edit {LAB_FILE}")
     primary = lab.node("primary").name
-    figures: dict = {"benchmark": "backup", "scale": args.scale}
+    figures: dict = {"scale": args.scale}
 
-    destroy()
+    BENCH.destroy()
     try:
-        build = timed(sys.executable, "-m", "pyinfra", "-y", "@local", "deploys/lab.py")
-        build += timed(sys.executable, "-m", "pyinfra", "-y", "inventory/docker.py",
-                       "deploys/cluster.py")
-        figures["lab_build_s"] = round(build, 1)
+        build, _ = BENCH.pyinfra("@local", "deploys/lab.py")
+        deploy, _ = BENCH.pyinfra("inventory/docker.py", "deploys/cluster.py")
+        figures["lab_build_s"] = round(build + deploy, 1)
         node_sh(primary, "cd / && createdb bench", user="postgres")
         figures["pgbench_init_s"] = round(elapsed_inside(
             primary, f"cd / && pgbench -i -q -s {args.scale} bench 2>&1", user="postgres"), 1)
@@ -166,7 +144,7 @@ def main() -> None:
                          " (select stop_lsn from pgcluster.backups where kind = 'full' and "
                          "status = 'ok' order by id desc limit 1)))", db="postgres")
         start = time.monotonic()
-        restore = run(sys.executable, "-m", "pgcluster", "restore", "--time", noted)
+        restore = BENCH.pgcluster("restore", "--time", noted)
         cli_wall = time.monotonic() - start
         report = dict(line.partition("=")[::2] for line in node_sh(
             lab.scratch.name, "cat /var/log/pgcluster/last-restore").splitlines())
@@ -187,14 +165,9 @@ def main() -> None:
             sys.exit(f"restore to {noted} did not give exactly marker 1: {markers}")
     finally:
         if not args.keep:
-            destroy()
+            BENCH.destroy()
 
-    figures = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-               **figures}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    save(RESULTS, "backup", figures)
     ok = figures["throughput_ratio"] >= 0.7 and figures["restore_rows_correct"]
     print(f"\n{'within' if ok else 'OUTSIDE'} the target (backup >= 0.7 x tar|gzip -6); "
           f"saved to {RESULTS.relative_to(REPO)}")

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -37,31 +34,21 @@ sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
 
+from bench.common import Bench, save  # noqa: E402
 from pgcluster import secrets  # noqa: E402
 from pgcluster.lab import Lab, load_lab  # noqa: E402
 from pgcluster.tls import client_options  # noqa: E402
 from pgcluster.writer import Writer, conninfo  # noqa: E402
 
-ENV = {**os.environ, "PGCLUSTER_LAB": "bench", "PYINFRA_PROGRESS": "off"}
+BENCH = Bench("bench")
+run, pgcluster = BENCH.run, BENCH.pgcluster
 RESULTS = REPO / "bench" / "results" / "failover.json"
 ADMIN = ("admin", "admin123")
 LAB_CA = secrets.inventory_dir("tls", inventory="docker") / "ca.crt"  # made by the deploy
 
 
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(list(args), cwd=REPO, env=ENV, capture_output=True, text=True,
-                            check=False)
-    if check and result.returncode:
-        sys.exit(f"failed: {' '.join(args)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def pgcluster(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(sys.executable, "-m", "pgcluster", *args, check=check)
-
-
 def pyinfra(*args: str) -> subprocess.CompletedProcess:
-    return run(sys.executable, "-m", "pyinfra", "-y", *args)
+    return BENCH.pyinfra(*args)[1]
 
 
 def follows(lab: Lab, role: str, primary_role: str) -> bool:
@@ -149,9 +136,7 @@ def main() -> None:
     pyinfra("@local", "deploys/lab.py")
     pyinfra("inventory/docker.py", "deploys/cluster.py")
 
-    results: dict = {"benchmark": "failover",
-                     "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    results: dict = {}
     results["failover_async"] = failover_run(lab, "asynchronous")
     # Back to the inventory's layout, then a planned switchover away and back.
     results["switchover"] = [switchover_run(lab, "primary"), switchover_run(lab, "standby")]
@@ -164,9 +149,7 @@ def main() -> None:
 
     goals = {"to_first_write_on_new_primary_s": 5, "to_readonly_streaming_from_new_primary_s": 15}
     results["goals"] = goals
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save(RESULTS, "failover", results)
     print(f"\nsaved to {RESULTS.relative_to(REPO)}")
 
 

@@ -14,46 +14,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import Bench, save  # noqa: E402
 from pgcluster.lab import inspect, load_lab  # noqa: E402
 from pgcluster.steps.lab import node_image_current  # noqa: E402
 
-ENV = {**os.environ, "PGCLUSTER_LAB": "bench", "PYINFRA_PROGRESS": "off"}
+BENCH = Bench("bench")
 RESULTS = REPO / "bench" / "results" / "provision.json"
 
 
-def run(*args: str) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.monotonic()
-    result = subprocess.run(list(args), cwd=REPO, env=ENV, capture_output=True, text=True,
-                            check=False)
-    elapsed = time.monotonic() - start
-    if result.returncode:
-        sys.exit(f"failed: {' '.join(args)}\n{result.stderr[-3000:]}")
-    return elapsed, result
-
-
-def pyinfra(*args: str) -> tuple[float, subprocess.CompletedProcess]:
-    return run(sys.executable, "-m", "pyinfra", "-y", *args)
-
-
 def destroy() -> None:
-    run(sys.executable, "-m", "pgcluster", "destroy", "--yes")
+    BENCH.pgcluster("destroy", "--yes")
 
 
 def streaming_rows(lab) -> int:
     primary = lab.node("primary").name
-    _, result = run("docker", "exec", primary, "runuser", "-u", "postgres", "--", "psql", "-Atc",
+    result = BENCH.run("docker", "exec", primary, "runuser", "-u", "postgres", "--", "psql", "-Atc",
                     "select count(*) from pg_stat_replication where state = 'streaming'")
     return int(result.stdout.strip())
 
@@ -65,18 +47,18 @@ def main() -> None:
     args = parser.parse_args()
     lab = load_lab("bench")
     if inspect("image", lab.base_image) is None:
-        run(str(REPO / "lab" / "build-base-image.sh"), lab.base_image)
+        BENCH.run(str(REPO / "lab" / "build-base-image.sh"), lab.base_image)
     node_image_cached = node_image_current(lab.image)
 
     cold, noop, changes = [], [], []
     for _ in range(args.runs):
         destroy()
-        lab_time, _ = pyinfra("@local", "deploys/lab.py")
-        deploy_time, _ = pyinfra("inventory/docker.py", "deploys/cluster.py")
+        lab_time, _ = BENCH.pyinfra("@local", "deploys/lab.py")
+        deploy_time, _ = BENCH.pyinfra("inventory/docker.py", "deploys/cluster.py")
         assert streaming_rows(lab) == 2, "the cold build did not end with two streaming replicas"
         cold.append({"lab_s": round(lab_time, 1), "deploy_s": round(deploy_time, 1),
                      "total_s": round(lab_time + deploy_time, 1)})
-        rerun_time, rerun = pyinfra("--json", "inventory/docker.py", "deploys/cluster.py")
+        rerun_time, rerun = BENCH.pyinfra("--json", "inventory/docker.py", "deploys/cluster.py")
         noop.append(round(rerun_time, 1))
         changes.append(json.loads(rerun.stdout)["results"]["totals"]["success"])
     if not args.keep:
@@ -84,9 +66,6 @@ def main() -> None:
 
     totals = [c["total_s"] for c in cold]
     figures = {
-        "benchmark": "provision",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "node_image_cached": node_image_cached,
         "cold_build_runs": cold,
         "cold_build_median_s": statistics.median(totals),
@@ -96,9 +75,7 @@ def main() -> None:
         "noop_rerun_goal_s": 10,
         "noop_rerun_changed_operations": changes,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    save(RESULTS, "provision", figures)
     ok = figures["cold_build_median_s"] <= 120 and figures["noop_rerun_median_s"] <= 10
     ok = ok and not any(changes)
     print(f"\n{'within' if ok else 'OUTSIDE'} the targets; saved to {RESULTS.relative_to(REPO)}")
