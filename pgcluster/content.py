@@ -107,9 +107,8 @@ def private_upload(content: str, dest: str) -> Iterator[FileUploadCommand | str]
     yield (f"install -d -m 755 {parent} && "
            f'install -d -m 700 -o "${{SUDO_USER:-root}}" {UPLOAD_DIR}')
     yield f"umask 077 && touch {shlex.quote(dest)}"
-    name = hashlib.sha1(dest.encode()).hexdigest()
     yield FileUploadCommand(StringIO(content), dest,
-                            remote_temp_filename=f"{UPLOAD_DIR}/{name}.part")
+                            remote_temp_filename=f"{UPLOAD_DIR}/{sha1(dest)}.part")
 
 
 def content_commands(file: Content, state: PathState) -> Iterator[FileUploadCommand | str]:

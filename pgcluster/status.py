@@ -172,8 +172,6 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
     issues: list[str] = []
     by_name = session.gather(lambda n: _node_status(session, n))
     nodes = [by_name.get(n.name) or _node_status(session, n) for n in session.cluster.nodes]
-    renew_days = int(session.data(session.cluster.nodes[0]).get("tls_renew_days") or 30)
-    issues_tls, warnings = certificate_findings(nodes, renew_days)
     for node in nodes:
         if node.container and node.container != "running" and not node.reachable:
             node.role = "UNREACHABLE"
@@ -233,7 +231,9 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
             issues.append(f"the last full backup ({last_backup['name']}) is "
                           f"{last_backup['age_seconds'] // 3600} h old (limit "
                           f"status_max_backup_age_hours = {max_age})")
-    issues += issues_tls
+    renew_days = int(session.data(session.cluster.nodes[0]).get("tls_renew_days") or 30)
+    tls_issues, warnings = certificate_findings(nodes, renew_days)
+    issues += tls_issues
     return Report(healthy=not issues, issues=issues,
                   primary=primary.name if primary else None, nodes=nodes,
                   replication=replication, archiver=archiver, last_backup=last_backup,
