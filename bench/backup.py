@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import Bench, save  # noqa: E402
-from pgcluster.lab import inspect, load_lab  # noqa: E402
+from pgcluster.lab.definition import load_lab  # noqa: E402
+from pgcluster.lab.docker import inspect  # noqa: E402
 
 LAB_FILE = REPO / "bench" / "backup-lab.toml"
 BENCH = Bench(str(LAB_FILE))

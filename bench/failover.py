@@ -35,10 +35,10 @@ sys.path.insert(0, str(REPO))
 import psycopg  # noqa: E402
 
 from bench.common import Bench, save  # noqa: E402
-from pgcluster import secrets  # noqa: E402
-from pgcluster.lab import Lab, load_lab  # noqa: E402
-from pgcluster.tls import client_options  # noqa: E402
-from pgcluster.writer import Writer, conninfo  # noqa: E402
+from pgcluster.control import secrets  # noqa: E402
+from pgcluster.control.writer import Writer, conninfo  # noqa: E402
+from pgcluster.lab.definition import Lab, load_lab  # noqa: E402
+from pgcluster.model.conninfo import tls_options  # noqa: E402
 
 BENCH = Bench("bench")
 run, pgcluster = BENCH.run, BENCH.pgcluster
@@ -56,7 +56,7 @@ def follows(lab: Lab, role: str, primary_role: str) -> bool:
         with psycopg.connect(host="127.0.0.1", port=lab.node(role).published_port,
                              user=ADMIN[0], password=ADMIN[1], dbname="postgres",
                              connect_timeout=2, autocommit=True,
-                             **client_options(LAB_CA)) as conn:
+                             **tls_options(LAB_CA)) as conn:
             row = conn.execute("select status, sender_host from pg_stat_wal_receiver").fetchone()
     except psycopg.Error:
         return False

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import Bench, save  # noqa: E402
-from pgcluster.lab import inspect, load_lab  # noqa: E402
-from pgcluster.steps.lab import node_image_current  # noqa: E402
+from pgcluster.lab.definition import load_lab  # noqa: E402
+from pgcluster.lab.docker import inspect, node_image_current  # noqa: E402
 
 BENCH = Bench("bench")
 RESULTS = REPO / "bench" / "results" / "provision.json"

@@ -9,7 +9,7 @@ PGCLUSTER_BACKUP_KIND and PGCLUSTER_BACKUP_NAME do the same as --data. The scrip
 ones cron runs (backup-full, backup-incr, backup-verify, backup-retention).
 """
 
-from pgcluster.steps import backups, check
+from pgcluster.steps import backups, live
 
-topology = check.cluster()
+topology = live.topology()
 backups.now(topology, *backups.requested_kind())

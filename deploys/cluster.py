@@ -8,9 +8,9 @@ it is not already streaming from that primary, then installs the backup scripts,
 cron schedule and the backup registry. A second run changes nothing.
 """
 
-from pgcluster.steps import backups, check, configure, install, primary, replicas
+from pgcluster.steps import backups, configure, install, live, primary, replicas
 
-topology = check.cluster()
+topology = live.topology()
 install.postgresql()
 configure.postgresql(topology)
 primary.initialise(topology)

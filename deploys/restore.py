@@ -15,9 +15,9 @@ stopping its running server). PostgreSQL and the node's configuration are conver
 
 from pyinfra import host
 
-from pgcluster.steps import backups, check, configure, install, restore
+from pgcluster.steps import backups, configure, install, live, restore
 
-topology = check.cluster()
+topology = live.topology()
 request = restore.request_from(host.data.dict())
 install.postgresql()
 configure.postgresql(topology)

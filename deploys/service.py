@@ -6,9 +6,9 @@
 
 from pyinfra import host
 
-from pgcluster.steps import check, ha
+from pgcluster.steps import ha, live
 
 action = str(host.data.get("service_action"))
 # Stopping a node is the way out of a split brain, so it is the one change allowed then.
-topology = check.cluster(strict=action != "stop")
+topology = live.topology(strict=action != "stop")
 ha.service(topology, action, ha.nodes_from_data(topology))

@@ -10,7 +10,7 @@ git-ignored secrets file (secrets/<inventory>.env, mode 0600) or are generated o
 the Docker lab has documented defaults, in group_data/docker.py.
 """
 
-from pgcluster.secrets import inventory_dir, secret
+from pgcluster.control.secrets import inventory_dir, secret
 
 # --------------------------------------------------------------------------- PostgreSQL
 postgresql_version = 15  # Debian 12 packages PostgreSQL 15; the only supported version

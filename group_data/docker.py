@@ -6,7 +6,7 @@ every other one (allow_lab_default_passwords). The environment, or secrets/docke
 still wins, so the lab can run with real secrets too.
 """
 
-from pgcluster.secrets import secret
+from pgcluster.control.secrets import secret
 
 admin_password = secret("admin_password", default="admin123")  # lab default (seed)
 replication_password = secret("replication_password", default="replica123")  # lab default

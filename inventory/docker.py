@@ -11,8 +11,9 @@ failover, which treat a stopped node as an unreachable host).
 
 import os
 
-from pgcluster.lab import load_lab, require_running
-from pgcluster.preflight import check_inventory
+from pgcluster.control.preflight import check_inventory
+from pgcluster.lab.definition import load_lab
+from pgcluster.lab.docker import require_running
 
 _lab = load_lab()
 

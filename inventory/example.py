@@ -21,7 +21,7 @@ inventory/production.py); clients use its ca.crt as sslrootcert.
 
 import os
 
-from pgcluster.preflight import check_inventory
+from pgcluster.control.preflight import check_inventory
 
 # How to log in, the same for every host (a host's own entry below can override any key).
 _SSH = {

@@ -9,8 +9,9 @@ into the cluster's WAL archive.
 
 import os
 
-from pgcluster.lab import load_lab, require_running
-from pgcluster.preflight import check_inventory
+from pgcluster.control.preflight import check_inventory
+from pgcluster.lab.definition import load_lab
+from pgcluster.lab.docker import require_running
 
 _lab = load_lab()
 _node = _lab.scratch

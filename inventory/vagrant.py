@@ -17,8 +17,8 @@ PGCLUSTER_ALLOW_DOWN=1 (a machine without a key is then an unreachable host).
 import os
 from pathlib import Path
 
+from pgcluster.control.preflight import check_inventory
 from pgcluster.errors import ConfigError
-from pgcluster.preflight import check_inventory
 
 _ROOT = Path(__file__).resolve().parent.parent
 # Where Vagrant keeps its machines: .vagrant next to the Vagrantfile, or Vagrant's own

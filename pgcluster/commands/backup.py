@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pgcluster.backups import REGISTRY_TABLE, Repository, mismatches
-from pgcluster.cli import run_deploy
-from pgcluster.facts import BackupRepository
-from pgcluster.remote import Session
+from pgcluster.control.deploy import run_deploy
+from pgcluster.control.session import Session
+from pgcluster.facts.backups import BackupRepository
+from pgcluster.model.backups import REGISTRY_TABLE, Repository, mismatches
 
 REGISTRY_COLUMNS = ("id", "kind", "label", "node", "path", "status", "started_at", "finished_at",
                     "size_bytes", "timeline", "start_lsn", "stop_lsn", "verified_at",

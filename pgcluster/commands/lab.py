@@ -7,11 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgcluster import secrets
-from pgcluster.cli import confirm, run_deploy
-from pgcluster.lab import Lab, docker_available, inspect, load_lab
-
-STANDIN_INVENTORY = "tests/integration/inventory_ssh.py"  # as pgcluster.sshlab deploys them
+from pgcluster.commands.common import confirm
+from pgcluster.control import secrets
+from pgcluster.control.deploy import run_deploy
+from pgcluster.lab.definition import Lab, load_lab
+from pgcluster.lab.docker import docker_available, inspect
+from pgcluster.lab.standins import STANDIN_INVENTORY
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 
-from pgcluster.cli import confirm, run_deploy
-from pgcluster.lab import container_status
-from pgcluster.layout import Layout
-from pgcluster.remote import Session
-from pgcluster.status import Report, collect, render, require_single_primary
+from pgcluster.commands.common import confirm
+from pgcluster.control.deploy import run_deploy
+from pgcluster.control.session import Session
+from pgcluster.control.status import Report, collect, format_report, require_single_primary
+from pgcluster.lab.docker import container_status
+from pgcluster.model.layout import Layout
 
 # Stopped lab containers are unreachable hosts for these commands, not a reason to refuse.
 ALLOW_DOWN = {"PGCLUSTER_ALLOW_DOWN": "1"}
@@ -68,7 +69,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
-        print(render(report))
+        print(format_report(report))
     return 0 if report.healthy else 1
 
 
@@ -81,7 +82,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             sys.stdout.write("\033[2J\033[H")
             print(f"pgcluster monitor  {time.strftime('%Y-%m-%d %H:%M:%S')}  "
                   f"(every {args.interval}s, Ctrl-C to stop)\n")
-            print(render(report), flush=True)
+            print(format_report(report), flush=True)
             if args.count and args.count <= 1:
                 return 0 if report.healthy else 1
             args.count = args.count - 1 if args.count else 0
@@ -104,7 +105,7 @@ def cmd_failover(args: argparse.Namespace) -> int:
     else:
         report, reachable = _report(args.inventory)
         require_single_primary(report)
-        print(render(report))
+        print(format_report(report))
         target = args.to or "the most advanced standby"
         if not confirm(f"\nFail over: promote {target}?", args.yes):
             return 1

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 
-from pgcluster.cli import confirm, run_deploy
 from pgcluster.commands.backup import reachable_only
+from pgcluster.commands.common import confirm
+from pgcluster.control.deploy import run_deploy
+from pgcluster.control.session import Session
 from pgcluster.errors import ConfigError
-from pgcluster.lab import load_lab
-from pgcluster.remote import Session
+from pgcluster.lab.definition import load_lab
 
 LAB_INVENTORY = "inventory/docker.py"
 SCRATCH_INVENTORY = "inventory/scratch.py"

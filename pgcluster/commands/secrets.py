@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pgcluster import secrets
+from pgcluster.control import secrets
 
 
 def _inventory_name(args: argparse.Namespace) -> str:

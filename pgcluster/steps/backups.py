@@ -15,15 +15,16 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from pgcluster import content, operations
-from pgcluster.backups import BACKUP_KINDS, REGISTRY_VERSION, SCRIPTS
-from pgcluster.content import Content, Directory, sql_file
+from pgcluster.control.templating import render_template, template_context
 from pgcluster.errors import ConfigError
-from pgcluster.layout import SCRIPTS_DIR
-from pgcluster.operations import only_if
-from pgcluster.render import context, render
+from pgcluster.model.backups import BACKUP_KINDS, REGISTRY_VERSION, SCRIPTS
+from pgcluster.model.layout import SCRIPTS_DIR
+from pgcluster.model.topology import Topology
+from pgcluster.operations import files as content
+from pgcluster.operations import postgres as operations
+from pgcluster.operations.conditional import only_if
+from pgcluster.operations.files import Content, Directory, sql_file
 from pgcluster.steps.configure import script_files
-from pgcluster.topology import Topology
 
 CRON_FILE = "/etc/cron.d/pgcluster"
 REGISTRY_SQL = "/etc/pgcluster/backups.sql"
@@ -33,7 +34,7 @@ REGISTRY_SQL = "/etc/pgcluster/backups.sql"
 def scripts(topology: Topology) -> None:
     """The repository directories, the log directory and the backup/restore scripts."""
     data = host.data.dict()
-    ctx = context(data, topology.cluster.node(host.name), topology.cluster)
+    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster)
     log_dir = data["backup_log_dir"]
     content.directories(
         name="Directories: full and incremental backups, logs",
@@ -48,24 +49,25 @@ def scripts(topology: Topology) -> None:
     content.contents(
         name="Backup and restore scripts, rotation of their logs",
         files=[*script_files(SCRIPTS, ctx),
-               Content("/etc/logrotate.d/pgcluster", render("logrotate/pgcluster.j2", ctx))],
+               Content("/etc/logrotate.d/pgcluster",
+                       render_template("logrotate/pgcluster.j2", ctx))],
     )
 
 
 @deploy("Backups: scripts, cron schedule, registry")
 def schedule(topology: Topology) -> None:
     data = host.data.dict()
-    ctx = context(data, topology.cluster.node(host.name), topology.cluster)
+    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster)
     here = topology.is_primary(host.name)
     scripts(topology)
     content.contents(name=f"Backup schedule ({CRON_FILE})",
-                     files=[Content(CRON_FILE, render("cron/pgcluster.j2", ctx))])
+                     files=[Content(CRON_FILE, render_template("cron/pgcluster.j2", ctx))])
     systemd.service(name="cron runs the backup schedule", service="cron", running=True,
                     enabled=True)
     only_if(
         here, content.contents,
         name="Backup registry SQL",
-        files=[sql_file(REGISTRY_SQL, render("sql/backups.sql.j2",
+        files=[sql_file(REGISTRY_SQL, render_template("sql/backups.sql.j2",
                                              {**ctx, "registry_version": REGISTRY_VERSION}))],
     )
     only_if(

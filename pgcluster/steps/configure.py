@@ -7,11 +7,13 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from pgcluster import content, operations, tls
-from pgcluster.content import Content, Directory
-from pgcluster.layout import PGPASS, SCRIPTS_DIR, Layout
-from pgcluster.render import context, render
-from pgcluster.topology import Topology
+from pgcluster.control import tls
+from pgcluster.control.templating import render_template, template_context
+from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, Layout
+from pgcluster.model.topology import Topology
+from pgcluster.operations import files as content
+from pgcluster.operations import postgres as operations
+from pgcluster.operations.files import Content, Directory
 
 # template -> (file in the cluster's configuration directory, mode)
 CONFIG_FILES = {
@@ -27,7 +29,7 @@ SCRIPTS = ("archive-wal", "restore-wal", "clone-replica", "rejoin-replica", "sta
 
 def script_files(names: tuple[str, ...], ctx: dict) -> list[Content]:
     """templates/scripts/<name>.j2 rendered into SCRIPTS_DIR, executable, for each name."""
-    return [Content(f"{SCRIPTS_DIR}/{script}", render(f"scripts/{script}.j2", ctx), "755")
+    return [Content(f"{SCRIPTS_DIR}/{script}", render_template(f"scripts/{script}.j2", ctx), "755")
             for script in names]
 
 
@@ -35,7 +37,7 @@ def script_files(names: tuple[str, ...], ctx: dict) -> list[Content]:
 def postgresql(topology: Topology) -> None:
     data = host.data.dict()
     layout = Layout.from_data(data)
-    ctx = context(data, topology.cluster.node(host.name), topology.cluster)
+    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster)
     guard_file = f"/etc/systemd/system/{layout.service}.service.d/pgcluster-guard.conf"
 
     content.directories(
@@ -52,8 +54,8 @@ def postgresql(topology: Topology) -> None:
     config = content.contents(
         name="Configuration files and TLS certificates",
         files=[
-            *(Content(f"{layout.conf_dir}/{target}", render(template, ctx), mode, "postgres",
-                      "postgres")
+            *(Content(f"{layout.conf_dir}/{target}", render_template(template, ctx), mode,
+                      "postgres", "postgres")
               for template, (target, mode) in CONFIG_FILES.items()),
             *_tls_files(data, topology, layout),
         ],
@@ -62,13 +64,13 @@ def postgresql(topology: Topology) -> None:
         name="pgcluster scripts and the replication password file (.pgpass)",
         files=[
             *script_files(SCRIPTS, ctx),
-            Content(PGPASS, render("postgresql/pgpass.j2", ctx), "600", "postgres",
+            Content(PGPASS, render_template("postgresql/pgpass.j2", ctx), "600", "postgres",
                     "postgres", secret=True),
         ],
     )
     guard = content.contents(
         name=f"Split-brain start guard for {layout.service}",
-        files=[Content(guard_file, render("systemd/postgresql-guard.conf.j2", ctx))],
+        files=[Content(guard_file, render_template("systemd/postgresql-guard.conf.j2", ctx))],
     )
     systemd.daemon_reload(name="Reload systemd units", _if=guard.did_change)
 

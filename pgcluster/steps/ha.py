@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 
 from pyinfra import host
 
-from pgcluster import operations, promotion
 from pgcluster.errors import ClusterStateError
-from pgcluster.facts import lsn
-from pgcluster.layout import Layout
-from pgcluster.model import Node
-from pgcluster.operations import only_if
-from pgcluster.replication import primary_conninfo, rewind_conninfo
-from pgcluster.steps import check
-from pgcluster.topology import Topology
+from pgcluster.model.cluster import Node
+from pgcluster.model.conninfo import primary_conninfo, rewind_conninfo
+from pgcluster.model.layout import Layout
+from pgcluster.model.topology import Topology
+from pgcluster.model.wal import position
+from pgcluster.operations import postgres as operations
+from pgcluster.operations import promotion
+from pgcluster.operations.conditional import only_if
+from pgcluster.steps import live
 
 
 def flag(value: object) -> bool:
@@ -51,7 +52,7 @@ def _accepts_writes(topology: Topology, node: Node) -> bool:
 
 
 def plan_failover() -> Plan:
-    topology = check.cluster()
+    topology = live.topology()
     reachable = _reachable(topology)
     old = topology.primary
     force = flag(host.data.get("force"))
@@ -82,7 +83,7 @@ def plan_failover() -> Plan:
     elif candidates:
         # The standby that received the most WAL loses the least.
         target = max(candidates,
-                     key=lambda n: lsn(topology.live[n.host].get("receive_lsn")) or 0)
+                     key=lambda n: position(topology.live[n.host].get("receive_lsn")) or 0)
     else:
         raise ClusterStateError(
             f"no standby can be promoted: none of "
@@ -99,7 +100,7 @@ def plan_failover() -> Plan:
 
 
 def plan_switchover() -> Plan:
-    topology = check.cluster()
+    topology = live.topology()
     reachable = _reachable(topology)
     old = topology.primary
     if old.host not in reachable or not _accepts_writes(topology, old):
@@ -115,9 +116,9 @@ def plan_switchover() -> Plan:
         raise ClusterStateError(f"{target.name} is already the primary")
     if not target.promotable:
         raise ClusterStateError(f"{target.name} is the read-only replica: it is never promoted")
-    live = topology.live.get(target.host, {})
-    if not (target.host in reachable and live.get("receiver_status") == "streaming"
-            and live.get("sender_host") == old.address):
+    target_state = topology.live.get(target.host, {})
+    if not (target.host in reachable and target_state.get("receiver_status") == "streaming"
+            and target_state.get("sender_host") == old.address):
         raise ClusterStateError(f"{target.name} is not streaming from {old.name}")
     if not flag(host.data.get("force")):
         _switchover_gates(topology, old, target)
@@ -128,13 +129,13 @@ def plan_switchover() -> Plan:
 
 
 def _switchover_gates(topology: Topology, old: Node, target: Node) -> None:
-    from pgcluster.facts import PgQuery
+    from pgcluster.facts.postgres import PgQuery
 
     old_host = host.inventory.get_host(old.host)
     max_lag = int(host.data.get("switchover_max_lag_bytes", 16 * 1024 * 1024))
     max_xact = int(host.data.get("switchover_max_xact_seconds", 60))
-    lag = (lsn(topology.live[old.host].get("current_lsn")) or 0) - (
-        lsn(topology.live[target.host].get("replay_lsn")) or 0)
+    lag = (position(topology.live[old.host].get("current_lsn")) or 0) - (
+        position(topology.live[target.host].get("replay_lsn")) or 0)
     if lag > max_lag:
         raise ClusterStateError(
             f"{target.name} replays {lag} bytes behind {old.name} (limit "
@@ -156,7 +157,7 @@ def _switchover_gates(topology: Topology, old: Node, target: Node) -> None:
 
 
 def plan_rejoin() -> tuple[Topology, Node]:
-    topology = check.cluster()
+    topology = live.topology()
     wanted = host.data.get("rejoin_node")
     if not wanted:
         raise ClusterStateError("rejoin needs the node to bring back: rejoin NODE")

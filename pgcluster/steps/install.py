@@ -7,9 +7,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt
 
-from pgcluster import content
-from pgcluster.content import Content, Directory
-from pgcluster.layout import Layout
+from pgcluster.model.layout import Layout
+from pgcluster.operations import files as content
+from pgcluster.operations.files import Content, Directory
 
 CREATECLUSTER_CONF = """\
 # Managed by pgcluster. The package must not create and start a default cluster:

@@ -12,12 +12,14 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from pgcluster import content, operations, promotion
-from pgcluster.content import sql_file
-from pgcluster.layout import Layout
-from pgcluster.operations import only_if
-from pgcluster.render import context, render
-from pgcluster.topology import Topology
+from pgcluster.control.templating import render_template, template_context
+from pgcluster.model.layout import Layout
+from pgcluster.model.topology import Topology
+from pgcluster.operations import files as content
+from pgcluster.operations import postgres as operations
+from pgcluster.operations import promotion
+from pgcluster.operations.conditional import only_if
+from pgcluster.operations.files import sql_file
 
 # What pg_rewind needs from a source server when it is not a superuser (PostgreSQL docs).
 REWIND_FUNCTIONS = [
@@ -92,11 +94,11 @@ def initialise(topology: Topology) -> None:
         port=port,
     )
     # On every node, identical: any node may be the primary that seeds a new database.
-    seed_ctx = context(data, topology.cluster.inventory_primary, topology.cluster)
+    seed_ctx = template_context(data, topology.cluster.inventory_primary, topology.cluster)
     content.contents(
         name="Seed and privileges SQL (schema, sample data, the application role's rights)",
-        files=[sql_file(SEED_SQL, render("sql/seed.sql.j2", seed_ctx)),
-               sql_file(PRIVILEGES_SQL, render("sql/privileges.sql.j2", seed_ctx))],
+        files=[sql_file(SEED_SQL, render_template("sql/seed.sql.j2", seed_ctx)),
+               sql_file(PRIVILEGES_SQL, render_template("sql/privileges.sql.j2", seed_ctx))],
     )
     only_if(
         here, operations.seed,

@@ -11,11 +11,11 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from pgcluster import operations
-from pgcluster.layout import Layout
-from pgcluster.operations import only_if
-from pgcluster.replication import primary_conninfo
-from pgcluster.topology import Topology
+from pgcluster.model.conninfo import primary_conninfo
+from pgcluster.model.layout import Layout
+from pgcluster.model.topology import Topology
+from pgcluster.operations import postgres as operations
+from pgcluster.operations.conditional import only_if
 
 # The primary_conninfo options a running replica must have as pgcluster renders them.
 FOLLOW_KEYS = ("host", "port", "user", "passfile", "application_name", "sslmode", "sslrootcert",

@@ -19,14 +19,14 @@ from typing import Any
 from pyinfra import host, logger
 from pyinfra.api import deploy
 
-from pgcluster import operations
-from pgcluster.backups import RECOVERY_ACTIONS, RecoveryTarget, recovery_target, select_backup
 from pgcluster.errors import ClusterStateError, ConfigError
-from pgcluster.facts import BackupRepository
-from pgcluster.layout import Layout
-from pgcluster.model import Node
-from pgcluster.operations import only_if
-from pgcluster.topology import Topology
+from pgcluster.facts.backups import BackupRepository
+from pgcluster.model.backups import RECOVERY_ACTIONS, RecoveryTarget, recovery_target, select_backup
+from pgcluster.model.cluster import Node
+from pgcluster.model.layout import Layout
+from pgcluster.model.topology import Topology
+from pgcluster.operations import postgres as operations
+from pgcluster.operations.conditional import only_if
 
 # Parameters: --data restore_<key>=... on the pyinfra command line, or PGCLUSTER_RESTORE_<KEY>.
 KEYS = ("backup", "time", "lsn", "name", "timeline", "action", "node", "force_node")

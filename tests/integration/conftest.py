@@ -25,8 +25,9 @@ import psycopg
 import pytest
 import testinfra
 
-from pgcluster import secrets, tls
-from pgcluster.lab import Lab, LabNode, docker_available, load_lab
+from pgcluster.control import secrets, tls
+from pgcluster.lab.definition import Lab, LabNode, load_lab
+from pgcluster.lab.docker import docker_available
 from tests.conftest import REPO, run_pyinfra
 from tests.integration.sshlab import SSH_LAB_NAME, SshCluster, built_ssh_cluster
 

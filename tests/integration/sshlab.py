@@ -1,9 +1,9 @@
 """The cluster deployed over SSH on stand-ins for VMs, for the integration suite.
 
 The stand-ins (lab/ssh.toml: pgssh-* containers on 172.26.0.0/16, nothing published) boot
-systemd and run sshd. pgcluster.sshlab gives them a login user that is not root, with
+systemd and run sshd. pgcluster.lab.standins gives them a login user that is not root, with
 sudo and a key made for this test session; from then on every deploy and every check goes
-through SSH only: pyinfra's SSH connector (tests/integration/inventory_ssh.py, `_sudo`)
+through SSH only: pyinfra's SSH connector (inventory/standins.py, `_sudo`)
 and testinfra's SSH backend. Nothing after the set-up uses `docker exec`.
 
 PGCLUSTER_TEST_SSH_LAB names another stand-in lab definition (a lab/<name>.toml or a
@@ -29,10 +29,11 @@ from unittest import mock
 import pytest
 import testinfra
 
-from pgcluster.facts import FIELD_SEP, psql_as_postgres
-from pgcluster.lab import Lab, LabNode, container_status, docker_available, load_lab
-from pgcluster.remote import Session
-from pgcluster.sshlab import DEFAULT_USER, STANDIN_INVENTORY, StandIns, prepare
+from pgcluster.control.session import Session
+from pgcluster.facts.postgres import FIELD_SEP, psql_command
+from pgcluster.lab.definition import Lab, LabNode, load_lab
+from pgcluster.lab.docker import container_status, docker_available
+from pgcluster.lab.standins import DEFAULT_USER, STANDIN_INVENTORY, StandIns, prepare
 from tests.conftest import run_pyinfra, totals
 
 SSH_LAB_NAME = os.environ.get("PGCLUSTER_TEST_SSH_LAB", "ssh")
@@ -67,12 +68,12 @@ class SshCluster:
 
     @property
     def env(self) -> dict[str, str]:
-        """What inventory_ssh.py reads: the stand-ins, the login and the passwords."""
+        """What standins.py reads: the stand-ins, the login and the passwords."""
         return {**self.standins.env, **PASSWORDS}
 
     def pyinfra(self, deploy: str, *args: str, json_output: bool = False,
                 ) -> subprocess.CompletedProcess:
-        """`pyinfra -y tests/integration/inventory_ssh.py DEPLOY ARGS`, as a user runs it."""
+        """`pyinfra -y inventory/standins.py DEPLOY ARGS`, as a user runs it."""
         return run_pyinfra(STANDIN_INVENTORY, deploy, *args, env=self.env,
                            json_output=json_output)
 
@@ -90,12 +91,12 @@ class SshCluster:
 
     def psql(self, role: str, sql: str, database: str = "proyecto_db") -> list[list[str]]:
         """Rows of a query run on the node as the postgres OS user, over SSH with sudo."""
-        output = self.host(role).check_output(psql_as_postgres(sql, database))
+        output = self.host(role).check_output(psql_command(sql, database))
         return [line.split(FIELD_SEP) for line in output.splitlines()]
 
     def psql_result(self, role: str, sql: str, database: str = "proyecto_db") -> Any:
         """The whole testinfra result (rc, stderr) of a query that may fail."""
-        return self.host(role).run(psql_as_postgres(sql, database))
+        return self.host(role).run(psql_command(sql, database))
 
     def streaming(self) -> dict[str, str]:
         return dict(self.psql("primary", "select application_name, state "

@@ -7,8 +7,8 @@ import uuid
 import psycopg
 import pytest
 
-from pgcluster import scram
-from pgcluster.lab import Lab
+from pgcluster.control import scram
+from pgcluster.lab.definition import Lab
 from tests.integration.conftest import connect, node_host, query, streaming, wait_for
 
 NODES = ["primary", "standby", "readonly"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
-from pgcluster.lab import Lab, inspect
-from pgcluster.model import slot_name
+from pgcluster.lab.definition import Lab
+from pgcluster.lab.docker import inspect
+from pgcluster.model.cluster import slot_name
 from tests.conftest import run_pyinfra, totals
 from tests.integration.conftest import LAB_ENV, all_streaming, node_host, query, wait_for
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from pgcluster.backups import REGISTRY_VERSION
-from pgcluster.lab import Lab
+from pgcluster.lab.definition import Lab
+from pgcluster.model.backups import REGISTRY_VERSION
 from tests.conftest import REPO, run_pyinfra
 from tests.integration.conftest import LAB_ENV, connect, node_host, query, wait_for
 

@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
-from pgcluster import secrets, tls
-from pgcluster.lab import Lab
-from pgcluster.writer import Writer, conninfo
+from pgcluster.control import secrets, tls
+from pgcluster.control.writer import Writer, conninfo
+from pgcluster.lab.definition import Lab
 from tests.conftest import run_pyinfra, totals
 from tests.integration.conftest import (
     ADMIN,

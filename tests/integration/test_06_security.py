@@ -27,8 +27,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pgcluster import secrets, tls
-from pgcluster.lab import Lab, LabNode
+from pgcluster.control import secrets, tls
+from pgcluster.lab.definition import Lab, LabNode
 from tests.conftest import REPO, run_pyinfra, totals
 from tests.integration.conftest import (
     APP,
@@ -328,7 +328,7 @@ def test_a_non_lab_inventory_without_its_own_passwords_stops_before_connecting(
     else:
         env["PGCLUSTER_APP_PASSWORD"] = ""
         expected = "app_password is not set for"
-    result = run_pyinfra("tests/integration/inventory_ssh.py", "deploys/cluster.py", env=env)
+    result = run_pyinfra("inventory/standins.py", "deploys/cluster.py", env=env)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert expected in output

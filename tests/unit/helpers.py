@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgcluster.model import Cluster, HostEntry
-from pgcluster.preflight import load_group_data
+from pgcluster.control.preflight import load_group_data
+from pgcluster.model.cluster import Cluster, HostEntry
 
 ALL = load_group_data("all")
 SECRETS = {"admin_password": "s3cret-admin", "replication_password": "s3cret-repl",

@@ -55,12 +55,15 @@ def test_no_default_passwords_outside_the_lab(monkeypatch: pytest.MonkeyPatch,
     assert "PGCLUSTER_REPLICATION_PASSWORD" in str(caught.value)
 
 
-# The code a cluster deploy runs on the nodes; the lab's own steps (steps/lab.py) and the
-# inventories are where targets may differ.
-DEPLOY_CODE = ["deploys/cluster.py", "pgcluster/operations.py", "pgcluster/facts.py",
-               "pgcluster/topology.py", "pgcluster/render.py", "pgcluster/layout.py",
-               *(str(p.relative_to(REPO)) for p in sorted((REPO / "pgcluster/steps").glob("*.py"))
-                 if p.name != "lab.py")]
+# The code a cluster deploy runs on the nodes; the lab's own parts (steps/lab.py,
+# operations/lab.py, facts/docker.py, pgcluster/lab/) and the inventories are where targets
+# may differ.
+LAB_CODE = {"pgcluster/steps/lab.py", "pgcluster/operations/lab.py", "pgcluster/facts/docker.py"}
+DEPLOY_CODE = ["deploys/cluster.py", "pgcluster/control/templating.py", *(
+    path for layer in ("steps", "operations", "facts")
+    for path in (str(p.relative_to(REPO)) for p in sorted((REPO / "pgcluster" / layer)
+                                                          .glob("*.py")))
+    if path not in LAB_CODE)]
 TARGET_WORDS = re.compile(r"docker|vagrant|@lab|ssh_|container", re.IGNORECASE)
 
 

@@ -1,0 +1,42 @@
+"""The backup repository as a node sees it: full/, incr/ and wal_archive/ under backup_root,
+listed read-only and parsed into pgcluster.model.backups.Repository."""
+
+from __future__ import annotations
+
+from pyinfra.api import FactBase
+
+from pgcluster.model.backups import Repository, parse_repository
+
+
+def repository_command(full_dir: str, incr_dir: str, archive_dir: str) -> str:
+    """Shell that lists the repository for parse_repository (run on a node; read-only)."""
+    return "; ".join(
+        [
+            f"F={full_dir}; I={incr_dir}; A={archive_dir}",
+            'for d in "$F"/*/ "$F"/.inprogress-*/; do [ -d "$d" ] || continue; '
+            'echo "@full $(basename "$d") $(du -sb "$d" | cut -f1)"; '
+            '[ -f "$d/backup.info" ] && sed "s/^/ /" "$d/backup.info"; done',
+            'for d in "$I"/*/; do [ -d "$d" ] || continue; '
+            'echo "@incr $(basename "$d") $(find "$d" -maxdepth 1 -name "*.gz" | wc -l) '
+            '$(du -sb "$d" | cut -f1)"; done',
+            'if [ -d "$A" ]; then S=$(ls "$A" | grep -E "^[0-9A-F]{24}$" | sort); '
+            'echo "@archive $(find "$A" -maxdepth 1 -type f ! -name ".*" | wc -l) '
+            '$(du -sb "$A" | cut -f1) $(echo "$S" | head -n 1) $(echo "$S" | tail -n 1)"; fi',
+            "true",
+        ]
+    )
+
+
+class BackupRepository(FactBase):
+    """The backup repository as this node sees it (full/, incr/, wal_archive/ under
+    backup_root): a pgcluster.model.backups.Repository. Read-only; an absent directory is
+    empty."""
+
+    def command(self, full_dir: str, incr_dir: str, archive_dir: str) -> str:
+        return repository_command(full_dir, incr_dir, archive_dir)
+
+    def process(self, output: list[str]) -> Repository:
+        return parse_repository(output)
+
+    def default(self) -> Repository:
+        return Repository()

@@ -1,0 +1,154 @@
+"""The Docker lab's definition (lab/<name>.toml): its network, volumes and nodes.
+
+The lab is three systemd containers that behave like small VMs. Building it is
+deploys/lab.py (pyinfra on @local); this module only describes it and checks it, so the
+inventory, the CLI and the tests all read the same definition.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgcluster import LAB_DIR
+from pgcluster.errors import ConfigError
+
+DEFAULT_LAB = "seed"
+
+
+@dataclass(frozen=True)
+class LabNode:
+    name: str
+    role: str
+    address: str
+    data_volume: str
+    # Port on bind_address of the control machine mapped to the node's 5432. None publishes
+    # nothing: the node is then reached at its own address only, like a VM (lab/ssh.toml).
+    published_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    network: str
+    subnet: str
+    bind_address: str
+    image: str
+    base_image: str
+    backups_volume: str
+    nodes: tuple[LabNode, ...]
+    source: str = DEFAULT_LAB  # what PGCLUSTER_LAB was set to (a name or a .toml path)
+    scratch_address: str | None = None  # optional in the lab file; default: subnet .250
+    scratch_port: int | None = None  # optional; default: the highest published port + 1
+
+    @property
+    def prefix(self) -> str:
+        """The lab's name prefix, from its primary: postgresql-primary -> postgresql."""
+        primary = self.node("primary").name
+        return primary.rsplit("-", 1)[0] if "-" in primary else primary
+
+    @property
+    def scratch(self) -> LabNode:
+        """A node outside the cluster for restores (`pgcluster restore --scratch`): same
+        image, network and backups volume as the others, its own data volume. Created on
+        demand by deploys/scratch.py, removed by `pgcluster destroy`."""
+        address = self.scratch_address or str(ipaddress.ip_network(self.subnet).network_address
+                                               + 250)
+        # Published like the other nodes, next to them; a lab that publishes nothing (its
+        # nodes reached at their own addresses, like VMs) publishes no scratch port either.
+        ports = [n.published_port for n in self.nodes if n.published_port is not None]
+        port = self.scratch_port or (max(ports) + 1 if ports else None)
+        return LabNode(name=f"{self.prefix}-scratch", role="scratch", address=address,
+                       published_port=port, data_volume=f"{self.prefix}-scratch-data")
+
+    @property
+    def gateway(self) -> str:
+        """The lab network's gateway: where connections to the published ports come from."""
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+    def host_data(self, node: LabNode) -> dict:
+        """A lab node's host data for the inventories (cluster nodes and the scratch node)."""
+        return {
+            "node_name": node.name,
+            "node_address": node.address,
+            "postgresql_port": 5432,  # the lab maps published_port -> 5432 in the container
+            "published_port": node.published_port,
+            # Who may log in with a password: only this machine. Its clients reach the nodes
+            # through the ports published on its loopback, and Docker forwards those
+            # connections from the lab network's gateway, so that one address is the lab's
+            # only client network: any other container, even on the lab network, is refused
+            # by pg_hba.conf (tests/integration/test_06_security.py shows it).
+            "client_networks": [f"{self.gateway}/32"],
+            # Clients on this machine connect to 127.0.0.1 (the published port) with
+            # sslmode=verify-full: the certificate names that address too.
+            "tls_extra_names": ["localhost", self.bind_address],
+        }
+
+    @property
+    def containers(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    @property
+    def volumes(self) -> list[str]:
+        return [n.data_volume for n in self.nodes] + [self.backups_volume]
+
+    def node(self, name_or_role: str) -> LabNode:
+        for node in self.nodes:
+            if name_or_role in (node.name, node.role):
+                return node
+        raise KeyError(name_or_role)
+
+
+def lab_selector(name: str | None = None) -> str:
+    return name or os.environ.get("PGCLUSTER_LAB") or DEFAULT_LAB
+
+
+def lab_path(name: str | None = None) -> Path:
+    path = Path(lab_selector(name))
+    if path.suffix != ".toml":
+        path = LAB_DIR / f"{path}.toml"
+    return path
+
+
+def load_lab(name: str | None = None) -> Lab:
+    """Read a lab definition: PGCLUSTER_LAB names lab/<name>.toml or a path; default seed."""
+    path = lab_path(name)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in LAB_DIR.glob("*.toml")))
+        raise ConfigError(f"no lab definition at {path}: set PGCLUSTER_LAB to one of {known}")
+    raw = tomllib.loads(path.read_text())
+    lab = Lab(
+        name=path.stem,
+        network=raw["network"],
+        subnet=raw["subnet"],
+        bind_address=raw.get("bind_address", "127.0.0.1"),
+        image=raw["image"],
+        base_image=raw["base_image"],
+        backups_volume=raw["backups_volume"],
+        nodes=tuple(LabNode(**node) for node in raw["nodes"]),
+        scratch_address=raw.get("scratch_address"),
+        scratch_port=raw.get("scratch_port"),
+        source=lab_selector(name),
+    )
+    _check(lab, path)
+    return lab
+
+
+def _check(lab: Lab, path: Path) -> None:
+    problems = []
+    try:
+        subnet = ipaddress.ip_network(lab.subnet)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: subnet {lab.subnet!r} is not a network ({exc})") from exc
+    if not any(node.role == "primary" for node in lab.nodes):
+        raise ConfigError(f"{path}: no node has role = \"primary\"")
+    for node in (*lab.nodes, lab.scratch):
+        if ipaddress.ip_address(node.address) not in subnet:
+            problems.append(f"{path}: {node.name} address {node.address} is outside {subnet}")
+        if ipaddress.ip_address(node.address) == next(subnet.hosts()):
+            problems.append(f"{path}: {node.name} uses {node.address}, the network's gateway")
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,119 @@
+"""The cluster as the inventory describes it: nodes, their roles, names and addresses.
+
+Built from plain mappings so that validation and template rendering work the same with or
+without pyinfra (unit tests, the CLI, inventory preflight, deploys).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = ("primary", "standby", "readonly")
+# Roles a failover may promote. The read-only replica never is, as in the seed report.
+PROMOTABLE_ROLES = ("primary", "standby")
+
+SLOT_NAME_MAX = 63  # NAMEDATALEN - 1
+
+
+def slot_name(node_name: str) -> str:
+    """Normalise a node name into a physical replication slot name.
+
+    PostgreSQL accepts only lower-case letters, digits and underscores in slot names;
+    host names use dashes and dots, so those become underscores.
+    """
+    return re.sub(r"[^a-z0-9_]", "_", node_name.strip().lower())
+
+
+def is_valid_slot_name(name: str) -> bool:
+    return bool(re.fullmatch(rf"[a-z0-9_]{{1,{SLOT_NAME_MAX}}}", name))
+
+
+@dataclass(frozen=True)
+class Node:
+    host: str  # the pyinfra inventory name (e.g. "@lab/postgresql-primary")
+    name: str  # the node's own name: cluster_name, application_name, slot (normalised)
+    role: str  # the role the inventory gives; the live role may differ after a failover
+    address: str  # the address the other nodes reach it on
+    port: int  # the PostgreSQL port on that address
+    published_port: int | None = None  # Docker lab only: port on the control machine
+
+    @property
+    def slot(self) -> str:
+        return slot_name(self.name)
+
+    @property
+    def promotable(self) -> bool:
+        return self.role in PROMOTABLE_ROLES
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One inventory host as data: its name, its groups and its merged data."""
+
+    name: str
+    groups: tuple[str, ...]
+    data: Mapping[str, Any]
+
+
+def role_of(entry: HostEntry) -> list[str]:
+    """The role(s) a host claims: `node_role` data wins over group membership."""
+    explicit = entry.data.get("node_role")
+    if explicit:
+        return [str(explicit)]
+    return [group for group in ROLES if group in entry.groups]
+
+
+def node_from_entry(entry: HostEntry) -> Node:
+    roles = role_of(entry)
+    data = entry.data
+    published = data.get("published_port")
+    return Node(
+        host=entry.name,
+        name=str(data.get("node_name") or entry.name.split("/")[-1]),
+        role=roles[0] if len(roles) == 1 else "",
+        address=str(data.get("node_address") or data.get("ssh_hostname") or entry.name),
+        port=int(data.get("postgresql_port", 5432)),
+        published_port=int(published) if published is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: tuple[Node, ...]
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[HostEntry]) -> Cluster:
+        return cls(tuple(node_from_entry(e) for e in entries))
+
+    @classmethod
+    def from_inventory(cls, inventory: Iterable[Any]) -> Cluster:
+        """From a pyinfra Inventory (or anything iterating hosts with name, groups, data)."""
+        return cls.from_entries(HostEntry(h.name, tuple(h.groups), h.data.dict())
+                                for h in inventory)
+
+    def node(self, host: str) -> Node:
+        for node in self.nodes:
+            if node.host == host or node.name == host:
+                return node
+        raise KeyError(host)
+
+    def with_role(self, role: str) -> list[Node]:
+        return [n for n in self.nodes if n.role == role]
+
+    @property
+    def inventory_primary(self) -> Node:
+        return self.with_role("primary")[0]
+
+    def find(self, name_or_role: str) -> Node:
+        """A node by host name, node name or role (first match), for CLI arguments."""
+        for node in self.nodes:
+            if name_or_role in (node.host, node.name):
+                return node
+        matches = self.with_role(name_or_role)
+        if matches:
+            return matches[0]
+        known = ", ".join(n.name for n in self.nodes)
+        raise KeyError(f"no node named {name_or_role!r}; known nodes: {known} (or a role)")

@@ -1,0 +1,92 @@
+"""Who is primary right now, read from the nodes, not assumed from the inventory.
+
+After a failover the inventory still names the old primary; a re-run of the deploy must
+follow the live cluster instead of wrecking it. Two nodes accepting writes stop every
+changing command.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgcluster.errors import ClusterStateError
+from pgcluster.model.cluster import Cluster, Node
+from pgcluster.model.conninfo import value as conninfo_value
+
+
+@dataclass
+class Topology:
+    cluster: Cluster
+    primary: Node
+    live: dict[str, dict[str, Any]]  # host name -> PgNode fact
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def replicas(self) -> list[Node]:
+        return [n for n in self.cluster.nodes if n.host != self.primary.host]
+
+    def is_primary(self, host_name: str) -> bool:
+        return self.primary.host == host_name
+
+
+def decide(cluster: Cluster, live: Mapping[str, Mapping[str, Any]],
+           strict: bool = True) -> Topology:
+    """Pick the primary from live node states (pure: unit-tested without hosts).
+
+    With strict=False (stopping nodes, the way out of a split brain) two running primaries
+    are reported in the notes instead of refused, and the inventory's primary is taken."""
+    running_primaries = [
+        n for n in cluster.nodes
+        if live.get(n.host, {}).get("running") and not live[n.host].get("in_recovery")
+    ]
+    notes: list[str] = []
+    if len(running_primaries) > 1 and not strict:
+        names = " and ".join(n.name for n in running_primaries)
+        return Topology(cluster, cluster.inventory_primary, {k: dict(v) for k, v in live.items()},
+                        [f"split brain: {names} both accept writes"])
+    if len(running_primaries) > 1:
+        names = " and ".join(n.name for n in running_primaries)
+        raise ClusterStateError(
+            f"split brain: {names} both accept writes. pgcluster changes nothing until one "
+            "of them is stopped and rejoined as a standby (compare their timelines and "
+            "the rows each has taken before choosing)."
+        )
+    if running_primaries:
+        primary = running_primaries[0]
+    else:
+        stopped_primaries = [
+            n for n in cluster.nodes
+            if live.get(n.host, {}).get("data") and not live[n.host].get("standby_signal")
+        ]
+        if len(stopped_primaries) > 1:
+            names = " and ".join(n.name for n in stopped_primaries)
+            raise ClusterStateError(
+                f"no primary is running and {names} all hold a primary's data directory: "
+                "start the node that is the current primary, then run the deploy again"
+            )
+        primary = (stopped_primaries[0] if stopped_primaries
+                   else _followed(cluster, live) or cluster.inventory_primary)
+    if primary.host != cluster.inventory_primary.host:
+        notes.append(
+            f"the inventory names {cluster.inventory_primary.name} as primary but the live "
+            f"primary is {primary.name}; keeping the live topology (update the inventory's "
+            "groups to match it)"
+        )
+    return Topology(cluster, primary, {k: dict(v) for k, v in live.items()}, notes)
+
+
+def _followed(cluster: Cluster, live: Mapping[str, Mapping[str, Any]]) -> Node | None:
+    """When no node that answers is a primary, the primary is the node the replicas follow
+    (their primary_conninfo), typically a lost one; None for a cluster not built yet."""
+    hosts = Counter(
+        conninfo_value(state.get("primary_conninfo"), "host")
+        for state in live.values() if state.get("running") and state.get("in_recovery")
+    )
+    for address, _ in hosts.most_common():
+        for node in cluster.nodes:
+            if node.address == address:
+                return node
+    return None

@@ -1,0 +1,74 @@
+"""Inventory files validate themselves, with group data, before pyinfra connects."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgcluster.control.preflight import check_inventory, host_entries, validate_inventory
+from pgcluster.errors import ConfigError
+from tests.unit.helpers import entry, three_nodes
+
+
+def inventory(**groups):
+    return {"__file__": "x", "_private": ["ignored"], "check_inventory": check_inventory,
+            **groups}
+
+
+def test_group_data_precedence_all_then_inventory_group_then_host(monkeypatch) -> None:
+    monkeypatch.delenv("PGCLUSTER_ADMIN_PASSWORD", raising=False)
+    entries = host_entries(
+        inventory(primary=[("@lab/a", {"node_name": "a", "shared_buffers": "1GB"})],
+                  standby=["@lab/b"]),
+        "inventory/docker.py",
+    )
+    a, b = entries
+    assert a.groups == ("primary", "docker") and b.groups == ("standby", "docker")
+    assert a.data["max_connections"] == 100  # group_data/all.py
+    assert b.data["admin_password"] == "admin123"  # group_data/docker.py (lab default)
+    assert b.data["shared_buffers"] == "64MB"  # group_data/docker.py beats all.py
+    assert a.data["shared_buffers"] == "1GB"  # host data beats both
+
+
+def test_lab_defaults_never_apply_to_other_inventories(monkeypatch) -> None:
+    monkeypatch.delenv("PGCLUSTER_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("PGCLUSTER_REPLICATION_PASSWORD", raising=False)
+    monkeypatch.delenv("PGCLUSTER_REWIND_PASSWORD", raising=False)
+    monkeypatch.delenv("PGCLUSTER_APP_PASSWORD", raising=False)
+    groups = inventory(primary=[("db1", {"node_address": "10.0.0.1"})],
+                       standby=[("db2", {"node_address": "10.0.0.2"})])
+    with pytest.raises(ConfigError) as caught:
+        check_inventory(groups, "inventory/production.py")
+    assert "admin_password is not set for db1, db2" in str(caught.value)
+    assert "replication_password is not set" in str(caught.value)
+
+
+def test_environment_supplies_the_passwords(monkeypatch) -> None:
+    monkeypatch.setenv("PGCLUSTER_ADMIN_PASSWORD", "from-env")
+    monkeypatch.setenv("PGCLUSTER_REPLICATION_PASSWORD", "from-env-too")
+    monkeypatch.setenv("PGCLUSTER_REWIND_PASSWORD", "from-env-as-well")
+    monkeypatch.setenv("PGCLUSTER_APP_PASSWORD", "from-env-for-the-app")
+    groups = inventory(primary=[("db1", {"node_address": "10.0.0.1"})],
+                       standby=[("db2", {"node_address": "10.0.0.2"})])
+    cluster = check_inventory(groups, "inventory/production.py")
+    assert [n.name for n in cluster.nodes] == ["db1", "db2"]
+
+
+@pytest.mark.parametrize("key,env", [("admin_password", "PGCLUSTER_ADMIN_PASSWORD"),
+                                     ("replication_password", "PGCLUSTER_REPLICATION_PASSWORD")])
+@pytest.mark.parametrize("missing", [None, ""])
+def test_missing_password(key: str, env: str, missing: str | None) -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate_inventory(three_nodes(**{key: missing}))
+    assert len(caught.value.problems) == 1, caught.value.problems
+    message = caught.value.problems[0]
+    assert f"{key} is not set for db1, db2, db3" in message
+    assert f"export {env}=" in message
+
+
+def test_check_raises_one_error_listing_every_problem() -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate_inventory([entry("db1", "standby", admin_password=None), entry("db2", "standby")])
+    text = str(caught.value)
+    assert text.startswith("pgcluster cannot continue:")
+    assert "no primary" in text and "admin_password is not set" in text
+    assert len(caught.value.problems) == 2

@@ -1,0 +1,40 @@
+"""Pieces of the failover machinery that need no Docker: connection strings, the
+split-brain tolerance of `stop`, synchronous replication rendering, scripts, status text."""
+
+from __future__ import annotations
+
+from pgcluster.control.status import NodeStatus, Report, certificate_findings
+from pgcluster.control.status import format_report as render_status
+
+PRIMARY = {"running": True, "in_recovery": False, "data": True, "standby_signal": False}
+
+
+def test_status_text_flags_problems() -> None:
+    nodes = [NodeStatus("db1", "primary", "10.0.0.1", 5432, None, True, running=True,
+                        role="PRIMARY", timeline=2, current_lsn="0/3000060"),
+             NodeStatus("db2", "standby", "10.0.0.2", 5432, None, False)]
+    report = Report(healthy=False, issues=["db2 is unreachable"], primary="db1", nodes=nodes,
+                    replication=[], archiver=None, last_backup=None, collected_at=0)
+    text = render_status(report)
+    assert "db1" in text and "PRIMARY" in text and "UNREACHABLE" in text
+    assert text.rstrip().endswith("- db2 is unreachable")
+    assert report.as_dict()["nodes"][1]["reachable"] is False
+
+
+def test_certificates_expired_are_issues_and_near_expiry_warnings() -> None:
+    def node(name: str, days: int | None) -> NodeStatus:
+        return NodeStatus(name, "standby", "10.0.0.9", 5432, None, True, running=True,
+                          certificate_expires="2027-01-01T00:00:00+00:00",
+                          certificate_days_left=days)
+
+    nodes = [node("fresh", 364), node("soon", 12), node("edge", 30), node("gone", -1),
+             node("unknown", None)]
+    issues, warnings = certificate_findings(nodes, renew_days=30)
+    assert len(issues) == 1 and issues[0].startswith("gone: its TLS certificate expired")
+    assert [w.split(":")[0] for w in warnings] == ["soon", "edge"]
+    assert "next deploy run renews it" in warnings[0]
+    report = Report(healthy=True, issues=[], primary=None, nodes=nodes[:2], replication=[],
+                    archiver=None, last_backup=None, collected_at=0, warnings=warnings[:1])
+    text = render_status(report)
+    assert "TLS certificates expire in: fresh 364 d, soon 12 d" in text
+    assert text.rstrip().endswith(warnings[0]) and "HEALTHY" in text

@@ -1,0 +1,207 @@
+"""Backups without Docker: the rendered scripts (retention's choices run for real on a
+directory tree), the repository model, recovery targets and backup selection, restore
+parameters and refusals, the registry/disk comparison."""
+
+from __future__ import annotations
+
+import re
+
+from pgcluster.control.templating import hba_address, pgvalue, render_template, template_context
+from pgcluster.model.backups import FullBackup
+from tests.unit.helpers import ALL, SECRETS, cluster
+
+
+def test_cron_runs_every_job_as_postgres_on_its_schedule() -> None:
+    text = rendered("cron/pgcluster.j2")
+    entries = [line.split() for line in text.splitlines()
+               if line and line[0].isdigit()]
+    assert [(e[:5], e[5], e[6]) for e in entries] == [
+        (["0", "2", "*", "*", "0"], "postgres", "/usr/local/lib/pgcluster/backup-full"),
+        (["30", "2", "*", "*", "*"], "postgres", "/usr/local/lib/pgcluster/backup-incr"),
+        (["0", "4", "*", "*", "*"], "postgres", "/usr/local/lib/pgcluster/backup-retention"),
+        (["0", "5", "*", "*", "*"], "postgres", "/usr/local/lib/pgcluster/backup-verify"),
+    ]
+    text = rendered("cron/pgcluster.j2", backup_verify_schedule="",
+                    backup_full_schedule="5 1 * * 6")
+    assert "# backup-verify: disabled" in text
+    assert "5 1 * * 6           postgres  /usr/local/lib/pgcluster/backup-full" in text
+
+
+def test_registry_sql_creates_only_what_is_missing() -> None:
+    c = cluster()
+    sql = render_template("sql/backups.sql.j2", {**template_context(ALL, c.node("db1"), c),
+                                        "registry_version": "v-test"})
+    assert "CREATE SCHEMA IF NOT EXISTS pgcluster" in sql
+    assert "CREATE TABLE IF NOT EXISTS pgcluster.backups" in sql
+    assert "COMMENT ON TABLE pgcluster.backups IS 'v-test'" in sql
+    assert "DROP" not in sql.upper() and "DELETE" not in sql.upper()
+
+
+def seg(position: int, timeline: int = 1) -> str:
+    return f"{timeline:08X}{0:08X}{position:08X}"
+
+
+def backup(name: str, finished: str, stop_lsn: str, label: str = "") -> FullBackup:
+    return FullBackup(name, 1, {"label": label or f"pgcluster-full-{name}",
+                                "start_wal": seg(1), "finished_at": finished,
+                                "stop_lsn": stop_lsn})
+
+
+def conf_for(node: str, **data) -> str:
+    c = cluster(**data)
+    return render_template("postgresql/postgresql.conf.j2",
+                  template_context({**ALL, **SECRETS, **data}, c.node(node), c))
+
+
+def test_synchronous_replication_is_off_by_default() -> None:
+    assert "synchronous_standby_names = ''" in conf_for("db1")
+
+
+def test_synchronous_standbys_exclude_the_node_itself() -> None:
+    data = {"synchronous_standbys": ["db2", "db1"]}
+    assert "synchronous_standby_names = 'FIRST 1 (\"db2\")'" in conf_for("db1", **data)
+    assert "synchronous_standby_names = 'FIRST 1 (\"db1\")'" in conf_for("db2", **data)
+    assert "synchronous_commit = on" in conf_for("db1", **data)
+
+
+def rendered(template: str, node: str = "db1", **data) -> str:
+    c = cluster(**data)
+    entry_data = {**ALL, **data, "admin_password": "a", "replication_password": "r:p\\w",
+                  "rewind_password": "rw", "app_password": "ap"}
+    return render_template(template, template_context(entry_data, c.node(node), c))
+
+
+def settings(text: str) -> dict[str, str]:
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"^\s*([a-z_]+)\s*=\s*(.*?)\s*$", line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def test_postgresql_conf_has_the_seed_settings() -> None:
+    conf = settings(rendered("postgresql/postgresql.conf.j2"))
+    assert conf["listen_addresses"] == "'*'"
+    assert conf["port"] == "5432"
+    assert conf["max_connections"] == "100"
+    assert conf["wal_level"] == "replica"
+    assert conf["max_wal_senders"] == "10"
+    assert conf["wal_keep_size"] == "512MB"
+    assert conf["hot_standby"] == "on"
+    assert conf["archive_mode"] == "on"
+    assert conf["archive_command"] == "'/usr/local/lib/pgcluster/archive-wal %p %f'"
+    assert conf["archive_timeout"] == "60"
+    assert conf["wal_log_hints"] == "on"
+    assert conf["max_slot_wal_keep_size"] == "2GB"
+    assert conf["password_encryption"] == "scram-sha-256"
+    assert conf["cluster_name"] == "'db1'"
+    assert conf["data_directory"] == "'/var/lib/postgresql/15/main'"
+    assert conf["hba_file"] == "'/etc/postgresql/15/main/pg_hba.conf'"
+
+
+def test_postgresql_conf_lines_are_all_valid_assignments() -> None:
+    for line in rendered("postgresql/postgresql.conf.j2").splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            assert re.match(r"^[a-z_]+ = ('([^']|'')*'|[\w.*-]+)$", stripped), line
+
+
+def test_extra_settings_are_rendered_and_quoted() -> None:
+    conf = settings(rendered("postgresql/postgresql.conf.j2",
+                             postgresql_settings_extra={"work_mem": "8MB", "jit": False,
+                                                        "random_page_cost": 1.1}))
+    assert conf["work_mem"] == "'8MB'" and conf["jit"] == "off"
+    assert conf["random_page_cost"] == "1.1"
+
+
+def test_rendering_is_deterministic() -> None:
+    for template in ("postgresql/postgresql.conf.j2", "postgresql/pg_hba.conf.j2",
+                     "scripts/archive-wal.j2", "scripts/clone-replica.j2", "sql/seed.sql.j2",
+                     "scripts/start-guard.j2", "sql/privileges.sql.j2"):
+        assert rendered(template) == rendered(template)
+
+
+def hba_rules(**data) -> list[list[str]]:
+    text = rendered("postgresql/pg_hba.conf.j2", **data)
+    return [r for r in (line.split("#")[0].split() for line in text.splitlines()) if r]
+
+
+def test_pg_hba_tls_and_scram_only_replication_from_nodes_no_trust() -> None:
+    rules = hba_rules(client_networks=["192.168.10.0/24"])
+    assert all("trust" not in r for r in rules)
+    assert rules[:2] == [["local", "all", "postgres", "peer"],
+                         ["local", "replication", "postgres", "peer"]]
+    # Over the network: TLS with scram-sha-256, or a refusal; nothing else.
+    network = [r for r in rules if r[0] != "local"]
+    assert {r[0] for r in network} == {"hostssl", "hostnossl", "host"}
+    assert {r[-1] for r in network if r[0] == "hostssl"} == {"scram-sha-256"}
+    assert {r[-1] for r in network if r[0] in ("hostnossl", "host")} == {"reject"}
+    # Plain text is refused before any rule could accept it (first match wins).
+    first_accept = min(i for i, r in enumerate(rules) if r[0] == "hostssl")
+    nossl = [i for i, r in enumerate(rules) if r[0] == "hostnossl"]
+    assert len(nossl) == 4 and max(nossl) < first_accept
+    assert {(r[1], r[3]) for r in rules if r[0] == "hostnossl"} == {
+        ("all", "0.0.0.0/0"), ("all", "::/0"), ("replication", "0.0.0.0/0"),
+        ("replication", "::/0")}
+    replication = [r for r in rules if r[1] == "replication" and r[0] == "hostssl"]
+    assert replication == [["hostssl", "replication", "replicator", f"10.0.0.{i}/32",
+                            "scram-sha-256"] for i in (1, 2, 3)]
+    client = ["hostssl", "all", "all", "192.168.10.0/24", "scram-sha-256"]
+    for user in ("replicator", "rewinder", "postgres"):
+        # the role is refused everywhere else, before any client network could let it in
+        assert rules.index(["host", "all", user, "all", "reject"]) < rules.index(client)
+
+
+def test_pg_hba_without_client_networks_lets_no_password_login_in_over_the_network() -> None:
+    rules = hba_rules(client_networks=[])
+    accepted = [r for r in rules if r[0] == "hostssl"]
+    assert {r[2] for r in accepted} == {"all", "replicator", "rewinder"}
+    assert {r[3] for r in accepted if r[2] == "all"} == {"127.0.0.1/32", "::1/128"}
+
+
+def test_postgresql_conf_turns_tls_on() -> None:
+    conf = settings(rendered("postgresql/postgresql.conf.j2"))
+    assert conf["ssl"] == "on"
+    assert conf["ssl_cert_file"] == "'/etc/postgresql/15/main/tls/server.crt'"
+    assert conf["ssl_key_file"] == "'/etc/postgresql/15/main/tls/server.key'"
+    assert conf["ssl_ca_file"] == "'/etc/postgresql/15/main/tls/ca.crt'"
+    assert conf["ssl_min_protocol_version"] == "'TLSv1.2'"
+    assert conf["log_statement"] == "'none'"
+
+
+def test_privileges_sql_grants_the_application_role_dml_only() -> None:
+    sql = rendered("sql/privileges.sql.j2")
+    assert "REVOKE ALL ON DATABASE proyecto_db FROM PUBLIC;" in sql
+    assert "GRANT CONNECT ON DATABASE proyecto_db TO app;" in sql
+    assert "GRANT USAGE ON SCHEMA proyecto TO app;" in sql
+    assert ("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA proyecto TO app;"
+            in sql)
+    assert "ALTER DEFAULT PRIVILEGES FOR ROLE admin IN SCHEMA proyecto" in sql
+    statements = " ".join(line for line in sql.splitlines() if not line.startswith("--"))
+    grants = re.findall(r"GRANT ([A-Z, ]+) ON", statements)
+    assert grants and all(not {"CREATE", "TEMPORARY", "ALL", "TRUNCATE", "REFERENCES",
+                                "TRIGGER"} & set(g.replace(",", " ").split()) for g in grants)
+
+
+def test_hba_address() -> None:
+    assert hba_address("10.1.2.3") == "10.1.2.3/32"
+    assert hba_address("fd00::1") == "fd00::1/128"
+    assert hba_address("db1.example.net") == "db1.example.net"
+
+
+def test_pgvalue() -> None:
+    assert pgvalue(True) == "on" and pgvalue(5) == "5"
+    assert pgvalue("it's") == "'it''s'"
+
+
+def test_pgpass_escapes_separators() -> None:
+    lines = rendered("postgresql/pgpass.j2").splitlines()[-2:]
+    assert lines == ["*:*:replication:replicator:r\\:p\\\\w", "*:*:postgres:rewinder:rw"]
+
+
+def test_seed_sql_inserts_the_five_users_only_into_an_empty_table() -> None:
+    sql = rendered("sql/seed.sql.j2")
+    assert sql.count("@proyecto.local'") == 5
+    assert "WHERE NOT EXISTS (SELECT 1 FROM proyecto.usuarios)" in sql
+    assert "CREATE TABLE IF NOT EXISTS proyecto.logs_replicacion" in sql

@@ -1,0 +1,76 @@
+"""The backup and restore commands: parsing, help, and what they hand to the deploys."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgcluster.errors import ConfigError
+from pgcluster.lab.definition import load_lab
+from pgcluster.lab.docker import run_arguments
+
+
+@pytest.mark.parametrize("name", ["seed", "test", "bench"])
+def test_each_lab_has_its_own_scratch_node(name: str) -> None:
+    lab_def = load_lab(name)
+    scratch = lab_def.scratch
+    assert scratch.name == f"{lab_def.prefix}-scratch" and scratch.role == "scratch"
+    assert scratch.name not in lab_def.containers
+    assert scratch.published_port not in {n.published_port for n in lab_def.nodes}
+    assert scratch.address not in {n.address for n in lab_def.nodes}
+
+
+def test_a_lab_that_publishes_nothing_has_an_unpublished_scratch_node() -> None:
+    lab_def = load_lab("ssh")  # nodes reached at their own addresses, like VMs
+    assert all(n.published_port is None for n in lab_def.nodes)
+    assert lab_def.scratch.published_port is None
+    assert lab_def.scratch.name == "pgssh-scratch"
+
+
+def test_seed_lab_matches_the_report() -> None:
+    lab = load_lab("seed")
+    assert lab.network == "postgresql-network" and lab.subnet == "172.20.0.0/16"
+    assert [(n.name, n.role, n.published_port, n.data_volume) for n in lab.nodes] == [
+        ("postgresql-primary", "primary", 5432, "postgresql-primary-data"),
+        ("postgresql-standby", "standby", 5433, "postgresql-standby-data"),
+        ("postgresql-readonly", "readonly", 5434, "postgresql-readonly-data"),
+    ]
+    assert lab.backups_volume == "postgresql-backups"
+    assert lab.bind_address == "127.0.0.1"
+
+
+def test_test_lab_shares_nothing_with_the_seed_lab() -> None:
+    seed, test = load_lab("seed"), load_lab("test")
+    assert not set(seed.containers) & set(test.containers)
+    assert not set(seed.volumes) & set(test.volumes)
+    assert seed.network != test.network and seed.subnet != test.subnet
+    assert not {n.published_port for n in seed.nodes} & {n.published_port for n in test.nodes}
+
+
+def test_ssh_stand_ins_share_nothing_and_publish_nothing() -> None:
+    """The SSH stand-ins are reached at their own addresses only, like VMs."""
+    ssh = load_lab("ssh")
+    for other in (load_lab("seed"), load_lab("test")):
+        assert not set(ssh.containers) & set(other.containers)
+        assert not set(ssh.volumes) & set(other.volumes)
+        assert ssh.network != other.network and ssh.subnet != other.subnet
+    assert all(node.published_port is None for node in ssh.nodes)
+    args = run_arguments(ssh, ssh.node("primary"), "1")
+    assert "--publish" not in args
+    assert " ".join(args).count("--volume pgssh-backups:/backups") == 1
+
+
+def test_pgcluster_lab_environment_selects_the_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGCLUSTER_LAB", "test")
+    assert load_lab().name == "test"
+    monkeypatch.setenv("PGCLUSTER_LAB", "nope")
+    known = r"set PGCLUSTER_LAB to one of (\w+, )*seed, (\w+, )*test"  # labs may be added
+    with pytest.raises(ConfigError, match=known):
+        load_lab()
+
+
+def test_lab_addresses_must_be_inside_the_subnet(tmp_path) -> None:
+    text = (load_lab.__globals__["LAB_DIR"] / "seed.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('address = "172.20.0.11"', 'address = "10.0.0.11"'))
+    with pytest.raises(ConfigError, match=r"10\.0\.0\.11 is outside 172\.20\.0\.0/16"):
+        load_lab(str(bad))

@@ -1,0 +1,66 @@
+"""Pieces of the failover machinery that need no Docker: connection strings, the
+split-brain tolerance of `stop`, synchronous replication rendering, scripts, status text."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgcluster.errors import ClusterStateError
+from pgcluster.model.topology import decide
+from tests.unit.helpers import cluster
+
+PRIMARY = {"running": True, "in_recovery": False, "data": True, "standby_signal": False}
+
+
+def test_stop_tolerates_split_brain_but_nothing_else_does() -> None:
+    live = {"db1": PRIMARY, "db2": PRIMARY, "db3": {}}
+    with pytest.raises(ClusterStateError):
+        decide(cluster(), live)
+    topology = decide(cluster(), live, strict=False)
+    assert topology.primary.host == "db1" and "split brain" in topology.notes[0]
+
+
+STANDBY = {"running": True, "in_recovery": True, "data": True, "standby_signal": True}
+
+
+EMPTY = {"running": False, "in_recovery": False, "data": False, "standby_signal": False}
+
+
+STOPPED_PRIMARY = {**PRIMARY, "running": False}
+
+
+def test_new_cluster_takes_the_inventory_primary() -> None:
+    topology = decide(cluster(), {"db1": EMPTY, "db2": EMPTY, "db3": EMPTY})
+    assert topology.primary.host == "db1"
+    assert [n.host for n in topology.replicas] == ["db2", "db3"]
+    assert topology.notes == []
+
+
+def test_live_primary_wins_over_the_inventory_after_a_failover() -> None:
+    topology = decide(cluster(), {"db1": EMPTY, "db2": PRIMARY, "db3": STANDBY})
+    assert topology.primary.host == "db2"
+    assert [n.host for n in topology.replicas] == ["db1", "db3"]
+    assert "live primary is db2" in topology.notes[0]
+
+
+def test_split_brain_is_refused() -> None:
+    with pytest.raises(ClusterStateError, match="split brain: db1 and db2 both accept writes"):
+        decide(cluster(), {"db1": PRIMARY, "db2": PRIMARY, "db3": STANDBY})
+
+
+def test_stopped_primary_is_still_the_primary() -> None:
+    topology = decide(cluster(), {"db1": STOPPED_PRIMARY, "db2": STANDBY, "db3": STANDBY})
+    assert topology.primary.host == "db1"
+
+
+def test_two_stopped_primaries_are_ambiguous() -> None:
+    with pytest.raises(ClusterStateError, match="no primary is running"):
+        decide(cluster(), {"db1": STOPPED_PRIMARY, "db2": STOPPED_PRIMARY, "db3": STANDBY})
+
+
+def test_lost_primary_is_the_one_the_replicas_follow() -> None:
+    # After a failover db2 is primary; now db2 is lost: db1 and db3 still follow it.
+    follows_db2 = {**STANDBY, "primary_conninfo": "host=10.0.0.2 port=5432 user=replicator"}
+    topology = decide(cluster(), {"db1": follows_db2, "db3": follows_db2})
+    assert topology.primary.host == "db2"
+    assert [n.host for n in topology.replicas] == ["db1", "db3"]

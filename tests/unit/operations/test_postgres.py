@@ -1,0 +1,63 @@
+"""Operations that carry secrets never put them on a command line (every user of a node
+sees those in `ps`) nor anywhere pyinfra prints; and they stay idempotent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pyinfra.api import FileUploadCommand
+
+from pgcluster.control import scram
+from pgcluster.facts.postgres import PgQuery
+from pgcluster.model.layout import UPLOAD_DIR
+from pgcluster.operations import postgres as operations
+
+
+class FakeHost:
+    """Answers facts from a table, as a node would."""
+
+    def __init__(self, facts: dict[Any, Any]):
+        self.facts = facts
+
+    def get_fact(self, fact: type, **kwargs: Any) -> Any:
+        return self.facts.get(fact)
+
+
+def commands(monkeypatch: pytest.MonkeyPatch, facts: dict, op, **kwargs) -> list:
+    monkeypatch.setattr(operations, "host", FakeHost(facts))
+    return list(op._inner(**kwargs))
+
+
+@pytest.mark.parametrize("existing", [None, "SCRAM-SHA-256$4096:c2FsdA==$eA==:eQ=="])
+def test_role_sends_its_verifier_from_a_private_file(monkeypatch: pytest.MonkeyPatch,
+                                                     existing: str | None) -> None:
+    rows = [] if existing is None else [["f", "f", "t", "f", "f", "f", existing]]
+    cmds = commands(monkeypatch, {PgQuery: rows}, operations.role, role="app",
+                    password="pa55word")
+    uploads = [c for c in cmds if isinstance(c, FileUploadCommand)]
+    assert len(uploads) == 1 and uploads[0].dest == f"{UPLOAD_DIR}/role-app.sql"
+    sql = uploads[0].src.getvalue()
+    assert sql.startswith("SET log_statement = 'none';")
+    assert "SET log_min_error_statement = 'panic';" in sql
+    verifier = sql.split("PASSWORD '")[1].split("'")[0]
+    assert scram.matches(verifier, "pa55word")
+    for command in cmds:
+        if isinstance(command, str):
+            assert "pa55word" not in command and "SCRAM-SHA-256" not in command
+    assert cmds[-1].endswith(f"< {UPLOAD_DIR}/role-app.sql; rc=$?; "
+                             f"rm -f {UPLOAD_DIR}/role-app.sql; exit $rc")
+
+
+def test_role_with_the_right_password_and_attributes_changes_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [["f", "t", "t", "f", "f", "f", scram.verifier("replica-pw")]]
+    assert commands(monkeypatch, {PgQuery: rows}, operations.role, role="replicator",
+                    password="replica-pw", replication=True) == []
+
+
+def test_role_drops_createdb_createrole_bypassrls(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [["f", "f", "t", "t", "t", "t", scram.verifier("pw")]]
+    cmds = commands(monkeypatch, {PgQuery: rows}, operations.role, role="app", password="pw")
+    sql = next(c for c in cmds if isinstance(c, FileUploadCommand)).src.getvalue()
+    assert 'ALTER ROLE "app" NOCREATEDB NOCREATEROLE NOBYPASSRLS;' in sql

@@ -1,0 +1,69 @@
+"""Backups without Docker: the rendered scripts (retention's choices run for real on a
+directory tree), the repository model, recovery targets and backup selection, restore
+parameters and refusals, the registry/disk comparison."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgcluster.errors import ClusterStateError, ConfigError
+from pgcluster.model.backups import (
+    FullBackup,
+)
+from pgcluster.model.topology import decide
+from pgcluster.steps.restore import check, request_from, target_node
+from tests.unit.helpers import cluster
+
+
+def seg(position: int, timeline: int = 1) -> str:
+    return f"{timeline:08X}{0:08X}{position:08X}"
+
+
+def backup(name: str, finished: str, stop_lsn: str, label: str = "") -> FullBackup:
+    return FullBackup(name, 1, {"label": label or f"pgcluster-full-{name}",
+                                "start_wal": seg(1), "finished_at": finished,
+                                "stop_lsn": stop_lsn})
+
+
+def test_restore_parameters_from_data_or_environment() -> None:
+    req = request_from({"restore_time": "2026-01-20 12:00:00+00", "restore_node": "db1"},
+                       env={"PGCLUSTER_RESTORE_NODE": "db2", "PGCLUSTER_RESTORE_ACTION": "pause"})
+    assert (req.target.kind, req.node, req.action, req.timeline, req.backup) == (
+        "time", "db1", "pause", "latest", "latest")
+    with pytest.raises(ConfigError, match="restore action"):
+        request_from({"restore_action": "shutdown"}, env={})
+    with pytest.raises(ConfigError, match="restore timeline"):
+        request_from({"restore_timeline": "newest"}, env={})
+    assert request_from({"restore_name": 12}, env={}).target.value == "12"
+
+
+PRIMARY = {"running": True, "in_recovery": False, "data": True, "standby_signal": False}
+
+
+STANDBY = {"running": True, "in_recovery": True, "data": True, "standby_signal": True}
+
+
+STOPPED = {"running": False, "in_recovery": False, "data": True, "standby_signal": False}
+
+
+def test_restore_refuses_running_servers_and_second_primaries() -> None:
+    topology = decide(cluster(), {"db1": PRIMARY, "db2": STANDBY, "db3": STANDBY})
+    with pytest.raises(ConfigError, match="name the node to restore onto"):
+        target_node(topology, request_from({}, env={}))
+    node, forced = target_node(topology, request_from({"restore_node": "standby"}, env={}))
+    assert (node.host, forced) == ("db2", False)
+    with pytest.raises(ClusterStateError, match="refusing: db2 runs a PostgreSQL server"):
+        check(topology, node, forced)
+    node, forced = target_node(topology, request_from({"restore_force_node": "db2"}, env={}))
+    with pytest.raises(ClusterStateError, match="db1 is the running primary"):
+        check(topology, node, forced)
+    # The primary itself, named: allowed (the whole cluster goes back in time).
+    node, forced = target_node(topology, request_from({"restore_force_node": "db1"}, env={}))
+    check(topology, node, forced)
+    with pytest.raises(ConfigError, match="is not the restore's node"):
+        target_node(topology, request_from({"restore_node": "db1", "restore_force_node": "db2"},
+                                           env={}))
+    # A stopped node with no running primary elsewhere needs no forcing.
+    topology = decide(cluster(), {"db1": STOPPED, "db2": STANDBY, "db3": STANDBY})
+    node, forced = target_node(topology, request_from({"restore_node": "db1"}, env={}))
+    check(topology, node, forced)
