@@ -52,6 +52,17 @@ synchronous_commit = "on"  # with synchronous_standbys: on = flushed on the stan
 switchover_max_lag_bytes = 16 * 1024 * 1024  # switchover refuses a target further behind
 switchover_max_xact_seconds = 60  # ... or a primary with transactions open this long
 promote_timeout = 60  # seconds pg_promote() may take to finish recovery
+# A failover refuses (without --force) a target that lags more than this behind the most
+# advanced position known (another replica's, or the end of the WAL archive) ...
+failover_max_lag_bytes = 16 * 1024 * 1024
+# ... or that last received WAL longer ago than this many seconds: it may be missing what
+# the old primary wrote since, or the old primary may still be alive on the far side of a
+# partition. Check that it really is dead, then decide with --force.
+failover_max_receive_age = 1800
+# A node that would start as a primary first asks its peers whether another node is on a
+# newer timeline or already primary; when no peer answers within this many seconds it
+# stays down (pgcluster start NODE --as-primary starts it anyway, deliberately).
+start_guard_wait = 60
 status_max_lag_bytes = 64 * 1024 * 1024  # status: a replica further behind is unhealthy
 status_max_backup_age_hours = 8 * 24  # status: an older newest full backup is unhealthy
 
@@ -59,6 +70,10 @@ status_max_backup_age_hours = 8 * 24  # status: an older newest full backup is u
 archive_mode = "on"  # archives on the primary; a promoted standby takes over archiving
 archive_timeout = 60  # seconds: bounds the data an archive-only restore can lose
 backup_root = "/backups"  # full/, incr/, wal_archive/ live here (lab: a shared volume)
+# The deploy refuses to create the repository when backup_root is not a mount point, so an
+# NFS share that failed to mount never splits the archive across local disks. Turn it off
+# only for a deliberately local repository (the Vagrant VMs: a directory on each VM).
+backup_root_must_be_mounted = True
 wal_archive_dir = f"{backup_root}/wal_archive"  # the seed's /backups/wal_archive
 
 # ------------------------------------------------------------------------------ Backups

@@ -63,6 +63,8 @@ def _hosts(role: str) -> list:
                 # with passwords (over TLS, scram-sha-256); the replication rules name each
                 # node.
                 "client_networks": ["192.168.56.0/24"],
+                # Each VM keeps its own repository on its own disk (no shared storage).
+                "backup_root_must_be_mounted": False,
             },
         )
         for name, node_role, address in _NODES
