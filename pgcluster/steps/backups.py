@@ -3,7 +3,7 @@ registry table on the primary, and taking a backup now (deploys/backup.py).
 
 The schedule is the same on every node: each job decides when it runs whether its node is
 the primary, so backups follow a failover without a deploy. Role-specific steps are planned
-on every host through only_if (see pgcluster.operations.only_if).
+on every host through only_if (see pgcluster.operations.conditional.only_if).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pgcluster.model.backups import BACKUP_KINDS, REGISTRY_VERSION, SCRIPTS
 from pgcluster.model.layout import SCRIPTS_DIR
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
+from pgcluster.operations import jobs
 from pgcluster.operations import postgres as operations
 from pgcluster.operations.conditional import only_if
 from pgcluster.operations.files import Content, Directory, sql_file
@@ -98,7 +99,7 @@ def now(topology: Topology, kind: str = "full", which: str = "latest") -> None:
     if kind == "verify":
         command += f" {shlex.quote(which)}"
     only_if(
-        topology.is_primary(host.name), operations.run_job,
+        topology.is_primary(host.name), jobs.run_job,
         name=f"backup-{kind} on the primary ({topology.primary.name})",
         command=command,
     )

@@ -4,7 +4,7 @@ Each command first makes a plan from the live topology (who is primary, who is r
 which standby is furthest ahead) and refuses with a clear message when acting would risk
 data: a primary that still accepts writes, a read-only replica as a target, two primaries.
 Then every step is planned on every host and is a no-op where it does not apply (see
-operations.only_if), so the steps run in order across hosts.
+pgcluster.operations.conditional.only_if), so the steps run in order across hosts.
 
 Parameters come from pyinfra data (`--data failover_target=...`), which is how
 `python -m pgcluster failover|switchover|rejoin|stop|start` call these deploys.

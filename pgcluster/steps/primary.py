@@ -3,7 +3,7 @@ database, schema, sample data, the application role's rights and one replication
 replica.
 
 Every step is planned on every host (and is a no-op off the primary), so that replicas'
-later steps are ordered after these; see operations.only_if.
+later steps are ordered after these; see pgcluster.operations.conditional.only_if.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 replica, keep it enabled, then wait on the primary until every replica streams.
 
 Every step is planned on every host (a no-op where it does not apply); see
-operations.only_if for why.
+pgcluster.operations.conditional.only_if for why.
 """
 
 from __future__ import annotations

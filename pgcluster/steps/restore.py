@@ -25,7 +25,7 @@ from pgcluster.model.backups import RECOVERY_ACTIONS, RecoveryTarget, recovery_t
 from pgcluster.model.cluster import Node
 from pgcluster.model.layout import Layout
 from pgcluster.model.topology import Topology
-from pgcluster.operations import postgres as operations
+from pgcluster.operations import jobs
 from pgcluster.operations.conditional import only_if
 
 # Parameters: --data restore_<key>=... on the pyinfra command line, or PGCLUSTER_RESTORE_<KEY>.
@@ -127,7 +127,7 @@ def restore(topology: Topology, req: RestoreRequest) -> None:
             f"{req.target.describe()}, then {req.action}"
         )
     only_if(
-        here, operations.restore_backup,
+        here, jobs.restore_backup,
         name=f"Restore a full backup onto {node.name} (target {req.target.describe()})",
         layout=layout,
         backup=backup_name,

@@ -25,9 +25,10 @@ import psycopg
 import pytest
 import testinfra
 
-from pgcluster.control import secrets, tls
+from pgcluster.control import secrets
 from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.lab.docker import docker_available
+from pgcluster.model.conninfo import tls_options
 from tests.conftest import REPO, run_pyinfra
 from tests.integration.sshlab import SSH_LAB_NAME, SshCluster, built_ssh_cluster
 
@@ -84,7 +85,7 @@ def connect(node: LabNode, user: str = ADMIN[0], password: str = ADMIN[1],
     may override any option, e.g. sslmode="disable" to try plain text)."""
     options = {"host": "127.0.0.1", "port": node.published_port, "user": user,
                "password": password, "dbname": dbname, "connect_timeout": 5,
-               **tls.client_options(lab_ca()), **kwargs}
+               **tls_options(lab_ca()), **kwargs}
     return psycopg.connect(autocommit=True, **options)
 
 
