@@ -14,25 +14,20 @@ from typing import Any
 from pgcluster.control.deploy import run_deploy
 from pgcluster.control.session import Session
 from pgcluster.facts.backups import BackupRepository
+from pgcluster.facts.postgres import UTC_TEXT, Archiver
 from pgcluster.model.backups import REGISTRY_TABLE, Repository, mismatches
+from pgcluster.model.units import human_bytes
 
 REGISTRY_COLUMNS = ("id", "kind", "label", "node", "path", "status", "started_at", "finished_at",
                     "size_bytes", "timeline", "start_lsn", "stop_lsn", "verified_at",
                     "verify_status", "removed_at", "detail")
-_TIME = "to_char({} at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
 # One line per row whatever the text holds: newlines in details are flattened.
 REGISTRY_SQL = "select " + ", ".join(
-    _TIME.format(c) if c.endswith("_at") else
+    UTC_TEXT.format(c) if c.endswith("_at") else
     f"regexp_replace(coalesce({c}::text, ''), '\\s+', ' ', 'g')"
     for c in REGISTRY_COLUMNS
 ) + f" from {REGISTRY_TABLE} order by started_at, id"
-ARCHIVER_SQL = (
-    "select archived_count, coalesce(last_archived_wal, ''), "
-    + _TIME.format("last_archived_time") + ", failed_count, coalesce(last_failed_wal, ''), "
-    + _TIME.format("last_failed_time") + ", "
-    "(last_failed_time is not null and (last_archived_time is null "
-    "or last_failed_time > last_archived_time))::text from pg_stat_archiver"
-)
+
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -41,15 +36,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "backup", None):
         env["PGCLUSTER_BACKUP_NAME"] = args.backup
     return run_deploy(args.inventory, "deploys/backup.py", env=env)
-
-
-def human(size: int | str | None) -> str:
-    value = float(size or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 @contextmanager
@@ -78,23 +64,16 @@ def gather(inventory: str) -> dict[str, Any]:
             running[0] if running else topology.primary)
         data = session.data(source)
         rows = session.query(source, REGISTRY_SQL, database=data["backup_registry_database"])
-        archiver = session.query(topology.primary, ARCHIVER_SQL) if topology.primary in running \
-            else None
+        archiver = session.fact(topology.primary, Archiver, port=topology.primary.port) \
+            if topology.primary in running else None
         repo: Repository = session.host(source).get_fact(
             BackupRepository, full_dir=data["backup_full_dir"], incr_dir=data["backup_incr_dir"],
             archive_dir=data["wal_archive_dir"])
     registry = None if rows is None else [dict(zip(REGISTRY_COLUMNS, r, strict=False))
                                           for r in rows if len(r) == len(REGISTRY_COLUMNS)]
-    archiver_state = None
-    if archiver:
-        a = archiver[0]
-        archiver_state = {"archived_count": int(a[0]), "last_archived_wal": a[1],
-                          "last_archived_time": a[2], "failed_count": int(a[3]),
-                          "last_failed_wal": a[4], "last_failed_time": a[5],
-                          "failing": a[6] == "true"}
     return {"source": source.name, "primary": topology.primary.name,
             "backup_root": data["backup_root"], "registry": registry, "repository": repo,
-            "archiver": archiver_state}
+            "archiver": archiver}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -136,20 +115,20 @@ def cmd_list(args: argparse.Namespace) -> int:
             verified = f"{row['verify_status']} {row['verified_at']}".strip()
             status = "removed" if row["removed_at"] else row["status"]
             print(f"  {row['id']:>4}  {row['kind']:<7} {row['path']:<22} {status:<8} "
-                  f"{row['started_at']:<19}  {human(row['size_bytes']):>10}  {wal:<30} "
+                  f"{row['started_at']:<19}  {human_bytes(row['size_bytes']):>10}  {wal:<30} "
                   f"{verified}")
             if row["status"] == "failed" or row["kind"] == "restore":
                 print(f"        {row['detail']}")
     print(f"\nOn disk: {len(repo.complete_full)} full backup(s), {len(repo.incr)} incremental "
-          f"day(s); WAL archive {repo.archive_files} files, {human(repo.archive_bytes)}"
+          f"day(s); WAL archive {repo.archive_files} files, {human_bytes(repo.archive_bytes)}"
           + (f", {repo.archive_oldest} .. {repo.archive_newest}" if repo.archive_oldest else ""))
     for backup in repo.complete_full:
         info = backup.info
-        print(f"  full/{backup.name}  {human(backup.size):>10}  timeline {info.get('timeline')} "
-              f"{info.get('start_lsn')} - {info.get('stop_lsn')}, ended "
+        print(f"  full/{backup.name}  {human_bytes(backup.size):>10}  timeline "
+              f"{info.get('timeline')} {info.get('start_lsn')} - {info.get('stop_lsn')}, ended "
               f"{info.get('finished_at')}")
     for incr in repo.incr:
-        print(f"  incr/{incr.name}         {human(incr.size):>10}  {incr.files} WAL files")
+        print(f"  incr/{incr.name}         {human_bytes(incr.size):>10}  {incr.files} WAL files")
     if findings:
         print("\nMISMATCH between the registry and the disk:")
         for f in findings:

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import gevent
-from pyinfra.api import Config, Host, State
+from pyinfra.api import Config, FactBase, Host, State
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
 from pgcluster import REPO_ROOT
-from pgcluster.facts.postgres import PgNode, PgQuery
+from pgcluster.facts.postgres import PgQuery, node_state
 from pgcluster.model.cluster import Cluster, Node
 from pgcluster.model.layout import Layout
 from pgcluster.model.topology import Topology, decide
@@ -111,9 +111,10 @@ class Session:
         return ok, "\n".join(output.stdout_lines), "\n".join(output.stderr_lines)
 
     def node_state(self, node: Node) -> dict[str, Any]:
-        layout = self.layout(node)
-        return self.host(node).get_fact(PgNode, version=layout.version, cluster=layout.cluster,
-                                        port=node.port)
+        return node_state(self.host(node))
+
+    def fact(self, node: Node, fact: type[FactBase], **arguments: Any) -> Any:
+        return self.host(node).get_fact(fact, **arguments)
 
     def query(self, node: Node, sql: str, database: str = "postgres") -> list[list[str]] | None:
         """Rows as strings, or None when the server is down (as the postgres OS user)."""

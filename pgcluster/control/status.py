@@ -20,9 +20,11 @@ from typing import Any
 from pgcluster.control import tls
 from pgcluster.control.session import Session
 from pgcluster.errors import ClusterStateError
+from pgcluster.facts.postgres import Archiver
 from pgcluster.lab.docker import container_status
 from pgcluster.model.cluster import Node
 from pgcluster.model.layout import Layout
+from pgcluster.model.units import human_bytes
 
 DEFAULT_MAX_LAG_BYTES = 64 * 1024 * 1024
 
@@ -41,13 +43,6 @@ select slot_name, active::text, coalesce(wal_status, ''),
        coalesce(pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_receive_lsn()
                                      else pg_current_wal_lsn() end, restart_lsn)::bigint::text, '')
 from pg_replication_slots order by slot_name
-"""
-ARCHIVER_SQL = """
-select archived_count, coalesce(last_archived_wal, ''), coalesce(last_archived_time::text, ''),
-       failed_count, coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, ''),
-       (last_failed_time is not null
-        and (last_archived_time is null or last_failed_time > last_archived_time))::text
-from pg_stat_archiver
 """
 REPLAY_DELAY_SQL = (
     "select coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::text, '')"
@@ -221,7 +216,7 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
             elif not slot["active"]:
                 issues.append(f"slot {slot['slot']} on {primary.name} is inactive and "
                               f"retains {slot['retained_bytes'] or 0} bytes of WAL")
-        archiver = _archiver(session, pnode)
+        archiver = session.fact(pnode, Archiver, port=pnode.port)
         if archiver and archiver["failing"]:
             issues.append(f"WAL archiving fails on {primary.name} (last failed "
                           f"{archiver['last_failed_wal']} at {archiver['last_failed_time']})")
@@ -240,17 +235,6 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
                   collected_at=time.time(), warnings=warnings)
 
 
-def _archiver(session: Session, node: Node) -> dict[str, Any] | None:
-    rows = session.query(node, ARCHIVER_SQL)
-    if not rows:
-        return None
-    row = rows[0]
-    return {"archived_count": int(row[0]), "last_archived_wal": row[1] or None,
-            "last_archived_time": row[2] or None, "failed_count": int(row[3]),
-            "last_failed_wal": row[4] or None, "last_failed_time": row[5] or None,
-            "failing": row[6] == "true"}
-
-
 def _last_backup(session: Session, node: Node) -> dict[str, Any] | None:
     root = session.data(node).get("backup_root", "/backups")
     ok, out, _ = session.run(
@@ -263,16 +247,6 @@ def _last_backup(session: Session, node: Node) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------ output
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(value) < 1024 or unit == "GB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return str(value)
 
 
 def _seconds(value: float | None) -> str:
@@ -295,11 +269,11 @@ def format_report(report: Report) -> str:
                      f"{n.upstream or '-'}")
     if report.replication:
         lines.append("")
-        lines.append(f"{'REPLICA':<22}{'STATE':<12}{'SYNC':<7}{'LAG':>9}  "
+        lines.append(f"{'REPLICA':<22}{'STATE':<12}{'SYNC':<7}{'LAG':>10}  "
                      f"{'WRITE':>9}{'FLUSH':>9}{'REPLAY':>9}")
         for r in report.replication:
             lines.append(f"{r['application_name']:<22}{r['state']:<12}{r['sync_state']:<7}"
-                         f"{_bytes(r['lag_bytes']):>9}  {_seconds(r['write_lag_seconds']):>9}"
+                         f"{human_bytes(r['lag_bytes']):>10}  {_seconds(r['write_lag_seconds']):>9}"
                          f"{_seconds(r['flush_lag_seconds']):>9}"
                          f"{_seconds(r['replay_lag_seconds']):>9}")
     slots = [(n.name, s) for n in report.nodes for s in n.slots]
@@ -308,7 +282,7 @@ def format_report(report: Report) -> str:
         lines.append(f"{'SLOT':<24}{'ON':<22}{'ACTIVE':<8}{'WAL':<11}RETAINED")
         for owner, s in slots:
             lines.append(f"{s['slot']:<24}{owner:<22}{'yes' if s['active'] else 'no':<8}"
-                         f"{s['wal_status'] or '-':<11}{_bytes(s['retained_bytes'])}")
+                         f"{s['wal_status'] or '-':<11}{human_bytes(s['retained_bytes'])}")
     if report.archiver:
         a = report.archiver
         lines.append("")

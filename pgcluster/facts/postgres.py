@@ -45,24 +45,65 @@ def server_up_test(port: int = 5432) -> str:
     return f"[ -S {SOCKET_DIR}/.s.PGSQL.{int(port)} ] && id postgres >/dev/null 2>&1"
 
 
+def query_command(sql: str, database: str = "postgres", port: int = 5432) -> str:
+    """A query's rows, or the DOWN marker when the server is not running (or the database
+    does not exist yet)."""
+    return (
+        f"if {server_up_test(port)}; then "
+        f"{psql_command(sql, database, port)} 2>/dev/null || echo {DOWN}; "
+        f"else echo {DOWN}; fi"
+    )
+
+
+def query_rows(output: list[str]) -> list[list[str]] | None:
+    if output and output[-1] == DOWN:
+        return None
+    return [line.split(FIELD_SEP) for line in output]
+
+
 class PgQuery(FactBase):
     """Rows of a query (lists of strings), or None when the server is not running or the
     database does not exist yet."""
 
     def command(self, sql: str, database: str = "postgres", port: int = 5432) -> str:
-        return (
-            f"if {server_up_test(port)}; then "
-            f"{psql_command(sql, database, port)} 2>/dev/null || echo {DOWN}; "
-            f"else echo {DOWN}; fi"
-        )
+        return query_command(sql, database, port)
 
     def process(self, output: list[str]) -> list[list[str]] | None:
-        if output and output[-1] == DOWN:
-            return None
-        return [line.split(FIELD_SEP) for line in output]
+        return query_rows(output)
 
     def default(self) -> list[list[str]] | None:  # no output at all: an empty result
         return []
+
+
+UTC_TEXT = "to_char({} at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+ARCHIVER_SQL = (
+    "select archived_count, coalesce(last_archived_wal, ''), "
+    f"coalesce({UTC_TEXT.format('last_archived_time')}, ''), failed_count, "
+    f"coalesce(last_failed_wal, ''), coalesce({UTC_TEXT.format('last_failed_time')}, ''), "
+    "(last_failed_time is not null and (last_archived_time is null "
+    "or last_failed_time > last_archived_time))::text from pg_stat_archiver"
+)
+
+
+class Archiver(FactBase):
+    """pg_stat_archiver on the node (times in UTC), with `failing`: the last attempt failed
+    after the last success. None when the server is not running."""
+
+    def command(self, port: int = 5432) -> str:
+        return query_command(ARCHIVER_SQL, "postgres", port)
+
+    def process(self, output: list[str]) -> dict[str, Any] | None:
+        rows = query_rows(output)
+        if not rows:
+            return None
+        row = rows[0]
+        return {"archived_count": int(row[0]), "last_archived_wal": row[1] or None,
+                "last_archived_time": row[2] or None, "failed_count": int(row[3]),
+                "last_failed_wal": row[4] or None, "last_failed_time": row[5] or None,
+                "failing": row[6] == "true"}
+
+    def default(self) -> None:
+        return None
 
 
 _NODE_SQL = " union all ".join(

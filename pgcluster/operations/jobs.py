@@ -11,7 +11,7 @@ from pyinfra.api import FunctionCommand, Host, State, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.exceptions import OperationError
 
-from pgcluster.facts.postgres import PgNode
+from pgcluster.facts.postgres import node_state
 from pgcluster.model.layout import SCRIPTS_DIR, Layout
 
 
@@ -38,7 +38,7 @@ def restore_backup(layout: Layout, backup: str, target_args: list[str], timeline
                    action: str, force: bool, port: int = 5432, timeout: int | None = None):
     """Restore a full backup into this node's data directory (restore-backup) and roll it
     forward. A running server is refused unless force (the user named this node)."""
-    node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    node = node_state(host)
     if node.get("running") and not force:
         raise OperationError(
             f"refusing: {host.name} runs a PostgreSQL server; name it explicitly "

@@ -17,9 +17,9 @@ from pyinfra.api import FileUploadCommand, operation
 from pyinfra.api.exceptions import OperationError
 
 from pgcluster.control import scram
-from pgcluster.facts.postgres import PgNode, PgQuery, psql_command, server_up_test
+from pgcluster.facts.postgres import PgQuery, node_state, psql_command, server_up_test
 from pgcluster.model.conninfo import value as conninfo_value
-from pgcluster.model.layout import SCRIPTS_DIR, SOCKET_DIR, UPLOAD_DIR, Layout
+from pgcluster.model.layout import SCRIPTS_DIR, UPLOAD_DIR, Layout
 from pgcluster.model.sql import ident, literal
 from pgcluster.operations.files import private_upload
 
@@ -40,15 +40,15 @@ def _psql_private(sql: str, name: str, port: int = 5432) -> Iterator[FileUploadC
     quiet = ("SET log_statement = 'none';\nSET log_min_error_statement = 'panic';\n"
              "SET log_min_duration_statement = -1;\n")
     yield from private_upload(f"{quiet}{sql};\n", path)
-    yield (f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h {SOCKET_DIR} "
-           f"-p {int(port)} -d postgres < {path}; rc=$?; rm -f {path}; exit $rc")
+    yield f"{psql_command(port=port, stdin=path, rows=False)}; rc=$?; rm -f {path}; exit $rc"
 
 
 @operation()
 def initdb(layout: Layout, encoding: str, locale: str, checksums: bool, port: int = 5432):
     """Create the primary's data directory when there is none. Never touches existing data."""
-    node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    node = node_state(host)
     if node.get("data"):
+        host.noop(f"{layout.data_dir} holds a data directory")
         return
     if node.get("data_dir_nonempty"):
         raise OperationError(
@@ -131,9 +131,11 @@ def role(
     changes = [k if v else f"NO{k}" for k, v in wanted.items() if current[k] != v]
     if not scram.matches(rows[0][6], password):
         changes.append(f"PASSWORD {literal(scram.verifier(password))}")
-    if changes:
-        yield from _psql_private(f"ALTER ROLE {ident(role)} {' '.join(changes)}",
-                                 f"role-{role}", port=port)
+    if not changes:
+        host.noop(f"role {role} has its attributes and password")
+        return
+    yield from _psql_private(f"ALTER ROLE {ident(role)} {' '.join(changes)}",
+                             f"role-{role}", port=port)
 
 
 @operation()
@@ -145,6 +147,7 @@ def grant_execute(role: str, functions: list[str], port: int = 5432):
     )
     rows = _query(f"select {checks}", port=port)
     if rows and all(value == "t" for value in rows[0]):
+        host.noop(f"{role} may execute {len(functions)} functions")
         return
     for function in functions:
         yield psql_command(f"GRANT EXECUTE ON FUNCTION {function} TO {ident(role)}", port=port)
@@ -155,6 +158,7 @@ def grant_role(role: str, member_of: str, port: int = 5432):
     rows = _query(f"select pg_has_role({literal(role)}, {literal(member_of)}, 'MEMBER')",
                   port=port)
     if rows and rows[0][0] == "t":
+        host.noop(f"{role} is a member of {member_of}")
         return
     yield psql_command(f"GRANT {ident(member_of)} TO {ident(role)}", port=port)
 
@@ -163,6 +167,7 @@ def grant_role(role: str, member_of: str, port: int = 5432):
 def database(database: str, owner: str, encoding: str = "UTF8", port: int = 5432):
     rows = _query(f"select 1 from pg_database where datname = {literal(database)}", port=port)
     if rows:
+        host.noop(f"database {database} exists")
         return
     yield psql_command(
         f"CREATE DATABASE {ident(database)} OWNER {ident(owner)} ENCODING {literal(encoding)} "
@@ -182,11 +187,9 @@ def seed(sql_file: str, database: str, schema: str, tables: list[str], port: int
         port=port,
     )
     if rows and rows[0][0] == str(len(tables)):
+        host.noop(f"schema {schema} is seeded")
         return
-    yield (
-        f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {port} "
-        f"-d {shlex.quote(database)} -f {shlex.quote(sql_file)}"
-    )
+    yield psql_command(database=database, port=port, file=sql_file, rows=False)
 
 
 def privileges_check(role: str, database: str, schema: str, owner: str) -> str:
@@ -227,11 +230,9 @@ def privileges(sql_file: str, role: str, database: str, schema: str, owner: str,
     again whenever they are incomplete (e.g. a table created by another role)."""
     rows = _query(privileges_check(role, database, schema, owner), database=database, port=port)
     if rows and rows[0][0] == "t":
+        host.noop(f"{role} has exactly its rights in {database}")
         return
-    yield (
-        f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {port} "
-        f"-d {shlex.quote(database)} -f {shlex.quote(sql_file)}"
-    )
+    yield psql_command(database=database, port=port, file=sql_file, rows=False)
 
 
 @operation()
@@ -239,13 +240,16 @@ def follow_conninfo(layout: Layout, conninfo: str, keys: tuple[str, ...], port: 
     """A running standby of the primary in `conninfo` uses these connection options (a
     cluster cloned before TLS gets sslmode=verify-full): ALTER SYSTEM and a reload, which
     restarts only the WAL receiver. Standbys of another primary are left to rejoin."""
-    node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    node = node_state(host)
     current = node.get("primary_conninfo")
     if not (node.get("running") and node.get("in_recovery") and current):
+        host.noop("not a running standby")
         return
     if conninfo_value(current, "host") != conninfo_value(conninfo, "host"):
+        host.noop("a standby of another primary: left to rejoin")
         return
     if all(conninfo_value(current, k) == conninfo_value(conninfo, k) for k in keys):
+        host.noop("primary_conninfo is as rendered")
         return
     yield psql_command(f"ALTER SYSTEM SET primary_conninfo = {literal(conninfo)}", port=port)
     yield psql_command("select pg_reload_conf()", port=port)
@@ -254,6 +258,7 @@ def follow_conninfo(layout: Layout, conninfo: str, keys: tuple[str, ...], port: 
 @operation()
 def replication_slot(slot: str, port: int = 5432):
     if _query(f"select 1 from pg_replication_slots where slot_name = {literal(slot)}", port=port):
+        host.noop(f"slot {slot} exists")
         return
     yield psql_command(
         f"select pg_create_physical_replication_slot({literal(slot)})", port=port
@@ -265,7 +270,7 @@ def clone_replica(layout: Layout, conninfo: str, slot: str, port: int = 5432):
     """Make this node a streaming replica of the primary `conninfo` names, when it is not
     one already."""
     primary_address = conninfo_value(conninfo, "host")
-    node = host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    node = node_state(host)
     if node.get("running"):
         following = conninfo_value(node.get("primary_conninfo"), "host")
         if not node.get("in_recovery"):
@@ -275,6 +280,7 @@ def clone_replica(layout: Layout, conninfo: str, slot: str, port: int = 5432):
                 "`pgcluster rejoin`."
             )
         if following == primary_address:
+            host.noop(f"already a replica of {primary_address}")
             return
         raise OperationError(
             f"{host.name} is a running standby of {following or 'nothing'}, not of the "
@@ -290,6 +296,7 @@ def wait_for_replicas(application_names: list[str], timeout: int = 180, port: in
     streaming = {name for name, state in rows if state == "streaming"}
     missing = [name for name in application_names if name not in streaming]
     if not missing:
+        host.noop(f"{', '.join(application_names)} stream")
         return
     sql = "select coalesce(string_agg(application_name, ' ' order by 1), '') " \
           "from pg_stat_replication where state = 'streaming'"
@@ -321,8 +328,6 @@ def backup_registry(sql_file: str, database: str, version: str, port: int = 5432
         port=port,
     )
     if rows and rows[0] and rows[0][0] == version:
+        host.noop(f"{version} in place")
         return
-    yield (
-        f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p {int(port)} "
-        f"-d {shlex.quote(database)} -f {shlex.quote(sql_file)}"
-    )
+    yield psql_command(database=database, port=port, file=sql_file, rows=False)

@@ -13,7 +13,7 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.api.exceptions import OperationError
 
-from pgcluster.facts.postgres import PgNode, PgQuery, psql_command
+from pgcluster.facts.postgres import PgQuery, node_state, psql_command
 from pgcluster.model.conninfo import value as conninfo_value
 from pgcluster.model.layout import SCRIPTS_DIR, Layout
 from pgcluster.model.sql import literal
@@ -21,30 +21,32 @@ from pgcluster.model.sql import literal
 EVENTS_LOG = "/var/log/pgcluster/events.log"
 
 
-def _node(layout: Layout, port: int) -> dict:
-    return host.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
-
-
 @operation()
 def stop_server(layout: Layout, port: int = 5432):
     """Stop PostgreSQL (fast shutdown: open transactions are rolled back; everything
     committed, up to the shutdown checkpoint, is sent to the connected standbys first)."""
-    if _node(layout, port).get("running"):
-        yield f"systemctl stop {layout.service}"
+    if not node_state(host).get("running"):
+        host.noop(f"{layout.service} is not running")
+        return
+    yield f"systemctl stop {layout.service}"
 
 
 @operation()
 def start_server(layout: Layout, port: int = 5432):
-    node = _node(layout, port)
-    if not node.get("running") and node.get("data"):
-        yield f"systemctl start {layout.service}"
+    node = node_state(host)
+    if node.get("running") or not node.get("data"):
+        host.noop(f"{layout.service} is running" if node.get("running")
+                  else "there is no data directory to start")
+        return
+    yield f"systemctl start {layout.service}"
 
 
 @operation()
 def promote(layout: Layout, timeout: int = 60, port: int = 5432):
     """pg_promote() a running standby and forget its upstream (ALTER SYSTEM RESET)."""
-    node = _node(layout, port)
+    node = node_state(host)
     if node.get("running") and not node.get("in_recovery"):
+        host.noop("already a primary")
         return
     if not node.get("running"):
         raise OperationError(f"{host.name}: cannot promote, PostgreSQL is not running there")
@@ -61,8 +63,7 @@ def promote(layout: Layout, timeout: int = 60, port: int = 5432):
 def wait_received(layout: Layout, lsn_host: str, timeout: int = 60, port: int = 5432):
     """Wait until this standby has received all WAL up to the (stopped) old primary's
     shutdown checkpoint: nothing committed there is lost by promoting here."""
-    other = host.inventory.get_host(lsn_host)
-    stopped = other.get_fact(PgNode, version=layout.version, cluster=layout.cluster, port=port)
+    stopped = node_state(host.inventory.get_host(lsn_host))
     target = stopped.get("checkpoint_lsn")
     if not target or stopped.get("running"):
         return  # planning: the old primary is still up; at execution it has stopped
@@ -84,14 +85,14 @@ def rejoin(layout: Layout, conninfo: str, slot: str, rewind_conninfo: str, prima
            reclone: bool = False, port: int = 5432):
     """Make this node a streaming replica of the primary in `conninfo` (re-point, restart
     as standby, pg_rewind, or with `reclone` a fresh clone): see rejoin-replica."""
-    node = _node(layout, port)
+    node = node_state(host)
     primary = conninfo_value(conninfo, "host")
     following = conninfo_value(node.get("primary_conninfo"), "host")
     if node.get("running") and node.get("in_recovery") and following == primary:
+        host.noop(f"already a standby streaming from {primary}")
         return
     # Read when executing: a promotion earlier in this run has just changed it.
-    timeline = host.inventory.get_host(primary_host).get_fact(
-        PgNode, version=layout.version, cluster=layout.cluster, port=port).get("timeline")
+    timeline = node_state(host.inventory.get_host(primary_host)).get("timeline")
     if not timeline:
         raise OperationError(f"cannot read the primary's timeline on {primary_host}")
     args = [conninfo, slot, rewind_conninfo, str(timeline), *(["--reclone"] if reclone else [])]
@@ -119,11 +120,13 @@ def synchronous_override(followers: list[str], port: int = 5432):
         port=port,
     )
     if rows is None:
+        host.noop("PostgreSQL is not running")
         return
     configured = [setting for auto, setting in rows if auto == "f"]
     overridden = any(auto == "t" for auto, _ in rows)
     wanted = synchronous_names(configured[-1] if configured else "")
     if not wanted:
+        host.noop("asynchronous replication (synchronous_standbys is empty)")
         return
     available = bool(set(wanted) & set(followers)) or "*" in wanted
     if available and overridden:
@@ -131,6 +134,7 @@ def synchronous_override(followers: list[str], port: int = 5432):
     elif not available and not overridden:
         sql = "ALTER SYSTEM SET synchronous_standby_names = ''"
     else:
+        host.noop("synchronous replication already as it must be")
         return
     yield psql_command(sql, port=port)
     yield psql_command("select pg_reload_conf()", port=port)

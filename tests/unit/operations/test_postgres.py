@@ -3,8 +3,6 @@ sees those in `ps`) nor anywhere pyinfra prints; and they stay idempotent."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from pyinfra.api import FileUploadCommand
 
@@ -12,21 +10,11 @@ from pgcluster.control import scram
 from pgcluster.facts.postgres import PgQuery
 from pgcluster.model.layout import UPLOAD_DIR
 from pgcluster.operations import postgres as operations
-
-
-class FakeHost:
-    """Answers facts from a table, as a node would."""
-
-    def __init__(self, facts: dict[Any, Any]):
-        self.facts = facts
-
-    def get_fact(self, fact: type, **kwargs: Any) -> Any:
-        return self.facts.get(fact)
+from tests.unit.fakes import FakeHost, run_operation
 
 
 def commands(monkeypatch: pytest.MonkeyPatch, facts: dict, op, **kwargs) -> list:
-    monkeypatch.setattr(operations, "host", FakeHost(facts))
-    return list(op._inner(**kwargs))
+    return run_operation(monkeypatch, operations, FakeHost(facts=facts), op, **kwargs)
 
 
 @pytest.mark.parametrize("existing", [None, "SCRAM-SHA-256$4096:c2FsdA==$eA==:eQ=="])
