@@ -1,10 +1,10 @@
 """Failover, switchover, rejoin and service control, as pyinfra steps.
 
-Each command first makes a plan from the live topology (who is primary, who is reachable,
-which standby is furthest ahead) and refuses with a clear message when acting would risk
-data: a primary that still accepts writes, a read-only replica as a target, two primaries.
-Then every step is planned on every host and is a no-op where it does not apply (see
-pgcluster.operations.conditional.only_if), so the steps run in order across hosts.
+Each command first gathers the live facts and lets pgcluster.model.failover decide (who is
+primary, who is reachable, which standby is furthest ahead), which refuses with a clear
+message when acting would risk data. Then every step is planned on every host and is a
+no-op where it does not apply (see pgcluster.operations.conditional.only_if), so the steps
+run in order across hosts.
 
 Parameters come from pyinfra data (`--data failover_target=...`), which is how
 `python -m pgcluster failover|switchover|rejoin|stop|start` call these deploys.
@@ -12,16 +12,16 @@ Parameters come from pyinfra data (`--data failover_target=...`), which is how
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from pyinfra import host
 
 from pgcluster.errors import ClusterStateError
+from pgcluster.facts.postgres import PgQuery
+from pgcluster.model import failover as decisions
 from pgcluster.model.cluster import Node
 from pgcluster.model.conninfo import primary_conninfo, rewind_conninfo
+from pgcluster.model.failover import Plan
 from pgcluster.model.layout import Layout
 from pgcluster.model.topology import Topology
-from pgcluster.model.wal import position
 from pgcluster.operations import postgres as operations
 from pgcluster.operations import promotion
 from pgcluster.operations.conditional import only_if
@@ -32,150 +32,36 @@ def flag(value: object) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "y", "on")
 
 
-@dataclass
-class Plan:
-    topology: Topology
-    old_primary: Node
-    new_primary: Node
-    followers: list[Node]  # reachable nodes to re-point at the new primary
-    unreachable: list[Node] = field(default_factory=list)
-    fence: bool = False  # stop the old primary first (--force on a running primary)
-
-
-def _reachable(topology: Topology) -> set[str]:
+def _reachable() -> set[str]:
     return {h.name for h in host.state.activated_hosts}
 
 
-def _accepts_writes(topology: Topology, node: Node) -> bool:
-    state = topology.live.get(node.host, {})
-    return bool(state.get("running") and not state.get("in_recovery"))
-
-
 def plan_failover() -> Plan:
-    topology = live.topology()
-    reachable = _reachable(topology)
-    old = topology.primary
-    force = flag(host.data.get("force"))
-    fence = old.host in reachable and _accepts_writes(topology, old)
-    if fence and not force:
-        raise ClusterStateError(
-            f"{old.name} is running and accepts writes: there is nothing to fail over from. "
-            "Use `pgcluster switchover --to NODE` for a planned change without data loss, "
-            "or `failover --force` to stop (fence) it and promote anyway."
-        )
-    candidates = [
-        n for n in topology.replicas
-        if n.promotable and n.host in reachable
-        and topology.live[n.host].get("running") and topology.live[n.host].get("in_recovery")
-    ]
-    wanted = host.data.get("failover_target")
-    if wanted:
-        target = topology.cluster.find(str(wanted))
-        if not target.promotable:
-            raise ClusterStateError(
-                f"{target.name} is the read-only replica: it is never promoted. Promote a "
-                "standby instead."
-            )
-        if target not in candidates:
-            raise ClusterStateError(
-                f"{target.name} cannot be promoted: it is not a reachable, running standby"
-            )
-    elif candidates:
-        # The standby that received the most WAL loses the least.
-        target = max(candidates,
-                     key=lambda n: position(topology.live[n.host].get("receive_lsn")) or 0)
-    else:
-        raise ClusterStateError(
-            f"no standby can be promoted: none of "
-            f"{', '.join(n.name for n in topology.replicas if n.promotable) or 'the nodes'} "
-            "is reachable and running in recovery"
-        )
-    followers = [n for n in topology.replicas
-                 if n != target and n != old and n.host in reachable]
-    return Plan(
-        topology=topology, old_primary=old, new_primary=target, followers=followers,
-        unreachable=[n for n in topology.cluster.nodes if n.host not in reachable],
-        fence=fence,
-    )
+    return decisions.plan_failover(
+        live.topology(), _reachable(), target_name=host.data.get("failover_target") or None,
+        force=flag(host.data.get("force")))
 
 
 def plan_switchover() -> Plan:
     topology = live.topology()
-    reachable = _reachable(topology)
+    limits = decisions.limits_from(host.data.dict())
     old = topology.primary
-    if old.host not in reachable or not _accepts_writes(topology, old):
-        raise ClusterStateError(
-            f"{old.name} is not a running primary: a switchover needs one. If it failed, "
-            "use `pgcluster failover`."
-        )
-    wanted = host.data.get("switchover_target")
-    if not wanted:
-        raise ClusterStateError("switchover needs a target: --to NODE")
-    target = topology.cluster.find(str(wanted))
-    if target == old:
-        raise ClusterStateError(f"{target.name} is already the primary")
-    if not target.promotable:
-        raise ClusterStateError(f"{target.name} is the read-only replica: it is never promoted")
-    target_state = topology.live.get(target.host, {})
-    if not (target.host in reachable and target_state.get("receiver_status") == "streaming"
-            and target_state.get("sender_host") == old.address):
-        raise ClusterStateError(f"{target.name} is not streaming from {old.name}")
-    if not flag(host.data.get("force")):
-        _switchover_gates(topology, old, target)
-    others = [n for n in topology.replicas if n != target and n.host in reachable]
-    followers = [*others, old]
-    return Plan(topology=topology, old_primary=old, new_primary=target, followers=followers,
-                unreachable=[n for n in topology.cluster.nodes if n.host not in reachable])
-
-
-def _switchover_gates(topology: Topology, old: Node, target: Node) -> None:
-    from pgcluster.facts.postgres import PgQuery
-
-    old_host = host.inventory.get_host(old.host)
-    max_lag = int(host.data.get("switchover_max_lag_bytes", 16 * 1024 * 1024))
-    max_xact = int(host.data.get("switchover_max_xact_seconds", 60))
-    lag = (position(topology.live[old.host].get("current_lsn")) or 0) - (
-        position(topology.live[target.host].get("replay_lsn")) or 0)
-    if lag > max_lag:
-        raise ClusterStateError(
-            f"{target.name} replays {lag} bytes behind {old.name} (limit "
-            f"switchover_max_lag_bytes = {max_lag}): wait for it to catch up, or --force"
-        )
-    rows = old_host.get_fact(
-        PgQuery,
-        sql="select count(*), coalesce(max(extract(epoch from now() - xact_start))::int, 0) "
-            "from pg_stat_activity where backend_type = 'client backend' and xact_start < "
-            f"now() - interval '{max_xact} seconds'",
-        port=old.port,
-    ) or [["0", "0"]]
-    if int(rows[0][0]):
-        raise ClusterStateError(
-            f"{rows[0][0]} transaction(s) on {old.name} have been open for up to "
-            f"{rows[0][1]}s (limit switchover_max_xact_seconds = {max_xact}): a switchover "
-            "would roll them back. Let them finish, or --force."
-        )
+    long_transactions = (0, 0)
+    if old.host in _reachable():
+        long_transactions = decisions.parse_long_transactions(
+            host.inventory.get_host(old.host).get_fact(
+                PgQuery, sql=decisions.long_transactions_sql(limits.max_xact_seconds),
+                port=old.port))
+    return decisions.plan_switchover(
+        topology, _reachable(), target_name=host.data.get("switchover_target") or None,
+        force=flag(host.data.get("force")), limits=limits,
+        long_transactions=long_transactions)
 
 
 def plan_rejoin() -> tuple[Topology, Node]:
     topology = live.topology()
-    wanted = host.data.get("rejoin_node")
-    if not wanted:
-        raise ClusterStateError("rejoin needs the node to bring back: rejoin NODE")
-    node = topology.cluster.find(str(wanted))
-    primary = topology.primary
-    if node == primary:
-        raise ClusterStateError(f"{node.name} is the primary: there is nothing to rejoin")
-    if primary.host not in _reachable(topology) or not _accepts_writes(topology, primary):
-        raise ClusterStateError(
-            f"the primary {primary.name} is not running: rejoin needs a running primary "
-            "(run `pgcluster failover` first if it is lost)"
-        )
-    if node.host not in _reachable(topology):
-        raise ClusterStateError(
-            f"{node.name} is not reachable: start the machine (lab: `pgcluster start "
-            f"{node.name}`) so that it can be rejoined"
-        )
-    return topology, node
+    return topology, decisions.plan_rejoin(topology, _reachable(),
+                                          host.data.get("rejoin_node") or None)
 
 
 # ------------------------------------------------------------------------------- steps

@@ -1,4 +1,4 @@
-"""The backup and restore commands: parsing, help, and what they hand to the deploys."""
+"""The backup commands: parsing, help, and what they hand to deploys/backup.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests."""
+"""The command line: every command has help, parsing has no side effects, errors are plain."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The backup and restore commands: parsing, help, and what they hand to the deploys."""
+"""The lab commands: what destroy may remove."""
 
 from __future__ import annotations
 

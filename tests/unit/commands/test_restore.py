@@ -1,4 +1,5 @@
-"""The backup and restore commands: parsing, help, and what they hand to the deploys."""
+"""The restore command: its options become deploys/restore.py's parameters; contradictions
+are refused."""
 
 from __future__ import annotations
 

@@ -1,3 +1,5 @@
+"""SCRAM-SHA-256 verifiers computed and checked on the control machine, as PostgreSQL does."""
+
 from __future__ import annotations
 
 import base64

@@ -1,5 +1,4 @@
-"""Pieces of the failover machinery that need no Docker: connection strings, the
-split-brain tolerance of `stop`, synchronous replication rendering, scripts, status text."""
+"""The status report as text, and which certificate findings are issues or warnings."""
 
 from __future__ import annotations
 

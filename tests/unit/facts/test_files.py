@@ -1,5 +1,4 @@
-"""Operations that carry secrets never put them on a command line (every user of a node
-sees those in `ps`) nor anywhere pyinfra prints; and they stay idempotent."""
+"""The PathStates fact reads every kind of path in one command."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Backups without Docker: the rendered scripts (retention's choices run for real on a
-directory tree), the repository model, recovery targets and backup selection, restore
-parameters and refusals, the registry/disk comparison."""
+"""The backup repository as data: which backup a restore starts from, recovery targets, and
+where the registry and the disk disagree."""
 
 from __future__ import annotations
 

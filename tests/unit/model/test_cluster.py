@@ -1,4 +1,4 @@
-"""Tests."""
+"""Nodes and their names: the slot a node name gives."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Pieces of the failover machinery that need no Docker: connection strings, the
-split-brain tolerance of `stop`, synchronous replication rendering, scripts, status text."""
+"""libpq connection strings: quoting, reading values, primary_conninfo and pg_rewind's
+source over verified TLS."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests."""
+"""SQL quoting of identifiers and literals."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Pieces of the failover machinery that need no Docker: connection strings, the
-split-brain tolerance of `stop`, synchronous replication rendering, scripts, status text."""
+"""Who is primary, decided from live node states; split brain refused (tolerated only to
+stop nodes)."""
 
 from __future__ import annotations
 

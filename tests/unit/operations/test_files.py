@@ -1,5 +1,5 @@
-"""Operations that carry secrets never put them on a command line (every user of a node
-sees those in `ps`) nor anywhere pyinfra prints; and they stay idempotent."""
+"""Files and directories checked a group at a time: idempotent, secrets uploaded privately
+and never printed."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Operations that carry secrets never put them on a command line (every user of a node
-sees those in `ps`) nor anywhere pyinfra prints; and they stay idempotent."""
+"""Roles: their verifier travels in a private file, never on a command line; an unchanged
+role is no change."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Pieces of the failover machinery that need no Docker: connection strings, the
-split-brain tolerance of `stop`, synchronous replication rendering, scripts, status text."""
+"""The operations that change who is primary, facts in and commands out."""
 
 from __future__ import annotations
 

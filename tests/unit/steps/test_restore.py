@@ -1,6 +1,4 @@
-"""Backups without Docker: the rendered scripts (retention's choices run for real on a
-directory tree), the repository model, recovery targets and backup selection, restore
-parameters and refusals, the registry/disk comparison."""
+"""The restore deploy's parameters and the refusals it makes before touching a host."""
 
 from __future__ import annotations
 
