@@ -10,7 +10,7 @@ cron schedule and the backup registry. A second run changes nothing.
 
 from pgcluster.steps import backups, configure, install, live, primary, replicas
 
-topology = live.topology()
+topology = live.topology(operation="cluster deploy")
 install.postgresql()
 configure.postgresql(topology)
 primary.initialise(topology)

@@ -17,7 +17,7 @@ from pyinfra import host
 
 from pgcluster.steps import backups, configure, install, live, restore
 
-topology = live.topology()
+topology = live.topology(operation="restore")
 request = restore.request_from(host.data.dict())
 install.postgresql()
 configure.postgresql(topology)

@@ -10,5 +10,5 @@ from pgcluster.steps import ha, live
 
 action = str(host.data.get("service_action"))
 # Stopping a node is the way out of a split brain, so it is the one change allowed then.
-topology = live.topology(strict=action != "stop")
+topology = live.topology(strict=action != "stop", operation=f"service {action}")
 ha.service(topology, action, ha.nodes_from_data(topology))

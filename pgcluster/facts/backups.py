@@ -3,6 +3,9 @@ listed read-only and parsed into pgcluster.model.backups.Repository."""
 
 from __future__ import annotations
 
+import shlex
+from typing import Any
+
 from pyinfra.api import FactBase
 
 from pgcluster.model.backups import Repository, parse_repository
@@ -40,3 +43,24 @@ class BackupRepository(FactBase):
 
     def default(self) -> Repository:
         return Repository()
+
+
+class WalArchive(FactBase):
+    """The WAL archive's newest segment (by position: the furthest WAL the primary is known
+    to have written) and when the archive last received a file; None when it holds no
+    segment."""
+
+    def command(self, archive_dir: str) -> str:
+        quoted = shlex.quote(archive_dir)
+        return (f"find {quoted} -maxdepth 1 -type f -printf '%T@ %f\\n' 2>/dev/null | "
+                "awk 'length($2) == 24 && $2 ~ /^[0-9A-F]+$/ && substr($2, 9) > substr(n, 9) "
+                "{ n = $2 } $1 > t { t = $1 } END { if (n != \"\") print n, t }'")
+
+    def process(self, output: list[str]) -> dict[str, Any] | None:
+        if not output or not output[0].strip():
+            return None
+        newest, last = output[0].split()
+        return {"newest_segment": newest, "last_file_at": float(last)}
+
+    def default(self) -> None:
+        return None

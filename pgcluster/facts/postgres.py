@@ -128,6 +128,11 @@ _NODE_SQL = " union all ".join(
         "from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$' and pg_is_in_recovery()",
         "select 'replay_lsn=' || pg_last_wal_replay_lsn() where pg_is_in_recovery()",
         "select 'replay_paused=' || pg_is_wal_replay_paused()::int where pg_is_in_recovery()",
+        # When a standby last received WAL (streamed or restored from the archive): the
+        # newest write in its pg_wal. Unlike the WAL receiver's row, it outlives the
+        # connection, which is exactly when a failover needs it.
+        "select 'wal_received_at=' || extract(epoch from max(modification)) "
+        "from pg_ls_waldir() where pg_is_in_recovery()",
     ]
 )
 
@@ -179,7 +184,7 @@ class PgNode(FactBase):
         for key in ("system_identifier", "cluster_state", "timeline", "receiver_status",
                     "receiver_timeline", "sender_host", "sender_port", "primary_conninfo",
                     "primary_slot_name", "checkpoint_lsn", "current_lsn", "receive_lsn",
-                    "replay_lsn", "replay_paused"):
+                    "replay_lsn", "replay_paused", "wal_received_at"):
             state[key] = raw.get(key) or None
         if not state["running"]:
             # A stopped node's role is what its data directory says.

@@ -9,6 +9,7 @@ streaming, ...) and what to do instead.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,43 @@ from typing import Any
 from pgcluster.errors import ClusterStateError
 from pgcluster.model.cluster import Node
 from pgcluster.model.topology import Topology
-from pgcluster.model.wal import position
+from pgcluster.model.wal import format_lsn, position, segment_end
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How far behind the target is, as far as anyone can tell once the primary is gone:
+    its WAL position (received or replayed from the archive, whichever is further), the
+    furthest position known elsewhere (another replica, or the end of the WAL archive), and
+    when it last received WAL against the last WAL activity seen anywhere in the cluster."""
+
+    target: str
+    position: int
+    best_known: int
+    best_source: str
+    received_at: float | None = None
+    cluster_last_wal_at: float | None = None
+
+    @property
+    def lag_bytes(self) -> int:
+        return max(0, self.best_known - self.position)
+
+    @property
+    def receive_gap(self) -> float | None:
+        """Seconds between this target's last WAL and the cluster's last WAL activity."""
+        if self.received_at is None or self.cluster_last_wal_at is None:
+            return None
+        return max(0.0, self.cluster_last_wal_at - self.received_at)
+
+    def describe(self, now: float) -> str:
+        text = (f"{self.target} has WAL up to {format_lsn(self.position)}, "
+                f"{self.lag_bytes} bytes behind the furthest known position "
+                f"{format_lsn(self.best_known)} ({self.best_source})")
+        if self.received_at is not None:
+            text += f"; it last received WAL {now - self.received_at:.0f}s ago"
+            if self.receive_gap:
+                text += f", {self.receive_gap:.0f}s before the cluster's last WAL activity"
+        return text
 
 
 @dataclass
@@ -27,6 +64,7 @@ class Plan:
     followers: list[Node]  # reachable nodes to re-point at the new primary
     unreachable: list[Node] = field(default_factory=list)
     fence: bool = False  # stop the old primary first (--force on a running primary)
+    evidence: Evidence | None = None  # a failover's: how far behind the target is
 
 
 @dataclass(frozen=True)
@@ -35,14 +73,33 @@ class SwitchoverLimits:
     max_xact_seconds: int = 60
 
 
+@dataclass(frozen=True)
+class FailoverLimits:
+    max_lag_bytes: int = 16 * 1024 * 1024
+    max_receive_gap: int = 1800
+
+
+@dataclass(frozen=True)
+class ArchiveState:
+    """The WAL archive as a reachable node sees it (facts.backups.WalArchive)."""
+
+    newest_segment: str
+    last_file_at: float
+
+
 def accepts_writes(topology: Topology, node: Node) -> bool:
     state = topology.live.get(node.host, {})
     return bool(state.get("running") and not state.get("in_recovery"))
 
 
 def plan_failover(topology: Topology, reachable: set[str], target_name: str | None = None,
-                  force: bool = False) -> Plan:
-    """Promote a standby because the primary is lost (or, with force, fenced first)."""
+                  force: bool = False, limits: FailoverLimits = FailoverLimits(),
+                  archive: ArchiveState | None = None, now: float | None = None) -> Plan:
+    """Promote a standby because the primary is lost (or, with force, fenced first).
+
+    Unreachable is not dead: a replica still streaming from the old primary proves it runs,
+    and what cannot be reached cannot be fenced, so that is refused even with force. A
+    target further behind than limits allow (force overrides) would lose what it lacks."""
     old = topology.primary
     fence = old.host in reachable and accepts_writes(topology, old)
     if fence and not force:
@@ -51,6 +108,19 @@ def plan_failover(topology: Topology, reachable: set[str], target_name: str | No
             "Use `pgcluster switchover --to NODE` for a planned change without data loss, "
             "or `failover --force` to stop (fence) it and promote anyway."
         )
+    if old.host not in reachable:
+        streaming = [n.name for n in topology.replicas if n.host in reachable
+                     and topology.live[n.host].get("running")
+                     and topology.live[n.host].get("receiver_status") == "streaming"
+                     and topology.live[n.host].get("sender_host") == old.address]
+        if streaming:
+            raise ClusterStateError(
+                f"{' and '.join(streaming)} still stream{'s' if len(streaming) == 1 else ''} "
+                f"WAL from {old.name}: the primary is alive, only unreachable from here. "
+                f"Promoting now would make two primaries, and pgcluster cannot fence what it "
+                f"cannot reach (even with --force). Stop PostgreSQL on {old.name} yourself "
+                "(or power it off), then run the failover again."
+            )
     candidates = [
         n for n in topology.replicas
         if n.promotable and n.host in reachable
@@ -76,13 +146,67 @@ def plan_failover(topology: Topology, reachable: set[str], target_name: str | No
             f"{', '.join(n.name for n in topology.replicas if n.promotable) or 'the nodes'} "
             "is reachable and running in recovery"
         )
+    evidence = failover_evidence(topology, reachable, target, archive)
+    if not force:
+        failover_gates(evidence, limits, now if now is not None else time.time())
     followers = [n for n in topology.replicas
                  if n != target and n != old and n.host in reachable]
     return Plan(
         topology=topology, old_primary=old, new_primary=target, followers=followers,
         unreachable=[n for n in topology.cluster.nodes if n.host not in reachable],
-        fence=fence,
+        fence=fence, evidence=evidence,
     )
+
+
+def _wal_position(state: Mapping[str, Any]) -> int:
+    # A standby catching up from the archive replays past what it received by streaming.
+    return max(position(state.get("receive_lsn")), position(state.get("replay_lsn")))
+
+
+def failover_evidence(topology: Topology, reachable: set[str], target: Node,
+                      archive: ArchiveState | None) -> Evidence:
+    others = [n for n in topology.replicas if n != target and n.host in reachable
+              and topology.live[n.host].get("in_recovery")]
+    best, source = _wal_position(topology.live[target.host]), "its own"
+    for node in others:
+        if _wal_position(topology.live[node.host]) > best:
+            best, source = _wal_position(topology.live[node.host]), node.name
+    if archive is not None and segment_end(archive.newest_segment) > best:
+        best, source = segment_end(archive.newest_segment), "the end of the WAL archive"
+    received = [t for t in (_received_at(topology.live[n.host]) for n in [target, *others])
+                if t is not None]
+    if archive is not None:
+        received.append(archive.last_file_at)
+    return Evidence(
+        target=target.name, position=_wal_position(topology.live[target.host]),
+        best_known=best, best_source=source,
+        received_at=_received_at(topology.live[target.host]),
+        cluster_last_wal_at=max(received) if received else None,
+    )
+
+
+def _received_at(state: Mapping[str, Any]) -> float | None:
+    value = state.get("wal_received_at")
+    return float(value) if value not in (None, "") else None
+
+
+def failover_gates(evidence: Evidence, limits: FailoverLimits, now: float) -> None:
+    if evidence.lag_bytes > limits.max_lag_bytes:
+        raise ClusterStateError(
+            f"{evidence.describe(now)}: more than failover_max_lag_bytes = "
+            f"{limits.max_lag_bytes}. Promoting it would lose what it lacks. Promote a "
+            "standby that has more, wait for this one to catch up from the archive, or "
+            "--force to accept the loss."
+        )
+    gap = evidence.receive_gap
+    if gap is not None and gap > limits.max_receive_gap:
+        raise ClusterStateError(
+            f"{evidence.describe(now)}: it stopped receiving WAL more than "
+            f"failover_max_receive_age = {limits.max_receive_gap}s before the rest of the "
+            "cluster did, so the old primary may have gone on writing without it (or still "
+            "be alive on the far side of a partition). Make sure the old primary is really "
+            "down, then --force."
+        )
 
 
 def plan_switchover(topology: Topology, reachable: set[str], target_name: str | None,
@@ -173,4 +297,11 @@ def limits_from(data: Mapping[str, Any]) -> SwitchoverLimits:
     return SwitchoverLimits(
         max_lag_bytes=int(data.get("switchover_max_lag_bytes", 16 * 1024 * 1024)),
         max_xact_seconds=int(data.get("switchover_max_xact_seconds", 60)),
+    )
+
+
+def failover_limits_from(data: Mapping[str, Any]) -> FailoverLimits:
+    return FailoverLimits(
+        max_lag_bytes=int(data.get("failover_max_lag_bytes", 16 * 1024 * 1024)),
+        max_receive_gap=int(data.get("failover_max_receive_age", 1800)),
     )

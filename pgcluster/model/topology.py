@@ -90,3 +90,36 @@ def _followed(cluster: Cluster, live: Mapping[str, Mapping[str, Any]]) -> Node |
             if node.address == address:
                 return node
     return None
+
+
+def refuse_empty_primary(topology: Topology) -> None:
+    """initdb only for a brand-new cluster: never an empty primary next to nodes that hold
+    the cluster's data (a replica, a stopped node), nor while a node that might is out of
+    reach. Raises ClusterStateError saying how to promote or restore instead."""
+    primary = topology.primary
+    if topology.live.get(primary.host, {}).get("data"):
+        return
+    holders = [n for n in topology.cluster.nodes
+               if n.host != primary.host and topology.live.get(n.host, {}).get("data")]
+    if holders:
+        names = ", ".join(n.name for n in holders)
+        systems = sorted({str(topology.live[n.host].get("system_identifier"))
+                          for n in holders if topology.live[n.host].get("system_identifier")})
+        raise ClusterStateError(
+            f"{primary.name} has no data directory, but {names} hold"
+            f"{'s' if len(holders) == 1 else ''} the cluster's data"
+            + (f" (system identifier {', '.join(systems)})" if systems else "")
+            + ": pgcluster never creates an empty primary over them. Make one of them the "
+            f"primary (`pgcluster failover --to {holders[0].name}`, then `pgcluster rejoin "
+            f"{primary.name}` clones it), or restore a backup onto {primary.name} "
+            f"(`pgcluster restore --node {primary.name}`). initdb runs only when every node "
+            "is empty: a brand-new cluster."
+        )
+    unknown = [n.name for n in topology.cluster.nodes if n.host not in topology.live]
+    if unknown:
+        raise ClusterStateError(
+            f"{primary.name} has no data directory and {', '.join(unknown)} cannot be "
+            "reached, so pgcluster cannot tell whether the cluster's data is there: it "
+            "creates a new cluster (initdb) only when every node answers and none holds "
+            "data. Bring them back, then run the deploy again."
+        )

@@ -33,3 +33,12 @@ def wal_file_name(timeline: int, lsn: str, segment_size: int = SEGMENT_SIZE) -> 
     segment = parse_lsn(lsn) // segment_size
     per_id = 0x100000000 // segment_size
     return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
+
+
+def segment_end(name: str, segment_size: int = SEGMENT_SIZE) -> int:
+    """Where a WAL segment file ends: the position just after its last byte."""
+    if not re.fullmatch(r"[0-9A-F]{24}", name):
+        raise ValueError(f"{name!r} is not a WAL segment file name")
+    per_id = 0x100000000 // segment_size
+    segment = int(name[8:16], 16) * per_id + int(name[16:24], 16)
+    return (segment + 1) * segment_size

@@ -41,15 +41,30 @@ def start_server(layout: Layout, port: int = 5432):
     yield f"systemctl start {layout.service}"
 
 
+def _refuse_while_running(other_host: str) -> None:
+    """When executing: refuse while the old primary's server runs (its stop failed or did
+    nothing); promoting then would make two primaries. When planning it still runs, of
+    course: the step that stops it comes first."""
+    if host.state.is_executing and node_state(host.inventory.get_host(other_host)).get("running"):
+        raise OperationError(
+            f"{other_host} is still running: its stop failed or did not take effect, so "
+            f"{host.name} is not promoted (two primaries would accept writes). Stop it, then "
+            "run the command again."
+        )
+
+
 @operation()
-def promote(layout: Layout, timeout: int = 60, port: int = 5432):
-    """pg_promote() a running standby and forget its upstream (ALTER SYSTEM RESET)."""
+def promote(layout: Layout, timeout: int = 60, port: int = 5432, stopped_host: str | None = None):
+    """pg_promote() a running standby and forget its upstream (ALTER SYSTEM RESET); never
+    while `stopped_host` (the old primary, fenced or stopped by this run) still runs."""
     node = node_state(host)
     if node.get("running") and not node.get("in_recovery"):
         host.noop("already a primary")
         return
     if not node.get("running"):
         raise OperationError(f"{host.name}: cannot promote, PostgreSQL is not running there")
+    if stopped_host:
+        _refuse_while_running(stopped_host)
     promoted = psql_command(f"select pg_promote(true, {int(timeout)})", port=port)
     yield f'[ "$({promoted})" = t ] || {{ echo "pg_promote did not finish" >&2; exit 1; }}'
     # The end-of-recovery checkpoint puts the new timeline in pg_control; until it is done,
@@ -65,8 +80,13 @@ def wait_received(layout: Layout, lsn_host: str, timeout: int = 60, port: int = 
     shutdown checkpoint: nothing committed there is lost by promoting here."""
     stopped = node_state(host.inventory.get_host(lsn_host))
     target = stopped.get("checkpoint_lsn")
-    if not target or stopped.get("running"):
-        return  # planning: the old primary is still up; at execution it has stopped
+    _refuse_while_running(lsn_host)
+    if not host.state.is_executing:
+        host.noop(f"planning: {lsn_host} stops first")
+        return
+    if not target:
+        raise OperationError(f"cannot read the shutdown checkpoint of {lsn_host} "
+                             "(pg_controldata): not promoting without knowing what to wait for")
     check = psql_command(
         f"select pg_wal_lsn_diff(pg_last_wal_receive_lsn(), {literal(target)}) > 0", port=port
     )

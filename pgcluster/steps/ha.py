@@ -12,9 +12,14 @@ Parameters come from pyinfra data (`--data failover_target=...`), which is how
 
 from __future__ import annotations
 
-from pyinfra import host
+import time
+import weakref
+
+from pyinfra import host, logger
+from pyinfra.api import State
 
 from pgcluster.errors import ClusterStateError
+from pgcluster.facts.backups import WalArchive
 from pgcluster.facts.postgres import PgQuery
 from pgcluster.model import failover as decisions
 from pgcluster.model.cluster import Node
@@ -26,24 +31,48 @@ from pgcluster.operations import postgres as operations
 from pgcluster.operations import promotion
 from pgcluster.operations.conditional import only_if
 from pgcluster.steps import live
-
-
-def flag(value: object) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "y", "on")
+from pgcluster.steps.live import flag
 
 
 def _reachable() -> set[str]:
     return {h.name for h in host.state.activated_hosts}
 
 
+_plans: weakref.WeakKeyDictionary[State, Plan] = weakref.WeakKeyDictionary()
+
+
 def plan_failover() -> Plan:
-    return decisions.plan_failover(
-        live.topology(), _reachable(), target_name=host.data.get("failover_target") or None,
-        force=flag(host.data.get("force")))
+    """The failover's plan, made once per run (the deploy file runs for every host), shown
+    before anything is touched: how far behind the target is, or why it is refused."""
+    state = host.state
+    if state not in _plans:
+        topology = live.topology(operation="failover")
+        reachable = _reachable()
+        plan = decisions.plan_failover(
+            topology, reachable, target_name=host.data.get("failover_target") or None,
+            force=flag(host.data.get("force")),
+            limits=decisions.failover_limits_from(host.data.dict()),
+            archive=_archive(topology, reachable))
+        if plan.evidence is not None:
+            logger.warning(f"pgcluster: failover to {plan.new_primary.name}: "
+                           f"{plan.evidence.describe(time.time())}")
+        _plans[state] = plan
+    return _plans[state]
+
+
+def _archive(topology: Topology, reachable: set[str]) -> decisions.ArchiveState | None:
+    """The WAL archive as one reachable node sees it (every node shares it in the lab and
+    on NFS; with local disks each node sees its own)."""
+    for node in topology.replicas:
+        if node.host in reachable:
+            other = host.inventory.get_host(node.host)
+            found = other.get_fact(WalArchive, archive_dir=other.data.get("wal_archive_dir"))
+            return decisions.ArchiveState(**found) if found else None
+    return None
 
 
 def plan_switchover() -> Plan:
-    topology = live.topology()
+    topology = live.topology(operation="switchover")
     limits = decisions.limits_from(host.data.dict())
     old = topology.primary
     long_transactions = (0, 0)
@@ -59,7 +88,7 @@ def plan_switchover() -> Plan:
 
 
 def plan_rejoin() -> tuple[Topology, Node]:
-    topology = live.topology()
+    topology = live.topology(operation="rejoin")
     return topology, decisions.plan_rejoin(topology, _reachable(),
                                           host.data.get("rejoin_node") or None)
 
@@ -115,10 +144,12 @@ def failover(plan: Plan) -> None:
             layout=_layout(), port=_port())
     only_if(host.name == plan.new_primary.host, promotion.promote,
             name=f"Promote {plan.new_primary.name} (pg_promote)",
-            layout=_layout(), timeout=int(host.data.get("promote_timeout", 60)), port=_port())
+            layout=_layout(), timeout=int(host.data.get("promote_timeout", 60)), port=_port(),
+            stopped_host=plan.old_primary.host if plan.fence else None)
     lost = plan.old_primary.name + ("" if not plan.fence else " (fenced)")
+    evidence = f"; {plan.evidence.describe(time.time())}" if plan.evidence else ""
     _new_primary_duties(plan, "failover",
-                        f"promovido {plan.new_primary.name}; primario anterior {lost}")
+                        f"promovido {plan.new_primary.name}; primario anterior {lost}{evidence}")
     _follow(plan.new_primary, me, here=me in plan.followers)
     _wait(plan)
 
@@ -133,7 +164,8 @@ def switchover(plan: Plan) -> None:
             layout=_layout(), lsn_host=plan.old_primary.host, port=_port())
     only_if(host.name == plan.new_primary.host, promotion.promote,
             name=f"Promote {plan.new_primary.name} (pg_promote)",
-            layout=_layout(), timeout=int(host.data.get("promote_timeout", 60)), port=_port())
+            layout=_layout(), timeout=int(host.data.get("promote_timeout", 60)), port=_port(),
+            stopped_host=plan.old_primary.host)
     _new_primary_duties(plan, "switchover",
                         f"{plan.old_primary.name} -> {plan.new_primary.name}")
     _follow(plan.new_primary, me, here=me in plan.followers)

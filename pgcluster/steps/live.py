@@ -13,17 +13,31 @@ from pgcluster.control.preflight import validate_inventory
 from pgcluster.facts.postgres import node_state
 from pgcluster.model.cluster import Cluster, HostEntry, Node
 from pgcluster.model.topology import Topology, decide
+from pgcluster.steps import lock
 
 _cache: weakref.WeakKeyDictionary[State, Topology] = weakref.WeakKeyDictionary()
 _lock = gevent.lock.RLock()
 
 
-def topology(strict: bool = True) -> Topology:
+def topology(strict: bool = True, operation: str | None = None) -> Topology:
     """Validate the whole inventory (again: any inventory may be used, not only ours),
     then read who is primary from the nodes. Raises before any operation is planned;
-    split brain too, unless strict=False (only for stopping nodes)."""
+    split brain too, unless strict=False (only for stopping nodes). `operation` names a
+    change that holds the cluster-wide operation lock while it runs (steps.lock)."""
     validate_inventory(HostEntry(h.name, tuple(h.groups), h.data.dict()) for h in inventory)
-    return current(host.state, strict=strict)
+    # Every deploy that reads the topology changes the cluster. pyinfra's default drops a
+    # host whose step failed and carries on with the others: a failover whose fence failed
+    # would still promote. Stop at the first failed step on any host instead.
+    host.state.config.FAIL_PERCENT = 0
+    found = current(host.state, strict=strict)
+    if operation:
+        lock.hold(host.state, found, operation, break_lock=flag(host.data.get("break_lock")))
+    return found
+
+
+def flag(value: object) -> bool:
+    """A yes/no value given with --data (pyinfra passes strings through)."""
+    return str(value).strip().lower() in ("1", "true", "yes", "y", "on")
 
 
 def current(state: State, strict: bool = True) -> Topology:

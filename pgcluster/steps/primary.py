@@ -14,7 +14,7 @@ from pyinfra.operations import systemd
 
 from pgcluster.control.templating import render_template, template_context
 from pgcluster.model.layout import Layout
-from pgcluster.model.topology import Topology
+from pgcluster.model.topology import Topology, refuse_empty_primary
 from pgcluster.operations import files as content
 from pgcluster.operations import postgres as operations
 from pgcluster.operations import promotion
@@ -39,6 +39,7 @@ def initialise(topology: Topology) -> None:
     data = host.data.dict()
     layout = Layout.from_data(data)
     port = int(data["postgresql_port"])
+    refuse_empty_primary(topology)
 
     only_if(
         here, operations.initdb,

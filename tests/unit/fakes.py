@@ -4,6 +4,8 @@ tests its own operations. Facts are answered from a table keyed by fact class (o
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,3 +69,12 @@ def run_operation(monkeypatch: pytest.MonkeyPatch, module: Any, host: FakeHost, 
 
 def text(commands: Iterator[Any] | list[Any]) -> str:
     return "\n".join(c if isinstance(c, str) else str(getattr(c, "bits", c)) for c in commands)
+
+
+def sql(commands: Iterator[Any] | list[Any]) -> list[str]:
+    """The SQL each psql_command among `commands` runs (its -c argument, unquoted)."""
+    found = []
+    for command in text(commands).splitlines():
+        for match in re.finditer(r"-c ((?:'[^']*'|\"[^\"]*\"|[^\s)'\"])+)", command):
+            found.append(shlex.split(match.group(1))[0])
+    return found

@@ -61,7 +61,7 @@ def test_failover_never_promotes_the_read_only_replica() -> None:
 
 
 def test_failover_refuses_a_target_that_is_not_a_running_standby() -> None:
-    live = lost_primary(db2={**standby(), "running": False})
+    live = lost_primary(db2={**standby(status="", sender=""), "running": False})
     with pytest.raises(ClusterStateError, match="not a reachable, running standby"):
         failover.plan_failover(topology(live), {"db2", "db3"}, target_name="db2")
     with pytest.raises(ClusterStateError, match="no standby can be promoted"):
@@ -127,3 +127,52 @@ def test_rejoin_refusals(node: str | None, live: dict, reachable: set[str],
                          message: str) -> None:
     with pytest.raises(ClusterStateError, match=message):
         failover.plan_rejoin(topology(live), reachable, node)
+
+
+# ----------------------------------------------------------------- unreachable is not dead
+
+
+def test_a_replica_streaming_from_an_unreachable_primary_proves_it_alive() -> None:
+    live = {"db2": standby(), "db3": standby()}  # both still stream from db1 (10.0.0.1)
+    for force in (False, True):
+        with pytest.raises(ClusterStateError, match="db2 and db3 still stream WAL from db1"):
+            failover.plan_failover(topology(live), {"db2", "db3"}, force=force)
+
+
+def test_the_target_furthest_behind_the_known_end_of_wal_is_refused_unless_forced() -> None:
+    live = lost_primary(db2=standby(receive="0/3000000", status=""),
+                        db3=standby(receive="0/5000000", status=""))
+    with pytest.raises(ClusterStateError) as caught:
+        failover.plan_failover(topology(live), {"db2", "db3"}, target_name="db2",
+                               limits=failover.FailoverLimits(max_lag_bytes=1024 * 1024))
+    assert "db2 has WAL up to 0/3000000, 33554432 bytes behind" in str(caught.value)
+    assert "(db3)" in str(caught.value) and "failover_max_lag_bytes" in str(caught.value)
+    plan = failover.plan_failover(topology(live), {"db2", "db3"}, target_name="db2",
+                                  force=True)
+    assert plan.evidence is not None and plan.evidence.lag_bytes == 0x2000000
+
+
+def test_the_end_of_the_archive_counts_and_so_does_wal_replayed_from_it() -> None:
+    archive = failover.ArchiveState("000000010000000000000007", 2000.0)  # ends at 0/8000000
+    live = lost_primary(db2=standby(receive="0/5000000", status=""))
+    with pytest.raises(ClusterStateError, match=r"furthest known position 0/8000000 \(the end"):
+        failover.plan_failover(topology(live), {"db2", "db3"}, archive=archive)
+    caught_up = lost_primary(db2=standby(receive="0/5000000", replay="0/8000028", status=""))
+    plan = failover.plan_failover(topology(caught_up), {"db2", "db3"}, archive=archive)
+    assert plan.new_primary.name == "db2" and plan.evidence.lag_bytes == 0
+
+
+def test_a_target_that_stopped_receiving_long_before_the_cluster_did_is_refused() -> None:
+    archive = failover.ArchiveState("000000010000000000000004", 10_000.0)
+    stale = {**standby(status=""), "wal_received_at": "4000.5"}
+    live = lost_primary(db2=stale, db3={**standby(status=""), "wal_received_at": "9990"})
+    with pytest.raises(ClusterStateError, match="stopped receiving WAL more than") as caught:
+        failover.plan_failover(topology(live), {"db2", "db3"}, archive=archive, now=10_030.0,
+                               limits=failover.FailoverLimits(max_receive_gap=600))
+    assert "last received WAL 6030s ago, 6000s before the cluster's last" in str(caught.value)
+    # The whole cluster idle as long: nothing was missed.
+    idle = lost_primary(db2=stale, db3={**standby(status=""), "wal_received_at": "4000"})
+    old_archive = failover.ArchiveState("000000010000000000000004", 3900.0)
+    plan = failover.plan_failover(topology(idle), {"db2", "db3"}, archive=old_archive,
+                                  now=10_030.0, limits=failover.FailoverLimits(max_receive_gap=600))
+    assert plan.evidence.receive_gap == 0.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pgcluster.errors import ClusterStateError
-from pgcluster.model.topology import decide
+from pgcluster.model.topology import decide, refuse_empty_primary
 from tests.unit.helpers import cluster
 
 PRIMARY = {"running": True, "in_recovery": False, "data": True, "standby_signal": False}
@@ -64,3 +64,21 @@ def test_lost_primary_is_the_one_the_replicas_follow() -> None:
     topology = decide(cluster(), {"db1": follows_db2, "db3": follows_db2})
     assert topology.primary.host == "db2"
     assert [n.host for n in topology.replicas] == ["db1", "db3"]
+
+
+def test_no_empty_primary_over_nodes_that_hold_the_clusters_data() -> None:
+    stopped_standby = {**STANDBY, "running": False, "system_identifier": "7301"}
+    for replicas in ({"db2": STANDBY, "db3": STANDBY}, {"db2": EMPTY, "db3": stopped_standby}):
+        topology = decide(cluster(), {"db1": EMPTY, **replicas})
+        with pytest.raises(ClusterStateError, match="never creates an empty primary") as caught:
+            refuse_empty_primary(topology)
+        assert "pgcluster failover --to" in str(caught.value)
+        assert "pgcluster restore --node db1" in str(caught.value)
+    assert "system identifier 7301" in str(caught.value)
+
+
+def test_initdb_only_when_every_node_answers_and_is_empty() -> None:
+    refuse_empty_primary(decide(cluster(), {"db1": EMPTY, "db2": EMPTY, "db3": EMPTY}))
+    refuse_empty_primary(decide(cluster(), {"db1": PRIMARY, "db2": EMPTY, "db3": EMPTY}))
+    with pytest.raises(ClusterStateError, match="db3 cannot be reached"):
+        refuse_empty_primary(decide(cluster(), {"db1": EMPTY, "db2": EMPTY}))
