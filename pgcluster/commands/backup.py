@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from pgcluster.control.deploy import run_deploy
-from pgcluster.control.session import Session
+from pgcluster.commands.common import (
+    add_change_options,
+    backup_name,
+    deploy,
+    finished,
+    reachable,
+    reachable_session,
+)
+from pgcluster.control.deploy import shown
 from pgcluster.facts.backups import BackupRepository
 from pgcluster.facts.postgres import UTC_TEXT, Archiver
 from pgcluster.model.backups import REGISTRY_TABLE, Repository, mismatches
@@ -31,31 +35,26 @@ REGISTRY_SQL = "select " + ", ".join(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run one backup job now on the node that is the primary right now."""
+    """Run one backup job now on the node that is the primary right now (stopped lab nodes
+    are left out: right after a failover the old primary's container is down)."""
     env = {"PGCLUSTER_BACKUP_KIND": args.kind}
     if getattr(args, "backup", None):
         env["PGCLUSTER_BACKUP_NAME"] = args.backup
-    return run_deploy(args.inventory, "deploys/backup.py", env=env)
-
-
-@contextmanager
-def reachable_only() -> Iterator[None]:
-    """While reading the inventory, a stopped lab node is an unreachable host, not an error
-    (PGCLUSTER_ALLOW_DOWN=1 for inventory/docker.py); the environment is restored after."""
-    old = os.environ.get("PGCLUSTER_ALLOW_DOWN")
-    os.environ["PGCLUSTER_ALLOW_DOWN"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("PGCLUSTER_ALLOW_DOWN", None)
-        else:
-            os.environ["PGCLUSTER_ALLOW_DOWN"] = old
+    run = deploy(args, "deploys/backup.py", hosts=reachable(args.inventory), env=env)
+    if not run.ok:
+        return finished(run, f"backup {args.kind}")
+    said = run.lines(r"backup-\w+\[[^]]*\]: (done|ok|verified|WARNING|ERROR)") or [
+        "(the job said nothing: see the log)"]
+    print(f"backup {args.kind} done in {run.seconds:.1f}s:")
+    for line in said:
+        print("  " + line.split("]: ", 1)[-1].strip())
+    print(f"  log: {shown(run.log)}")
+    return 0
 
 
 def gather(inventory: str) -> dict[str, Any]:
     """Registry rows, the repository on disk and the archiver, read from the live cluster."""
-    with reachable_only(), Session(inventory) as session:
+    with reachable_session(inventory) as session:
         topology = session.topology()
         running = [n for n in session.cluster.nodes
                    if session.reachable(n) and topology.live.get(n.host, {}).get("running")]
@@ -163,13 +162,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("retention", "remove backups and WAL past the retention window"),
     ):
         job = jobs.add_parser(kind, help=text, description=text[0].upper() + text[1:] + ".")
+        add_change_options(job, lock=False)
         job.set_defaults(func=cmd_run, kind=kind)
     verify = jobs.add_parser(
         "verify", help="verify a full backup (pg_verifybackup after unpacking it)",
         description="Unpack a full backup, check it with pg_verifybackup against its manifest "
                     "(files, checksums, WAL) and check the archive continues from it.")
-    verify.add_argument("backup", nargs="?", default="latest",
+    verify.add_argument("backup", nargs="?", default="latest", type=backup_name,
                         help="full/<timestamp> or its label (default: the newest)")
+    add_change_options(verify, lock=False)
     verify.set_defaults(func=cmd_run, kind="verify")
     listing = jobs.add_parser(
         "list", help="list backups from the registry and the disk, flagging mismatches",

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgcluster.commands.common import confirm
+from pgcluster.commands.common import add_change_options, changes, confirm, finished, typed
 from pgcluster.control import secrets
-from pgcluster.control.deploy import run_deploy
+from pgcluster.control.deploy import run_deploy, shown
 from pgcluster.lab.definition import Lab, load_lab
 from pgcluster.lab.docker import docker_available, inspect
 from pgcluster.lab.standins import STANDIN_INVENTORY
@@ -17,10 +17,14 @@ from pgcluster.lab.standins import STANDIN_INVENTORY
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Build the lab (if needed) and deploy the cluster on it."""
-    for inventory, deploy in (("@local", "deploys/lab.py"), (args.inventory, "deploys/cluster.py")):
-        code = run_deploy(inventory, deploy)
-        if code:
-            return code
+    for inventory, deploy_file, what in (("@local", "deploys/lab.py", "Lab"),
+                                         (args.inventory, "deploys/cluster.py", "Cluster")):
+        extra = ["--data", "break_lock=yes"] if args.break_lock and inventory != "@local" else []
+        run = run_deploy(inventory, deploy_file, *extra, verbose=args.verbose,
+                         command=typed(args))
+        if not run.ok:
+            return finished(run, what)
+        print(f"{what}: {changes(run)} ({run.seconds:.1f}s); log: {shown(run.log)}")
     return cmd_info(args)
 
 
@@ -122,6 +126,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="build the Docker lab and deploy the cluster",
                         description=cmd_up.__doc__)
+    add_change_options(up)
     up.set_defaults(func=cmd_up)
     info = sub.add_parser("info", help="how to connect to each node of the lab",
                           description=cmd_info.__doc__)

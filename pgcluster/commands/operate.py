@@ -1,8 +1,9 @@
 """Operator commands: status, monitor, failover, switchover, rejoin, logs, psql, stop, start.
 
-Read-only commands use a remote.Session; commands that change the cluster run the
+Read-only commands use a control.session.Session; commands that change the cluster run the
 deploys in deploys/ (so `pyinfra INVENTORY deploys/failover.py ...` does the same), limited
-to the hosts that answer, so a lost node never fails the run.
+to the hosts that answer, so a lost node never fails the run, and print a short result
+(the whole log goes to a file under state/, -v streams it).
 """
 
 from __future__ import annotations
@@ -15,48 +16,59 @@ import subprocess
 import sys
 import time
 
-from pgcluster.commands.common import confirm
-from pgcluster.control.deploy import run_deploy
+from pgcluster.commands.common import (
+    ALLOW_DOWN,
+    add_change_options,
+    changes,
+    confirm,
+    deploy,
+    finished,
+    reachable,
+    report,
+)
+from pgcluster.control.deploy import DeployRun, shown
 from pgcluster.control.session import Session
-from pgcluster.control.status import Report, collect, format_report, require_single_primary
+from pgcluster.control.status import Report, format_report, require_single_primary
 from pgcluster.lab.docker import container_status
 from pgcluster.model.layout import Layout
 
-# Stopped lab containers are unreachable hosts for these commands, not a reason to refuse.
-ALLOW_DOWN = {"PGCLUSTER_ALLOW_DOWN": "1"}
+
+def topology_line(status: Report) -> str:
+    """The cluster after a change, in one line."""
+    primary = next((n for n in status.nodes if n.role == "PRIMARY"), None)
+    if primary is None:
+        return "no primary is running"
+    streaming = sorted(r["application_name"] for r in status.replication
+                       if r["state"] == "streaming")
+    others = [n for n in status.nodes if n is not primary and n.name not in streaming]
+    text = f"{primary.name} is the primary (timeline {primary.timeline or '?'})"
+    text += f"; streaming from it: {', '.join(streaming) or 'nothing'}"
+    if others:
+        text += "; " + ", ".join(f"{n.name} {n.role.lower()}" for n in others)
+    return text
 
 
-def _report(inventory: str) -> tuple[Report, list[str]]:
-    with Session(inventory, env=ALLOW_DOWN) as session:
-        report = collect(session)
-        reachable = [h.name for h in session.state.activated_hosts]
-    return report, reachable
-
-
-def _reachable(inventory: str) -> list[str]:
-    """The hosts that answer (connections only: no facts, so it is quick)."""
-    with Session(inventory, env=ALLOW_DOWN) as session:
-        return [h.name for h in session.state.activated_hosts]
-
-
-def _deploy(args: argparse.Namespace, deploy: str, data: dict[str, str],
-            reachable: list[str]) -> int:
-    extra: list[str] = []
-    for key, value in data.items():
-        extra += ["--data", f"{key}={value}"]
-    for host_name in reachable:
-        extra += ["--limit", host_name]
-    return run_deploy(args.inventory, deploy, *extra, env=ALLOW_DOWN)
-
-
-def _connection_map(report: Report) -> None:
+def _connection_map(status: Report) -> None:
     print("\nConnection map:")
-    for node in report.nodes:
+    for node in status.nodes:
         where = (f"127.0.0.1:{node.published_port}" if node.published_port
                  else f"{node.address}:{node.port}")
         note = {"PRIMARY": "read/write", "STANDBY": "read-only, promotable",
                 "READONLY": "read-only"}.get(node.role, node.role.lower())
         print(f"  {node.name:<22}{node.role:<12}{where:<22}{note}")
+
+
+def _result(args: argparse.Namespace, run: DeployRun, what: str, detail: str = "") -> int:
+    """The short result of a change: what it did, the topology now, how long it took,
+    where the whole log is; on failure, why."""
+    if not run.ok:
+        return finished(run, what)
+    after, _ = report(args.inventory)
+    print(f"{what} done in {run.seconds:.1f}s{': ' + detail if detail else ''}")
+    print(f"  now: {topology_line(after)}")
+    print(f"  log: {shown(run.log)}")
+    _connection_map(after)
+    return 0
 
 
 # ------------------------------------------------------------------------- status
@@ -65,12 +77,12 @@ def _connection_map(report: Report) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     """Per node: reachable, role, timeline, LSNs; per replica: lag in bytes and time;
     slots, archiver, last backup. Exit code 1 when anything is unhealthy."""
-    report, _ = _report(args.inventory)
+    status, _ = report(args.inventory)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2, default=str))
+        print(json.dumps(status.as_dict(), indent=2, default=str))
     else:
-        print(format_report(report))
-    return 0 if report.healthy else 1
+        print(format_report(status))
+    return 0 if status.healthy else 1
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -78,13 +90,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     try:
         while True:
             started = time.monotonic()
-            report, _ = _report(args.inventory)
+            status, _ = report(args.inventory)
             sys.stdout.write("\033[2J\033[H")
             print(f"pgcluster monitor  {time.strftime('%Y-%m-%d %H:%M:%S')}  "
                   f"(every {args.interval}s, Ctrl-C to stop)\n")
-            print(format_report(report), flush=True)
+            print(format_report(status), flush=True)
             if args.count and args.count <= 1:
-                return 0 if report.healthy else 1
+                return 0 if status.healthy else 1
             args.count = args.count - 1 if args.count else 0
             time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
     except KeyboardInterrupt:
@@ -97,39 +109,45 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_failover(args: argparse.Namespace) -> int:
     """Promote the standby when the primary is lost, and re-point the read-only replica.
-    Refuses while the primary still accepts writes, unless --force (which stops it)."""
+    Refuses while the primary still accepts writes, unless --force (which stops it); refuses
+    a primary that is only unreachable, and a target too far behind (see docs)."""
     if args.yes:
         # No status round first: every second counts while the primary is down, and the
         # deploy makes the same refusals (split brain, a primary still taking writes).
-        reachable = _reachable(args.inventory)
+        hosts = reachable(args.inventory)
     else:
-        report, reachable = _report(args.inventory)
-        require_single_primary(report)
-        print(format_report(report))
+        before, hosts = report(args.inventory)
+        require_single_primary(before)
+        print(format_report(before))
         target = args.to or "the most advanced standby"
         if not confirm(f"\nFail over: promote {target}?", args.yes):
             return 1
     data = {"force": "yes"} if args.force else {}
     if args.to:
         data["failover_target"] = args.to
-    code = _deploy(args, "deploys/failover.py", data, reachable)
-    if code == 0:
-        _connection_map(_report(args.inventory)[0])
-    return code
+    run = deploy(args, "deploys/failover.py", data, hosts)
+    evidence = [line.split("pgcluster: failover to ", 1)[1]
+                for line in run.lines(r"pgcluster: failover to ")] if run.ok else []
+    return _result(args, run, "Failover", evidence[-1] if evidence else "")
 
 
 def cmd_switchover(args: argparse.Namespace) -> int:
     """Planned change of primary with no data loss; the old primary becomes a standby."""
-    report, reachable = _report(args.inventory)
-    require_single_primary(report)
-    if not confirm(f"Switch over: make {args.to} the primary and {report.primary} a standby?",
+    before, hosts = report(args.inventory)
+    require_single_primary(before)
+    if not confirm(f"Switch over: make {args.to} the primary and {before.primary} a standby?",
                    args.yes):
         return 1
     data = {"switchover_target": args.to, **({"force": "yes"} if args.force else {})}
-    code = _deploy(args, "deploys/switchover.py", data, reachable)
-    if code == 0:
-        _connection_map(_report(args.inventory)[0])
-    return code
+    run = deploy(args, "deploys/switchover.py", data, hosts)
+    return _result(args, run, "Switchover", f"{before.primary} -> {args.to}")
+
+
+REJOIN_METHODS = (("cloning afresh", "a fresh base backup (--reclone)"),
+                  ("pg_rewind done", "pg_rewind"),
+                  ("re-pointing it online", "re-pointed online"),
+                  ("pointing it at the primary and starting it", "pointed and started"),
+                  ("no data directory: cloning it", "a fresh base backup"))
 
 
 def cmd_rejoin(args: argparse.Namespace) -> int:
@@ -144,16 +162,20 @@ def cmd_rejoin(args: argparse.Namespace) -> int:
             return 1
         subprocess.run(["docker", "start", str(container)], check=True, capture_output=True)
         _wait_booted(str(container))
-    report, reachable = _report(args.inventory)
-    require_single_primary(report)
-    if not confirm(f"Rejoin {node.name} as a standby of {report.primary}?", args.yes):
+    before, hosts = report(args.inventory)
+    require_single_primary(before)
+    if not confirm(f"Rejoin {node.name} as a standby of {before.primary}?", args.yes):
         return 1
     data = {"rejoin_node": node.name, **({"allow_reclone": "yes"} if args.reclone else {})}
-    code = _deploy(args, "deploys/rejoin.py", data, reachable)
-    if code == 3 or code:
+    run = deploy(args, "deploys/rejoin.py", data, hosts)
+    if not run.ok:
         print(f"\nIf pg_rewind could not rejoin {node.name}, run again with --reclone "
               "(its current data directory is kept aside, never deleted).", file=sys.stderr)
-    return code
+        return finished(run, "Rejoin")
+    log = "\n".join(run.lines(r"rejoin-replica\["))
+    how = next((method for marker, method in REJOIN_METHODS if marker in log),
+               "already streaming" if not run.changed else "rejoined")
+    return _result(args, run, "Rejoin", f"{node.name} follows {before.primary} ({how})")
 
 
 def _wait_booted(container: str, timeout: float = 120) -> None:
@@ -192,15 +214,20 @@ def _service(args: argparse.Namespace, action: str) -> int:
                 subprocess.run(["docker", "start", str(container)], check=True,
                                capture_output=True)
                 _wait_booted(str(container))
-    _, reachable = _report(args.inventory)
-    code = _deploy(args, "deploys/service.py",
-                   {"service_action": action,
-                    "service_nodes": ",".join(n.name for n in nodes)}, reachable)
-    if action == "stop" and args.containers and code == 0:
+    data = {"service_action": action, "service_nodes": ",".join(n.name for n in nodes)}
+    if action == "start" and getattr(args, "as_primary", False):
+        data["start_as_primary"] = "yes"
+    run = deploy(args, "deploys/service.py", data, reachable(args.inventory))
+    if not run.ok:
+        return finished(run, f"{action.capitalize()}")
+    names = ", ".join(n.name for n in nodes)
+    print(f"{action.capitalize()} PostgreSQL on {names}: {changes(run)} ({run.seconds:.1f}s); "
+          f"log: {shown(run.log)}")
+    if action == "stop" and args.containers:
         for container in filter(None, containers.values()):
             subprocess.run(["docker", "stop", str(container)], check=False, capture_output=True)
             print(f"stopped container {container}")
-    return code
+    return 0
 
 
 # -------------------------------------------------------------------- logs and psql
@@ -275,18 +302,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     failover.add_argument("--force", action="store_true",
                           help="fail over even if the primary accepts writes (it is stopped)")
     failover.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_change_options(failover)
 
     switchover = add("switchover", cmd_switchover, "planned primary change, no data loss")
     switchover.add_argument("--to", metavar="NODE", required=True, help="the new primary")
     switchover.add_argument("--force", action="store_true",
                             help="skip the lag and long-transaction gates")
     switchover.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_change_options(switchover)
 
     rejoin = add("rejoin", cmd_rejoin, "bring a failed node back as a standby (pg_rewind)")
     rejoin.add_argument("node", metavar="NODE", help="node name or role")
     rejoin.add_argument("--reclone", action="store_true",
                         help="allow a fresh base backup if pg_rewind cannot work")
     rejoin.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_change_options(rejoin)
 
     logs = add("logs", cmd_logs, "a node's PostgreSQL log")
     logs.add_argument("node", metavar="NODE", help="node name or role")
@@ -302,6 +332,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                              ("start", cmd_start, "start PostgreSQL (cluster or nodes)")):
         parser = add(name, func, text)
         parser.add_argument("nodes", metavar="NODE", nargs="*", help="default: every node")
+        add_change_options(parser)
         if name == "stop":
             parser.add_argument("--containers", action="store_true",
                                 help="lab: also stop the containers")
+        else:
+            parser.add_argument("--as-primary", action="store_true",
+                                help="start the named node as a primary although its start "
+                                     "guard could not confirm that no other node is one "
+                                     "(no peer answered): deliberately, once")

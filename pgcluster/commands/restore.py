@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import argparse
 
-from pgcluster.commands.backup import reachable_only
-from pgcluster.commands.common import confirm
-from pgcluster.control.deploy import run_deploy
-from pgcluster.control.session import Session
+from pgcluster.commands.common import (
+    add_change_options,
+    backup_name,
+    confirm,
+    deploy,
+    finished,
+    reachable,
+    reachable_session,
+)
+from pgcluster.control.deploy import run_deploy, shown
 from pgcluster.errors import ConfigError
 from pgcluster.lab.definition import load_lab
 
@@ -30,7 +36,7 @@ def deploy_env(args: argparse.Namespace) -> dict[str, str]:
 
 def report(inventory: str, node_name: str | None) -> None:
     """Print what the node says it reached (restore-backup's last-restore file)."""
-    with reachable_only(), Session(inventory) as session:
+    with reachable_session(inventory) as session:
         node = session.cluster.find(node_name) if node_name else session.cluster.nodes[0]
         log_dir = session.data(node)["backup_log_dir"]
         ok, out, _ = session.run(node, f"cat {log_dir}/last-restore")
@@ -63,10 +69,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if named and named != name:
             raise ConfigError(f"--scratch restores onto {name}, not {named}")
         print(f"Restoring onto the scratch node {name} (created if missing).")
-        code = run_deploy("@local", "deploys/scratch.py")
-        if code:
-            return code
-        inventory = SCRATCH_INVENTORY
+        made = run_deploy("@local", "deploys/scratch.py", verbose=args.verbose)
+        if not made.ok:
+            return finished(made, "creating the scratch node")
+        inventory, hosts = SCRATCH_INVENTORY, None
         args.node = None  # the scratch inventory's only node
     else:
         inventory = args.inventory
@@ -78,10 +84,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if not confirm(question, args.yes):
             return 1
         name = node
-    code = run_deploy(inventory, "deploys/restore.py", env=deploy_env(args))
-    if code == 0:
-        report(inventory, None if scratch else name)
-    return code
+        # A stopped lab node is left out (right after a failover the old primary is).
+        hosts = reachable(inventory)
+    run = deploy(args, "deploys/restore.py", hosts=hosts, inventory=inventory,
+                 env=deploy_env(args))
+    if not run.ok:
+        return finished(run, "restore")
+    report(inventory, None if scratch else name)
+    print(f"  log:               {shown(run.log)}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--lsn", help="recover to this WAL location (like 0/5000060)")
     target.add_argument("--name", help="recover to this restore point "
                         "(pg_create_restore_point)")
-    restore.add_argument("--backup", default="latest",
+    restore.add_argument("--backup", default="latest", type=backup_name,
                          help="full backup to start from: full/<timestamp> or its label "
                          "(default: the newest one that ended before the target)")
     restore.add_argument("--timeline", default="latest",
@@ -116,4 +127,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="name the node again to allow stopping its running server")
     restore.add_argument("--yes", action="store_true",
                          help="do not ask before restoring onto an inventory node")
+    add_change_options(restore)
     restore.set_defaults(func=cmd_restore)

@@ -1,18 +1,111 @@
-"""Run a pyinfra deploy from the CLI, as a user would type it."""
+"""Run a pyinfra deploy from the CLI, as a user would type it, keeping its whole log.
+
+An operator wants the result of a command (what changed, on which node, the new topology),
+not pyinfra's operation log: the log goes to a file under the control machine's state
+directory (state/<inventory>/logs/, or PGCLUSTER_STATE_DIR), whose path the command
+prints, and streams to the terminal as well with -v.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
 
 from pgcluster import REPO_ROOT
+from pgcluster.control.secrets import shown
+
+# Lines of a deploy's log that say what went wrong (pgcluster's and pyinfra's own words).
+_PROBLEM = re.compile(r"pgcluster cannot continue|^\s+- |refus|[Ee]rror|FAILED|not promoted|"
+                      r"cannot |busy|split brain|still stream|timed out|not streaming")
+
+
+def state_dir(inventory: str | None = None) -> Path:
+    """The control machine's state directory: logs of the commands that changed things."""
+    root = os.environ.get("PGCLUSTER_STATE_DIR")
+    base = Path(root).resolve() if root else REPO_ROOT / "state"
+    return base / (Path(inventory).stem if inventory else "local")
+
+
+@dataclass
+class DeployRun:
+    """What a deploy did: its exit code, where its log is, how long it took, how many
+    operations changed something on each host, and the log lines naming a problem."""
+
+    code: int
+    log: Path
+    seconds: float
+    changed: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def lines(self, pattern: str) -> list[str]:
+        """Log lines matching a pattern (what a script reported, for the summary)."""
+        found = re.compile(pattern)
+        return [line for line in self.log.read_text(errors="replace").splitlines()
+                if found.search(line)]
+
+
+def _tee(stream: IO[str], sinks: list[IO[str]]) -> None:
+    for line in stream:
+        for sink in sinks:
+            sink.write(line)
+            sink.flush()
 
 
 def run_deploy(inventory: str, deploy: str, *pyinfra_args: str,
-               env: dict[str, str] | None = None) -> int:
-    """Run `pyinfra -y INVENTORY DEPLOY [ARGS]` from the repository root; its exit code."""
+               env: dict[str, str] | None = None, verbose: bool = False,
+               command: str | None = None) -> DeployRun:
+    """`pyinfra -y --json INVENTORY DEPLOY [ARGS]` from the repository root. `command` is
+    what the user typed, recorded in the cluster's operation lock and the log's name."""
+    logs = state_dir(inventory if inventory != "@local" else None) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    log = logs / f"{stamp}-{Path(deploy).stem}.log"
     full_env = {**os.environ, "PYINFRA_PROGRESS": os.environ.get("PYINFRA_PROGRESS", "off"),
-                **(env or {})}
-    command = [sys.executable, "-m", "pyinfra", "-y", *pyinfra_args, inventory, deploy]
-    return subprocess.run(command, cwd=REPO_ROOT, env=full_env, check=False).returncode
+                "PGCLUSTER_OPERATION_TOKEN": uuid.uuid4().hex, **(env or {})}
+    if command:
+        full_env["PGCLUSTER_OPERATION_COMMAND"] = command
+    argv = [sys.executable, "-m", "pyinfra", "-y", "--json", *pyinfra_args, inventory, deploy]
+    started = time.monotonic()
+    with log.open("w") as out:
+        out.write(f"# {' '.join(argv[2:])}\n")
+        process = subprocess.Popen(argv, cwd=REPO_ROOT, env=full_env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        sinks: list[IO[str]] = [out, sys.stderr] if verbose else [out]
+        tee = threading.Thread(target=_tee, args=(process.stderr, sinks), daemon=True)
+        tee.start()
+        results = process.stdout.read() if process.stdout else ""
+        code = process.wait()
+        tee.join()
+    run = DeployRun(code=code, log=log, seconds=time.monotonic() - started)
+    try:
+        for operation in json.loads(results)["results"]["operations"]:
+            for name in operation["success"]:
+                run.changed[name] = run.changed.get(name, 0) + 1
+    except (ValueError, KeyError, TypeError):
+        pass  # pyinfra stopped before printing its results (a refusal, an error)
+    if code:
+        run.problems = [line.rstrip() for line in log.read_text(errors="replace").splitlines()
+                        if _PROBLEM.search(line)][-12:]
+    return run
+
+
+def report_failure(run: DeployRun, what: str) -> None:
+    """On stderr: that it failed, the lines that say why, and where the whole log is."""
+    print(f"{what} FAILED (exit {run.code}, {run.seconds:.1f}s):", file=sys.stderr)
+    for line in run.problems or ["(no line of the log names the problem: read it)"]:
+        print(f"  {line.strip()}", file=sys.stderr)
+    print(f"Full log: {shown(run.log)}", file=sys.stderr)

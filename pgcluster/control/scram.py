@@ -11,14 +11,22 @@ import base64
 import hashlib
 import hmac
 import os
-import unicodedata
+
+from scramp.core import saslprep
+from scramp.utils import ScramException
 
 ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 
 
 def _normalise(password: str) -> bytes:
-    # PostgreSQL applies SASLprep; for the usual passwords that is NFKC normalisation.
-    return unicodedata.normalize("NFKC", password).encode()
+    """The bytes PostgreSQL hashes: the password after SASLprep (RFC 4013: non-ASCII spaces
+    become spaces, characters "mapped to nothing" such as the soft hyphen go, NFKC), or, as
+    PostgreSQL does when SASLprep refuses a password (prohibited characters), the password
+    as it is."""
+    try:
+        return saslprep(password).encode()
+    except ScramException:
+        return password.encode()
 
 
 def _keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:

@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lab", default=DEFAULT_LAB, help="lab definition (default: ssh)")
     parser.add_argument("--user", default=DEFAULT_USER, help="login user (default: deploy)")
     args = parser.parse_args(argv)
-    if run_deploy("@local", "deploys/lab.py", env={"PGCLUSTER_LAB": args.lab}):
+    built = run_deploy("@local", "deploys/lab.py", env={"PGCLUSTER_LAB": args.lab})
+    if not built.ok:
+        print(f"building the stand-ins failed: see {built.log}")
         return 1
     lab = load_lab(args.lab)
     standins = prepare(lab, REPO_ROOT / "secrets" / f"{lab.name}-standins" / "id_ed25519",

@@ -280,6 +280,33 @@ def plan_rejoin(topology: Topology, reachable: set[str], node_name: str | None) 
     return node
 
 
+# Created by `pgcluster start NODE --as-primary`, consumed by the node's start guard: start
+# this once as a primary although no peer could confirm that no other node is one.
+START_AS_PRIMARY = "/run/pgcluster/start-as-primary"
+
+
+def check_start_as_primary(topology: Topology, nodes: list[Node]) -> Node:
+    """The one node a deliberate start as primary may concern: named alone, holding a
+    primary's data directory, while no other node runs as a primary."""
+    if len(nodes) != 1:
+        raise ClusterStateError("--as-primary starts one node, named: pgcluster start NODE "
+                                "--as-primary")
+    node = nodes[0]
+    state = topology.live.get(node.host, {})
+    if state.get("standby_signal"):
+        raise ClusterStateError(f"{node.name} holds a standby's data directory: it starts as "
+                                "a standby, no --as-primary needed")
+    running = [n.name for n in topology.cluster.nodes
+               if n != node and accepts_writes(topology, n)]
+    if running:
+        raise ClusterStateError(
+            f"{' and '.join(running)} already run{'s' if len(running) == 1 else ''} as a "
+            f"primary: starting {node.name} as one too would make two. Rejoin it instead "
+            f"(pgcluster rejoin {node.name})."
+        )
+    return node
+
+
 def long_transactions_sql(max_xact_seconds: int) -> str:
     """Client transactions on the primary open longer than the switchover allows: (count,
     longest in seconds)."""

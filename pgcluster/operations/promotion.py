@@ -6,6 +6,7 @@ what the previous steps of the same run did, and does nothing when already done.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 
@@ -15,6 +16,7 @@ from pyinfra.api.exceptions import OperationError
 
 from pgcluster.facts.postgres import PgQuery, node_state, psql_command
 from pgcluster.model.conninfo import value as conninfo_value
+from pgcluster.model.failover import START_AS_PRIMARY
 from pgcluster.model.layout import SCRIPTS_DIR, Layout
 from pgcluster.model.sql import literal
 
@@ -32,12 +34,17 @@ def stop_server(layout: Layout, port: int = 5432):
 
 
 @operation()
-def start_server(layout: Layout, port: int = 5432):
+def start_server(layout: Layout, port: int = 5432, as_primary: bool = False):
+    """Start PostgreSQL; `as_primary` lets the start guard pass once although no peer could
+    confirm that no other node is a primary (the operator decided: see start-guard)."""
     node = node_state(host)
     if node.get("running") or not node.get("data"):
         host.noop(f"{layout.service} is running" if node.get("running")
                   else "there is no data directory to start")
         return
+    if as_primary:
+        yield (f"install -d -m 0755 {shlex.quote(os.path.dirname(START_AS_PRIMARY))} && "
+               f"touch {shlex.quote(START_AS_PRIMARY)}")
     yield f"systemctl start {layout.service}"
 
 

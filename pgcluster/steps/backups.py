@@ -17,7 +17,7 @@ from pyinfra.operations import files, systemd
 
 from pgcluster.control.templating import render_template, template_context
 from pgcluster.errors import ConfigError
-from pgcluster.model.backups import BACKUP_KINDS, REGISTRY_VERSION, SCRIPTS
+from pgcluster.model.backups import BACKUP_KINDS, REGISTRY_VERSION, SCRIPTS, check_backup_name
 from pgcluster.model.layout import SCRIPTS_DIR
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
@@ -89,7 +89,7 @@ def requested_kind() -> tuple[str, str]:
         raise ConfigError(f"backup_kind {kind!r} is not one of {', '.join(BACKUP_KINDS)}")
     which = str(host.data.get("backup_name") or os.environ.get("PGCLUSTER_BACKUP_NAME")
                 or "latest")
-    return kind, which
+    return kind, check_backup_name(which)
 
 
 @deploy("Back up now")

@@ -201,12 +201,16 @@ def service(topology: Topology, action: str, nodes: list[Node]) -> None:
     primary hands its last WAL to the standbys; a starting cluster needs it first)."""
     if action not in ("start", "stop"):
         raise ClusterStateError(f"unknown service action {action!r}: use start or stop")
+    as_primary = action == "start" and flag(host.data.get("start_as_primary"))
+    if as_primary:
+        decisions.check_start_as_primary(topology, nodes)
     op = promotion.start_server if action == "start" else promotion.stop_server
+    extra = {"as_primary": True} if as_primary else {}
     ordered = [topology.primary] + [n for n in topology.replicas]
     for node in ordered:
         only_if(host.name == node.host and node in nodes, op,
                 name=f"{action.capitalize()} PostgreSQL on {node.name}",
-                layout=_layout(), port=_port())
+                layout=_layout(), port=_port(), **extra)
 
 
 def nodes_from_data(topology: Topology) -> list[Node]:

@@ -21,7 +21,13 @@ from pyinfra.api import deploy
 
 from pgcluster.errors import ClusterStateError, ConfigError
 from pgcluster.facts.backups import BackupRepository
-from pgcluster.model.backups import RECOVERY_ACTIONS, RecoveryTarget, recovery_target, select_backup
+from pgcluster.model.backups import (
+    RECOVERY_ACTIONS,
+    RecoveryTarget,
+    check_backup_name,
+    recovery_target,
+    select_backup,
+)
 from pgcluster.model.cluster import Node
 from pgcluster.model.layout import Layout
 from pgcluster.model.topology import Topology
@@ -59,7 +65,7 @@ def request_from(data: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     action = values["action"] or "promote"
     if action not in RECOVERY_ACTIONS:
         raise ConfigError(f"restore action {action!r}: use {' or '.join(RECOVERY_ACTIONS)}")
-    return RestoreRequest(target=target, backup=values["backup"] or "latest",
+    return RestoreRequest(target=target, backup=check_backup_name(values["backup"] or "latest"),
                           timeline=timeline, action=action, node=values["node"],
                           force_node=values["force_node"])
 
