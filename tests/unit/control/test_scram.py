@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from pgcluster.control import scram
 
 
@@ -42,3 +44,30 @@ def test_fresh_salt_each_time() -> None:
 def test_non_scram_values_never_match() -> None:
     for stored in (None, "", "md5abcdef", "SCRAM-SHA-256$garbage"):
         assert not scram.matches(stored, "admin123")
+
+
+def libpq_verifier(password: str) -> str:
+    """The verifier libpq computes (PQencryptPasswordConn): PostgreSQL's own SCRAM and
+    SASLprep code (src/common), no server needed when the algorithm is named."""
+    from psycopg import pq
+
+    conn = pq.PGconn.connect_start(b"host=/nonexistent-socket-directory")
+    try:
+        return conn.encrypt_password(password.encode(), b"app", b"scram-sha-256").decode()
+    finally:
+        conn.finish()
+
+
+@pytest.mark.parametrize("password", [
+    "pass\u00adword",  # soft hyphen: SASLprep maps it to nothing (NFKC alone keeps it)
+    "pass\u00a0word",  # no-break space: mapped to a space
+    "\ufb01le-\uff21",  # ligature and full-width letter: NFKC
+    "cafe\u0301",  # combining accent: composed
+    "bell\u0007char",  # a prohibited control character: PostgreSQL hashes it as it is
+    "contraseña-ñ",
+])
+def test_verifiers_equal_postgresqls_for_passwords_saslprep_changes(password: str) -> None:
+    theirs = libpq_verifier(password)
+    salt = base64.b64decode(theirs.split("$")[1].split(":")[1])
+    assert scram.verifier(password, salt=salt) == theirs
+    assert scram.matches(theirs, password)
