@@ -28,3 +28,12 @@ def test_backup_jobs() -> None:
     assert args.func is backup.cmd_list and args.json
     with pytest.raises(SystemExit):
         parser.parse_args(["backup"])
+
+
+@pytest.mark.parametrize("argv", [["backup", "verify", "$(reboot)"],
+                                  ["restore", "--backup", "../full/x"]])
+def test_a_bad_backup_name_stops_at_the_command_line(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(argv)
+    assert caught.value.code == 2
+    assert "is not a backup name" in capsys.readouterr().err

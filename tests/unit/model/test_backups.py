@@ -12,6 +12,7 @@ from pgcluster.model.backups import (
     FullBackup,
     IncrBackup,
     Repository,
+    check_backup_name,
     mismatches,
     recovery_target,
     select_backup,
@@ -101,3 +102,16 @@ def test_registry_and_disk_mismatches() -> None:
     }
     assert mismatches(rows[:1] + rows[2:4] + rows[4:5],
                       Repository(full=repo.full[:1], incr=repo.incr[:1])) == []
+
+
+@pytest.mark.parametrize("name", ["latest", "20260131T020000Z", "full/20260131T020000Z",
+                                  "pgcluster-full-20260131T020000Z"])
+def test_backup_names_a_user_may_give(name: str) -> None:
+    assert check_backup_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["../../etc", "20260131T020000Z; rm -rf /", "$(id)",
+                                  "full/latest", "2026-01-31", "20260131T020000Z\n", ""])
+def test_anything_else_is_refused_before_a_script_sees_it(name: str) -> None:
+    with pytest.raises(ConfigError, match="is not a backup name"):
+        check_backup_name(name)
