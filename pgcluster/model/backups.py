@@ -32,14 +32,14 @@ REGISTRY_TABLE = "pgcluster.backups"
 
 STAMP_RE = re.compile(r"^\d{8}T\d{6}Z$")
 # How a user may name a full backup: its directory (full/<stamp>) or its label.
-BACKUP_NAME_RE = re.compile(r"^(?:full/|pgcluster-full-)?\d{8}T\d{6}Z$")
+BACKUP_NAME_RE = re.compile(r"(?:full/|pgcluster-full-)?\d{8}T\d{6}Z")
 RECOVERY_ACTIONS = ("promote", "pause")
 
 
 def check_backup_name(name: str) -> str:
     """A backup name given to a command, checked before any script sees it: latest, a
     full backup's directory name or its label. ConfigError otherwise."""
-    if name == "latest" or BACKUP_NAME_RE.match(name):
+    if name == "latest" or BACKUP_NAME_RE.fullmatch(name):
         return name
     raise ConfigError(
         f"backup {name!r} is not a backup name: use latest, a full backup's directory "
