@@ -76,7 +76,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _range_text(low: float | None, high: float | None, unit: str = "") -> str:
+def _number(value: float) -> str:
+    """1.0 as 1, 2147483647.0 as 2147483647, 0.9 as 0.9."""
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def _range_text(low: float | str | None, high: float | str | None, unit: str = "") -> str:
     if low is not None and high is not None:
         return f"from {low}{unit} to {high}{unit}"
     if low is not None:
@@ -223,7 +228,9 @@ class Size(SettingType):
         elif isinstance(value, str):
             match = _SIZE.fullmatch(value)
             if not match:
-                if re.fullmatch(r"\d+ ?(b|kb|mb|gb|tb)", value, re.IGNORECASE):
+                if re.fullmatch(r"\d+\s+\S+", value):
+                    return self._wrong("has a space between the number and its unit")
+                if re.fullmatch(r"\d+(b|kb|mb|gb|tb)", value, re.IGNORECASE):
                     return self._wrong("has a unit PostgreSQL does not know (case matters)")
                 return self._wrong("is not a size")
             size = int(match.group(1)) * MEMORY_UNITS[match.group(2)]
@@ -367,7 +374,7 @@ def is_host(value: str) -> bool:
     a mistyped address, not a name)."""
     try:
         ipaddress.ip_address(value)
-        return True
+        return "%" not in value  # an IPv6 scope (fe80::1%eth0) names an interface of one host
     except ValueError:
         pass
     return bool(_DNS_NAME.fullmatch(value)) and not value.rsplit(".", 1)[-1].isdigit()
@@ -594,7 +601,7 @@ class PgSetting:
     boot: str = ""
     context: str = ""  # internal settings cannot be set at all
 
-    def _amount(self, value: Any) -> float | None:
+    def amount(self, value: Any) -> float | None:
         """A number or a string with a unit, in this setting's base unit (None: neither)."""
         if _is_int(value) or (self.vartype in ("real", "custom") and isinstance(value, float)):
             return value
@@ -636,10 +643,9 @@ class PgSetting:
                 units = " (or a string with kB, MB, GB or TB)"
             elif self.unit:
                 units = " (or a string with ms, s, min, h or d)"
-            low = int(self.min) if self.vartype == "integer" else self.min
-            high = int(self.max) if self.vartype == "integer" else self.max
+            assert self.min is not None and self.max is not None
             of = f" of {unit}{units}," if unit else ""
-            return f"{kind}{of} {_range_text(low, high)}"
+            return f"{kind}{of} {_range_text(_number(self.min), _number(self.max))}"
         if self.vartype == "enum":
             return "one of " + ", ".join(repr(v) for v in self.enumvals)
         return ("text without quotes, backslashes, backticks, ;, $( or ${ and control "
@@ -654,7 +660,7 @@ class PgSetting:
                                              and value.lower() in BOOL_WORDS)
             return None if ok else wrong("is not on or off")
         if self.vartype in ("integer", "real"):
-            amount = None if isinstance(value, bool) else self._amount(value)
+            amount = None if isinstance(value, bool) else self.amount(value)
             if amount is None:
                 return wrong("is not a number" if self.vartype == "real" or not self.unit
                              else "is not a number or a number with a unit")
@@ -665,7 +671,7 @@ class PgSetting:
                 value = "on" if value else "off"
             ok = isinstance(value, str) and value.lower() in {v.lower() for v in self.enumvals}
             return None if ok else wrong("is not one of its values")
-        if self.vartype == "custom" and (isinstance(value, bool) or self._amount(value)
+        if self.vartype == "custom" and (isinstance(value, bool) or self.amount(value)
                                          is not None):
             return None
         if not isinstance(value, str):

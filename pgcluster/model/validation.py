@@ -47,7 +47,7 @@ def problems(entries: Iterable[HostEntry], schema: Schema,
     found += _address_problems(entries, cluster)
     found += _port_problems(cluster)
     found += _data_problems(usable, cluster)
-    found += _standby_minimum_problems(usable, cluster)
+    found += _standby_minimum_problems(usable, cluster, schema)
     return found
 
 
@@ -248,22 +248,28 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     return found
 
 
-def _standby_setting(data: Any, name: str) -> float | None:
-    """A node's value of a PostgreSQL setting: its group data key, else
-    postgresql_settings_extra, else PostgreSQL's default."""
+def _standby_setting(data: Any, name: str, schema: Schema) -> float | None:
+    """A node's value of a PostgreSQL setting as its postgresql.conf will have it: from its
+    group data key when there is one, else postgresql_settings_extra, else PostgreSQL's
+    default."""
     setting = postgresql_settings()[name]
-    extra = data.get("postgresql_settings_extra") or {}
-    return setting._amount(data.get(name, extra.get(name, int(setting.boot))))
+    if name in schema.types:
+        value = data.get(name, int(setting.boot))
+    else:
+        value = (data.get("postgresql_settings_extra") or {}).get(name, int(setting.boot))
+    return setting.amount(value)
 
 
-def _standby_minimum_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
+def _standby_minimum_problems(entries: list[HostEntry], cluster: Cluster,
+                              schema: Schema) -> list[str]:
     """Every node needs at least the STANDBY_MINIMUMS of every node it may replicate from:
     the primary, and any standby a failover may promote (the old primary then rejoins as
     its standby, so promotable nodes need each other's values too)."""
     found = []
     nodes = list(zip(cluster.nodes, entries, strict=True))
     for name in STANDBY_MINIMUMS:
-        values = {node.name: _standby_setting(entry.data, name) for node, entry in nodes}
+        values = {node.name: _standby_setting(entry.data, name, schema)
+                  for node, entry in nodes}
         for node, _ in nodes:
             mine = values[node.name]
             sources = [(values[p.name], p.role == "primary", p) for p, _ in nodes
@@ -280,10 +286,10 @@ def _standby_minimum_problems(entries: list[HostEntry], cluster: Cluster) -> lis
                 why = (f"on {source.name}, which a failover may promote: {node.name} could not "
                        "follow it then (a hot standby refuses to start with less than its "
                        "primary has)")
-            where = "host data" if name in entries[0].data else "postgresql_settings_extra"
+            where = "host data" if name in schema.types else "postgresql_settings_extra"
             found.append(
-                f"{name} = {mine:g} on {node.name} is lower than {highest:g} {why}; set "
-                f"{name} to at least {highest:g} on {node.name} (in its {where}; the same on "
+                f"{name} = {int(mine)} on {node.name} is lower than {int(highest)} {why}; set "
+                f"{name} to at least {int(highest)} on {node.name} (in its {where}; the same on "
                 "every node is simplest)"
             )
     return found
