@@ -85,9 +85,9 @@ def _range_text(low: float | str | None, high: float | str | None, unit: str = "
     if low is not None and high is not None:
         return f"from {low}{unit} to {high}{unit}"
     if low is not None:
-        return f"of at least {low}{unit}"
+        return f"of {low}{unit} or more"
     if high is not None:
-        return f"of at most {high}{unit}"
+        return f"of {high}{unit} or less"
     return ""
 
 
@@ -96,13 +96,16 @@ class Int(SettingType):
 
     noun = "a whole number"
 
-    def __init__(self, min: int | None = None, max: int | None = None) -> None:
-        self.min, self.max = min, max
+    def __init__(self, min: int | None = None, max: int | None = None,
+                 example: int | None = None) -> None:
+        self.min, self.max, self._example = min, max, example
 
     def rule(self) -> str:
         return f"{self.noun} {_range_text(self.min, self.max)}".strip()
 
     def example(self) -> Any:
+        if self._example is not None:
+            return self._example
         return self.min if self.min is not None else 0
 
     def check(self, value: Any) -> Problem | None:
@@ -162,6 +165,8 @@ class Enum(SettingType):
         self.message = message  # what to say instead of "is not one of ..." (why, not what)
 
     def rule(self) -> str:
+        if len(self.choices) == 1:
+            return repr(self.choices[0])
         return "one of " + ", ".join(repr(c) for c in self.choices)
 
     def example(self) -> Any:
@@ -212,9 +217,10 @@ class Size(SettingType):
         return count * _unit_bytes(self.base)
 
     def rule(self) -> str:
-        low, high = (self._bytes(n) for n in (self.min, self.max))
-        return (f"a size with a unit, kB, MB, GB or TB, from {human_size(low)} to "
-                f"{human_size(high)}")
+        # 0 and -1 are written as they are: "none" or "no limit", in no unit.
+        low = human_size(self._bytes(self.min)) if self.min > 0 else str(self.min)
+        return (f"a size with a unit, kB, MB, GB or TB, from {low} to "
+                f"{human_size(self._bytes(self.max))}")
 
     def example(self) -> Any:
         return human_size(max(self._bytes(self.min), MEMORY_UNITS["MB"]))
@@ -318,17 +324,18 @@ def _cron_field(text: str, name: str, low: int, high: int) -> str | None:
         match = re.fullmatch(r"(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?", item)
         if not match:
             if any(n in item.lower() for n in names):
-                return (f"the {name} {text!r} puts a name in a list or range, which cron "
-                        "does not allow (numbers do)")
-            return f"the {name} {item!r} is not a number, *, a range a-b or a step */n"
+                return (f"has a name in a list or range, {text!r} ({name}), which cron does "
+                        "not allow (numbers it does)")
+            return (f"has {item!r} as its {name}, which is not a number, *, a range a-b or "
+                    "a step */n")
         first, last, step = match.group(2), match.group(3), match.group(4)
         for number in (first, last):
             if number is not None and not low <= int(number) <= high:
-                return f"the {name} {int(number)} is out of range ({low}-{high})"
+                return f"has the {name} {int(number)}, out of range ({low}-{high})"
         if first is not None and last is not None and int(first) > int(last):
-            return f"the {name} range {item!r} runs backwards"
+            return f"has the {name} range {item!r}, which runs backwards"
         if step is not None and not 1 <= int(step) <= high:
-            return f"the {name} step {step} is not from 1 to {high}"
+            return f"has the {name} step {step}, not from 1 to {high}"
     return None
 
 
@@ -850,9 +857,9 @@ HOST_DATA: dict[str, SettingType] = {
     "node_name": NodeName(),
     "node_address": Host(),
     "node_role": Optional(Text()),  # which roles exist is the role check's to say
-    "published_port": Optional(Int(1, 65535)),
+    "published_port": Optional(Int(1, 65535, example=5432)),
     "ssh_hostname": Host(),
-    "ssh_port": Int(1, 65535),
+    "ssh_port": Int(1, 65535, example=22),
     "ssh_user": USER_NAME,
     "ssh_key": Optional(AbsolutePath(home=True)),
     "ssh_known_hosts_file": Optional(AbsolutePath(home=True)),
