@@ -462,7 +462,8 @@ class AbsolutePath(SettingType):
 
 class Token(SettingType):
     """A short word of a fixed alphabet, written into commands and files as it is (a time
-    zone, a locale, a user name): `pattern` is the whole of what is accepted."""
+    zone, a locale, a user name): `pattern` is the whole of what is accepted, `what` says
+    it as "a noun: details"."""
 
     def __init__(self, pattern: str, what: str, example: str) -> None:
         self.pattern, self.what, self._example = re.compile(pattern), what, example
@@ -476,7 +477,7 @@ class Token(SettingType):
     def check(self, value: Any) -> Problem | None:
         if isinstance(value, str) and self.pattern.fullmatch(value):
             return None
-        return self._wrong("is not accepted here")
+        return self._wrong(f"is not {self.what.split(':')[0]}")
 
 
 class Text(SettingType):
@@ -637,7 +638,7 @@ class PgSetting:
             return boot
         if self.vartype == "real":
             return float(self.boot)
-        return self.boot
+        return self.boot or MISSING  # an empty default says nothing
 
     def rule(self) -> str:
         unit = self.unit if self.unit else ""
@@ -684,7 +685,9 @@ class PgSetting:
         if not isinstance(value, str):
             return wrong("is not text")
         if UNSAFE_TEXT.search(value):
-            return wrong("contains a character pgcluster refuses in settings")
+            return Problem("contains a character pgcluster refuses in settings' text (quotes, "
+                           "backslashes, backticks, ;, $( or ${, control characters)",
+                           self.example())
         return None
 
 
@@ -837,15 +840,15 @@ CLUSTER_NAME = Token(r"[a-z][a-z0-9_]{0,62}",
                      "a Debian cluster name: a lower-case letter, then lower-case letters, "
                      "digits and _ (e.g. 'main')", "main")
 LISTEN_ADDRESSES = Token(r"(\*|[A-Za-z0-9.:-]+)(, ?(\*|[A-Za-z0-9.:-]+))*",
-                         "'*' or host names and addresses separated by commas "
-                         "(e.g. '10.0.1.5, localhost')", "*")
+                         "a list of listen addresses: '*', or host names and addresses "
+                         "separated by commas (e.g. '10.0.1.5, localhost')", "*")
 TIME_ZONE = Token(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}",
-                  "a time zone name of letters, digits and _ + - / (e.g. 'UTC', "
+                  "a time zone name: letters, digits and _ + - / (e.g. 'UTC', "
                   "'Europe/Madrid')", "UTC")
 ENCODING = Token(r"[A-Za-z][A-Za-z0-9_]{0,31}",
-                 "an encoding name of letters, digits and _ (e.g. 'UTF8')", "UTF8")
+                 "an encoding name: letters, digits and _ (e.g. 'UTF8')", "UTF8")
 LOCALE = Token(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}",
-               "a locale name of letters, digits and _ . @ - (e.g. 'C.UTF-8', 'es_ES.UTF-8')",
+               "a locale name: letters, digits and _ . @ - (e.g. 'C.UTF-8', 'es_ES.UTF-8')",
                "C.UTF-8")
 
 USER_NAME = Token(r"[a-z_][a-z0-9_-]{0,31}",

@@ -4,6 +4,7 @@ type never escapes as a Python exception."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +129,12 @@ BAD_VALUES = [
     ("tls_key_algorithm", "dsa", "use one of 'ec-p256', 'rsa-3072'"),
     ("tls_min_protocol_version", "TLSv1.1", "use one of 'TLSv1.2', 'TLSv1.3'"),
     ("tls_cert_days", "365", "is not a whole number"),
-    ("timezone", "UTC; date", "timezone = 'UTC; date' is not accepted here: use a time zone "
-                              "name"),
+    ("timezone", "UTC; date", "timezone = 'UTC; date' is not a time zone name: use a time "
+                              "zone name: letters, digits and _ + - /"),
     ("initdb_locale", "C.UTF-8 --x", "use a locale name"),
     ("initdb_encoding", "UTF-8", "use an encoding name"),
     ("postgresql_cluster", "main/x", "use a Debian cluster name"),
-    ("listen_addresses", "*; x", "is not accepted here"),
+    ("listen_addresses", "*; x", "is not a list of listen addresses"),
     ("sample_users", [{"nombre": "x"}], "sample_users[0] = {'nombre': 'x'} has the keys 'nombre'"),
     ("sample_users", [{"nombre": 1, "email": "x@y"}], "sample_users[0]['nombre'] = 1 is not "
                                                       "text"),
@@ -417,3 +418,115 @@ def test_an_untyped_key_in_all_py_is_refused(tmp_path: Path) -> None:
                                          "max_fun = 3\n")
     found = group_file_problems([], group_data_schema(directory), directory)
     assert len(found) == 1 and "group_data/all.py sets max_fun without a type" in found[0]
+
+
+# ------------------------------------------------------- docs/configuration.md is true
+
+DOC = Path(settings.__file__).parents[2] / "docs" / "configuration.md"
+
+
+def _tables(heading: str) -> list[list[str]]:
+    """The rows of the tables under `## heading`, as cells (header rows left out)."""
+    section = DOC.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| ---")]
+    return [[cell.strip() for cell in row] for row in rows
+            if row[0].strip() not in ("Setting", "Host data key", "What", "Check", "Type")]
+
+
+def _code(cell: str) -> str:
+    return cell.strip("`").strip()
+
+
+def _unescape(text: str) -> str:
+    return text.replace("\\*", "*").replace("\\_", "_")
+
+
+def test_the_docs_list_every_type() -> None:
+    documented = {_code(row[0]).split("(")[0] for row in _tables("Types")}
+    assert documented == {kind.__name__ for kind in settings.TYPES}
+
+
+def test_the_docs_give_every_key_its_type_and_rule() -> None:
+    import ast
+
+    tree = ast.parse((DOC.parents[1] / "group_data" / "all.py").read_text())
+    annotations = {node.target.id: ast.unparse(node.annotation) for node in tree.body
+                   if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    seen = set()
+    for keys, annotation, rule, _ in _tables("Group data"):
+        for key in (_code(k) for k in keys.split(", ")):
+            seen.add(key)
+            assert annotations[key] == _code(annotation), key
+            assert SCHEMA.types[key].rule() == _unescape(rule), key
+    assert seen == set(SCHEMA.types)
+    host_rows = {_code(key): _unescape(rule) for key, rule, _ in _tables("Host data")}
+    assert host_rows == {key: kind.rule() for key, kind in HOST_DATA.items()}
+
+
+_MESSAGE = re.compile(r"(?P<key>\w+)(?P<path>(?:\[[^\]]+\])?) = (?P<value>.+?)"
+                      r"(?: on (?P<hosts>db\d(?:, db\d)*))? (?:is|has|contains|cannot) ")
+
+
+def _messages_of(entries: list[HostEntry]) -> list[str]:
+    try:
+        validate_inventory(entries)
+    except ConfigError as error:
+        return error.problems
+    return []
+
+
+def _scenario(message: str) -> list[HostEntry] | None:
+    """The inventory that gives a documented `KEY = VALUE [on HOSTS] ...` message."""
+    match = _MESSAGE.match(message)
+    if not match:
+        return None
+    import ast
+
+    key, path, text = match["key"], match["path"], match["value"]
+    value: Any = 5 if text == "(hidden)" else ast.literal_eval(text)
+    if path:
+        inner = ast.literal_eval(path[1:-1])
+        value = [value] if isinstance(inner, int) else {inner: value}
+    hosts = tuple(match["hosts"].split(", ")) if match["hosts"] else ("db1", "db2", "db3")
+    if key not in SCHEMA.types and key not in HOST_DATA:  # a hot-standby minimum
+        key, value = "postgresql_settings_extra", {key: value}
+    return with_value(key, value, hosts)
+
+
+def _other_scenarios() -> list[list[HostEntry]]:
+    from tests.unit.helpers import entry
+
+    nodes = three_nodes()
+    renamed = [*nodes[:1], entry("db2", "standby", node_address="10.0.0.2",
+                                 node_name="pg-replica"),
+               entry("db3", "readonly", node_address="10.0.0.3", node_name="pg_replica")]
+    lab = {k: v for k, v in entry("x", "readonly").data.items() if k != "node_address"}
+    return [
+        [entry("db2", "standby"), entry("db3", "readonly")],
+        [entry("db1", "primary"), entry("db2", "primary")],
+        [*nodes[:2], entry("db3", None, node_address="10.0.0.3", node_role="witness")],
+        [*nodes[:2], entry("db3.example.net", "readonly", node_address="10.0.0.3")],
+        [*nodes[:2], HostEntry("@lab/db3", ("readonly",), lab)],
+        renamed,
+        [entry("db1", "primary", node_address="10.0.0.1", published_port=5432),
+         entry("db2", "standby", node_address="10.0.0.2", published_port=5432)],
+        [entry("db1", "primary", node_address="10.0.0.1"),
+         entry("db2", "standby", node_address="10.0.0.1")],
+        with_value("app_user", "admin"),
+        with_value("synchronous_standbys", ["db9"]),
+        with_value("admin_password", None),
+    ]
+
+
+def test_the_docs_example_messages_are_the_code_s() -> None:
+    examples = [_code(row[-1]).removesuffix("…").strip()
+                for heading in ("Group data", "Host data", "`postgresql_settings_extra`",
+                                "Across values and nodes")
+                for row in _tables(heading)]
+    assert len(examples) > 60
+    others = [m for entries in _other_scenarios() for m in _messages_of(entries)]
+    for example in examples:
+        entries = _scenario(example)
+        produced = _messages_of(entries) if entries is not None else others
+        assert any(m.startswith(example) for m in produced), (example, produced)
