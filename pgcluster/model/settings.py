@@ -27,7 +27,8 @@ from typing import Any
 from pgcluster.model.cluster import NODE_NAME_RULE, is_valid_node_name
 from pgcluster.model.sql import is_plain_identifier
 
-MISSING: Any = object()  # "no example": the message then gives none
+# "Nothing here": no example to give, the whole value (not a part), no usable value.
+MISSING: Any = object()
 
 
 @dataclass(frozen=True)
@@ -181,13 +182,13 @@ class Enum(SettingType):
 MEMORY_UNITS = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 TIME_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000,
                  "d": 86_400_000}
-_SIZE = re.compile(r"(\d+)(kB|MB|GB|TB)")
-_DURATION = re.compile(r"(\d+)(ms|s|min|h|d)")
+_SIZE = re.compile(r"([0-9]+)(kB|MB|GB|TB)")
+_DURATION = re.compile(r"([0-9]+)(ms|s|min|h|d)")
 
 
 def _unit_bytes(unit: str) -> int:
     """PostgreSQL's base unit of a memory setting ("8kB", "MB") in bytes."""
-    match = re.fullmatch(r"(\d*)(B|kB|MB|GB|TB)", unit)
+    match = re.fullmatch(r"([0-9]*)(B|kB|MB|GB|TB)", unit)
     if not match:
         raise ValueError(f"not a memory unit: {unit!r}")
     return int(match.group(1) or 1) * MEMORY_UNITS[match.group(2)]
@@ -234,9 +235,9 @@ class Size(SettingType):
         elif isinstance(value, str):
             match = _SIZE.fullmatch(value)
             if not match:
-                if re.fullmatch(r"\d+\s+\S+", value):
+                if re.fullmatch(r"[0-9]+\s+\S+", value):
                     return self._wrong("has a space between the number and its unit")
-                if re.fullmatch(r"\d+(b|kb|mb|gb|tb)", value, re.IGNORECASE):
+                if re.fullmatch(r"[0-9]+(b|kb|mb|gb|tb)", value, re.IGNORECASE):
                     return self._wrong("has a unit PostgreSQL does not know (case matters)")
                 return self._wrong("is not a size")
             size = int(match.group(1)) * MEMORY_UNITS[match.group(2)]
@@ -321,7 +322,7 @@ def _cron_field(text: str, name: str, low: int, high: int) -> str | None:
     if text.lower() in names:
         return None
     for item in text.split(","):
-        match = re.fullmatch(r"(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?", item)
+        match = re.fullmatch(r"(\*|([0-9]+)(?:-([0-9]+))?)(?:/([0-9]+))?", item)
         if not match:
             if any(n in item.lower() for n in names):
                 return (f"has a name in a list or range, {text!r} ({name}), which cron does "
@@ -615,7 +616,7 @@ class PgSetting:
             return value
         if not isinstance(value, str):
             return None
-        number = r"-?\d+" if self.vartype == "integer" else r"-?\d+(?:\.\d+)?"
+        number = r"-?[0-9]+" if self.vartype == "integer" else r"-?[0-9]+(?:\.[0-9]+)?"
         match = re.fullmatch(rf"({number})([A-Za-z]*)", value)
         if not match:
             return None

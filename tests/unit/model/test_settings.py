@@ -63,6 +63,7 @@ BAD_VALUES = [
     ("shared_buffers", "64kB", "is out of range: use a size with a unit, kB, MB, GB or TB, "
                                "from 128kB"),
     ("shared_buffers", "lots", "e.g. shared_buffers = '128MB'"),
+    ("shared_buffers", "\u0661\u0662\u0668MB", "is not a size"),  # not ASCII digits
     ("wal_keep_size", "1 GB", "has a space between the number and its unit"),
     ("max_slot_wal_keep_size", -2, "is out of range"),
     ("backup_retention_days", -1, "backup_retention_days = -1 is out of range: use a whole "
