@@ -16,13 +16,26 @@ ROLES = ("primary", "standby", "readonly")
 PROMOTABLE_ROLES = ("primary", "standby")
 
 SLOT_NAME_MAX = 63  # NAMEDATALEN - 1
+# A node's name is its cluster_name, its application_name (quoted in
+# synchronous_standby_names) and, with - turned into _, its replication slot's name: one
+# strict pattern keeps it valid and unquoted everywhere, and keeps two nodes from sharing a
+# slot after some other normalisation (db.2 and db_2 would).
+NODE_NAME = re.compile(rf"[a-z][a-z0-9_-]{{0,{SLOT_NAME_MAX - 1}}}")
+NODE_NAME_RULE = (f"a node name: a lower-case letter, then lower-case letters, digits, _ or -, "
+                  f"at most {SLOT_NAME_MAX} characters (the replication slot name is the same "
+                  "with - turned into _)")
+
+
+def is_valid_node_name(name: str) -> bool:
+    return bool(NODE_NAME.fullmatch(name))
 
 
 def slot_name(node_name: str) -> str:
-    """Normalise a node name into a physical replication slot name.
+    """The physical replication slot name of a node.
 
-    PostgreSQL accepts only lower-case letters, digits and underscores in slot names;
-    host names use dashes and dots, so those become underscores.
+    PostgreSQL accepts only lower-case letters, digits and underscores in slot names; a
+    valid node name (is_valid_node_name) only needs its dashes turned into underscores.
+    Anything else is normalised here too, but validation refuses such names.
     """
     return re.sub(r"[^a-z0-9_]", "_", node_name.strip().lower())
 

@@ -1,44 +1,112 @@
 """Checks on the inventory and its data, run before any host is touched (pure: the
 secrets and the TLS files are checked by pgcluster.control, which reads them).
 
-Every problem is reported at once, each with what is wrong and how to fix it.
+Every value is first checked by its type (pgcluster.model.settings: group_data/all.py's
+annotations and HOST_DATA); the checks across values and nodes then read only values that
+passed, so that a wrong type is reported once, plainly, and never raises. Every problem is
+reported at once, each with what is wrong, where, and a value that is right.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pgcluster.model.cluster import (
+    NODE_NAME_RULE,
     ROLES,
-    SLOT_NAME_MAX,
     Cluster,
     HostEntry,
-    is_valid_slot_name,
+    is_valid_node_name,
     role_of,
 )
-from pgcluster.model.sql import is_plain_identifier
+from pgcluster.model.settings import MISSING, Schema, is_host, postgresql_settings
 
-SUPPORTED_VERSIONS = (15,)
-IDENTIFIERS = ("database_name", "database_schema", "admin_user", "replication_user",
-               "rewind_user", "app_user")
 ROLE_KEYS = ("admin_user", "replication_user", "rewind_user", "app_user")
+# A hot standby refuses to start when one of these is lower than on the primary it
+# replays WAL from (PostgreSQL 15 docs, "Hot Standby", Administrator's Overview).
+STANDBY_MINIMUMS = ("max_connections", "max_worker_processes", "max_wal_senders",
+                    "max_prepared_transactions", "max_locks_per_transaction")
+# Where a host's value of a key was set, for messages: "group_data/docker.py", "host data
+# in inventory/example.py" (None: not known, as inside a deploy).
+Origin = Callable[[str, str], str | None]
 
 
-def problems(entries: Iterable[HostEntry]) -> list[str]:
+def problems(entries: Iterable[HostEntry], schema: Schema,
+             origin: Origin | None = None) -> list[str]:
     entries = list(entries)
-    found: list[str] = []
     if not entries:
         return ["the inventory has no hosts: declare them in the groups primary, standby, readonly"]
 
-    found += _role_problems(entries)
-    cluster = Cluster.from_entries(entries)
-    found += _name_problems(cluster)
+    found = value_problems(entries, schema, origin)
+    usable = usable_entries(entries, schema)
+    found += _role_problems(usable)
+    cluster = Cluster.from_entries(usable)
+    found += _name_problems(entries, cluster)
+    found += _address_problems(entries, cluster)
     found += _port_problems(cluster)
-    found += _data_problems(entries, cluster)
-    found += _access_problems(entries)
+    found += _data_problems(usable, cluster)
+    found += _standby_minimum_problems(usable, cluster, schema)
     return found
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def value_problems(entries: list[HostEntry], schema: Schema,
+                   origin: Origin | None = None) -> list[str]:
+    """Every value that its type refuses. One message per wrong value, naming the hosts
+    that have it (none when all do) and the file it was set in, when known."""
+    hosts: dict[tuple[str, str, str, str, str | None], list[str]] = defaultdict(list)
+    examples: dict[tuple[str, str, str, str, str | None], Any] = {}
+    for entry in entries:
+        for key, value in entry.data.items():
+            kind = schema.type_of(key)
+            if kind is None:
+                continue
+            for problem in kind.problems(value):
+                part = value if problem.value is MISSING else problem.value
+                shown = "(hidden)" if kind.hidden else _shown(part)
+                where = origin(entry.name, key) if origin else None
+                group = (key, problem.path, shown, problem.what, where)
+                hosts[group].append(entry.name)
+                examples[group] = schema.example(key, problem)
+    everyone = [e.name for e in entries]
+    found = []
+    for group, names in hosts.items():
+        key, path, shown, what, where = group
+        on = "" if names == everyone else f" on {', '.join(names)}"
+        message = f"{key}{path} = {shown}{on} {what}"
+        if examples[group] is not MISSING:
+            message += f", e.g. {key}{path} = {examples[group]!r}"
+        if where:
+            message += f" (set in {where})"
+        found.append(message)
+    return found
+
+
+def usable_entries(entries: list[HostEntry], schema: Schema) -> list[HostEntry]:
+    """The entries with each wrong value replaced by all.py's (or dropped): what the checks
+    across values and nodes, and those of pgcluster.control, may safely read."""
+    result = []
+    for entry in entries:
+        data = dict(entry.data)
+        for key, value in entry.data.items():
+            kind = schema.type_of(key)
+            if kind is None:
+                continue
+            usable = kind.usable(value)
+            if usable is MISSING:
+                usable = schema.fallback(key)
+            if usable is MISSING:
+                del data[key]
+            else:
+                data[key] = usable
+        result.append(HostEntry(entry.name, entry.groups, data))
+    return result
 
 
 def _role_problems(entries: list[HostEntry]) -> list[str]:
@@ -76,18 +144,21 @@ def _role_problems(entries: list[HostEntry]) -> list[str]:
     return found
 
 
-def _name_problems(cluster: Cluster) -> list[str]:
+def _name_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
+    """Names that no node_name gave (a host's inventory name), and slots shared."""
     found = []
     by_slot: dict[str, list[str]] = defaultdict(list)
-    for node in cluster.nodes:
-        if not is_valid_slot_name(node.slot):
+    for entry, node in zip(entries, cluster.nodes, strict=True):
+        given = entry.data.get("node_name")
+        if given is None and not is_valid_node_name(node.name):
             found.append(
-                f"node name {node.name!r} (host {node.host}) gives the replication slot name "
-                f"{node.slot!r}, which is not valid (1 to {SLOT_NAME_MAX} characters of a-z, "
-                "0-9 and _ once lower-cased, with other characters turned into _): set a "
-                "shorter `node_name` for this host"
+                f"host {node.host} has no node_name, and its inventory name gives the node "
+                f"name {node.name!r}, which is not valid (the node name also gives the "
+                f"replication slot name): set `node_name` for this host to {NODE_NAME_RULE}, "
+                "e.g. node_name = 'db2'"
             )
-        by_slot[node.slot].append(node.name)
+        elif given in (None, node.name):  # a node_name its type refused is reported there
+            by_slot[node.slot].append(node.name)
     for slot, names in by_slot.items():
         if len(names) > 1:
             found.append(
@@ -97,15 +168,23 @@ def _name_problems(cluster: Cluster) -> list[str]:
     return found
 
 
+def _address_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
+    """An address no node_address or ssh_hostname gave (their types check those)."""
+    return [
+        f"host {node.host} has no node_address (nor ssh_hostname), and its inventory name "
+        f"{node.address!r} is not one host: set `node_address` to the address the other "
+        "nodes reach it on, e.g. node_address = '10.0.1.5'"
+        for entry, node in zip(entries, cluster.nodes, strict=True)
+        if "node_address" not in entry.data and "ssh_hostname" not in entry.data
+        and not is_host(node.address)
+    ]
+
+
 def _port_problems(cluster: Cluster) -> list[str]:
     found = []
     published: dict[int, list[str]] = defaultdict(list)
     endpoints: dict[tuple[str, int], list[str]] = defaultdict(list)
     for node in cluster.nodes:
-        ports = (("postgresql_port", node.port), ("published_port", node.published_port))
-        for label, port in ports:
-            if port is not None and not 1 <= port <= 65535:
-                found.append(f"{label} = {port} on {node.name} is not a TCP port (1-65535)")
         if node.published_port is not None:
             published[node.published_port].append(node.name)
         endpoints[(node.address, node.port)].append(node.name)
@@ -127,13 +206,6 @@ def _port_problems(cluster: Cluster) -> list[str]:
 def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     found = []
     versions = {entry.data.get("postgresql_version") for entry in entries}
-    for version in sorted(versions, key=str):
-        if version not in SUPPORTED_VERSIONS:
-            found.append(
-                f"postgresql_version = {version!r} is not supported: Debian 12 packages "
-                f"PostgreSQL {', '.join(map(str, SUPPORTED_VERSIONS))}; set postgresql_version "
-                "= 15 in group_data/all.py"
-            )
     if len(versions) > 1:
         found.append("all nodes must run the same postgresql_version")
 
@@ -152,16 +224,6 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
                 found.append(
                     f"{key} = {value} on {entry.name} is too low for {replicas} replicas plus "
                     f"a base backup: set it to at least {replicas + 1}"
-                )
-        archive_mode = data.get("archive_mode", "on")
-        if archive_mode not in ("on", "off", "always"):
-            found.append(f"archive_mode = {archive_mode!r} on {entry.name}: use on, off or always")
-    for key in IDENTIFIERS:
-        for value in sorted({str(e.data.get(key)) for e in entries}):
-            if not is_plain_identifier(value):
-                found.append(
-                    f"{key} = {value!r} is not a plain SQL identifier: use lower-case "
-                    "letters, digits and _ (starting with a letter or _), at most 63"
                 )
     roles = [{e.data.get(key) for e in entries} for key in ROLE_KEYS]
     if any(roles[i] & roles[j] for i in range(len(roles)) for j in range(i + 1, len(roles))):
@@ -186,18 +248,48 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     return found
 
 
-def _access_problems(entries: list[HostEntry]) -> list[str]:
+def _standby_setting(data: Any, name: str, schema: Schema) -> float | None:
+    """A node's value of a PostgreSQL setting as its postgresql.conf will have it: from its
+    group data key when there is one, else postgresql_settings_extra, else PostgreSQL's
+    default."""
+    setting = postgresql_settings()[name]
+    if name in schema.types:
+        value = data.get(name, int(setting.boot))
+    else:
+        value = (data.get("postgresql_settings_extra") or {}).get(name, int(setting.boot))
+    return setting.amount(value)
+
+
+def _standby_minimum_problems(entries: list[HostEntry], cluster: Cluster,
+                              schema: Schema) -> list[str]:
+    """Every node needs at least the STANDBY_MINIMUMS of every node it may replicate from:
+    the primary, and any standby a failover may promote (the old primary then rejoins as
+    its standby, so promotable nodes need each other's values too)."""
     found = []
-    for entry in entries:
-        networks = entry.data.get("client_networks") or []
-        if isinstance(networks, str):
-            found.append(f"client_networks on {entry.name} must be a list of networks, "
-                         f"e.g. [{networks!r}]")
-            continue
-        for network in networks:
-            try:
-                ipaddress.ip_network(str(network), strict=False)
-            except ValueError:
-                found.append(f"client_networks on {entry.name}: {network!r} is not a "
-                             "network in CIDR notation (e.g. 10.0.1.0/24 or 10.0.1.5/32)")
+    nodes = list(zip(cluster.nodes, entries, strict=True))
+    for name in STANDBY_MINIMUMS:
+        values = {node.name: _standby_setting(entry.data, name, schema)
+                  for node, entry in nodes}
+        for node, _ in nodes:
+            mine = values[node.name]
+            sources = [(values[p.name], p.role == "primary", p) for p, _ in nodes
+                       if p.promotable and p.name != node.name and values[p.name] is not None]
+            if mine is None or not sources:
+                continue
+            highest, _, source = max(sources, key=lambda s: (s[0], s[1]))
+            if mine >= highest:
+                continue
+            if source.role == "primary":
+                why = (f"on the primary {source.name}: a hot standby refuses to start with less "
+                       "than its primary has")
+            else:
+                why = (f"on {source.name}, which a failover may promote: {node.name} could not "
+                       "follow it then (a hot standby refuses to start with less than its "
+                       "primary has)")
+            where = "host data" if name in schema.types else "postgresql_settings_extra"
+            found.append(
+                f"{name} = {int(mine)} on {node.name} is lower than {int(highest)} {why}; set "
+                f"{name} to at least {int(highest)} on {node.name} (in its {where}; the same on "
+                "every node is simplest)"
+            )
     return found

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgcluster.control.preflight import load_group_data
+from pgcluster.control.preflight import group_data_schema, load_group_data
 from pgcluster.model.cluster import Cluster, HostEntry
 
 ALL = load_group_data("all")
+SCHEMA = group_data_schema()  # group_data/all.py's types
 SECRETS = {"admin_password": "s3cret-admin", "replication_password": "s3cret-repl",
            "rewind_password": "s3cret-rewind", "app_password": "s3cret-app"}
 

@@ -6,6 +6,7 @@ import pytest
 
 from pgcluster.control.preflight import check_inventory, host_entries, validate_inventory
 from pgcluster.errors import ConfigError
+from pgcluster.model.cluster import HostEntry
 from tests.unit.helpers import entry, three_nodes
 
 
@@ -72,3 +73,53 @@ def test_check_raises_one_error_listing_every_problem() -> None:
     assert text.startswith("pgcluster cannot continue:")
     assert "no primary" in text and "admin_password is not set" in text
     assert len(caught.value.problems) == 2
+
+
+@pytest.mark.parametrize("path", ["inventory/docker.py", "inventory/scratch.py",
+                                  "inventory/example.py", "inventory/vagrant.py",
+                                  "inventory/standins.py"])
+def test_the_shipped_inventories_validate_clean(monkeypatch, path: str) -> None:
+    """Every inventory, with its group data and host data, passes the typed checks (pyinfra
+    loads it as `pyinfra INVENTORY DEPLOY` does; no host is reached)."""
+    from tests.unit.inventories import load_inventory
+
+    for key in ("ADMIN", "REPLICATION", "REWIND", "APP"):
+        monkeypatch.setenv(f"PGCLUSTER_{key}_PASSWORD", f"not-the-lab-{key.lower()}")
+    monkeypatch.setenv("PGCLUSTER_ALLOW_DOWN", "1")  # no lab container or VM needed
+    monkeypatch.setenv("PGCLUSTER_SSH_KEY", "/nonexistent/id_ed25519")  # the stand-ins'
+    monkeypatch.delenv("PGCLUSTER_LAB", raising=False)
+    inventory = load_inventory(path)
+    entries = [HostEntry(h.name, tuple(h.groups), h.data.dict()) for h in inventory]
+    assert validate_inventory(entries).nodes  # as the deploys validate it again
+
+
+def test_check_inventory_says_in_which_file_a_value_was_set(monkeypatch) -> None:
+    monkeypatch.setenv("PGCLUSTER_ADMIN_PASSWORD", "from-env")
+    monkeypatch.setenv("PGCLUSTER_REPLICATION_PASSWORD", "from-env-too")
+    monkeypatch.setenv("PGCLUSTER_REWIND_PASSWORD", "from-env-as-well")
+    monkeypatch.setenv("PGCLUSTER_APP_PASSWORD", "from-env-for-the-app")
+    groups = inventory(primary=[("db1", {"node_address": "10.0.0.1", "shared_buffers": 128})],
+                       standby=[("db2", {"node_address": "10.0.0.2/24"})])
+    with pytest.raises(ConfigError) as caught:
+        check_inventory(groups, "inventory/production.py")
+    assert caught.value.problems == [
+        "shared_buffers = 128 on db1 has no unit (PostgreSQL would read it as 128 x 8kB): use a "
+        "size with a unit, kB, MB, GB or TB, from 128kB to 8589934584kB, e.g. shared_buffers = "
+        "'128MB' (set in host data in inventory/production.py)",
+        "node_address = '10.0.0.2/24' on db2 is a network, not one host: use one host: an IP "
+        "address (e.g. '10.0.1.5') or a DNS host name of letters, digits, - and . (e.g. "
+        "'db1.example.net'), e.g. node_address = '10.0.1.5' (set in host data in "
+        "inventory/production.py)",
+    ]
+
+
+def test_a_value_from_group_data_names_its_file(monkeypatch) -> None:
+    from pgcluster.control.preflight import _gather
+
+    monkeypatch.delenv("PGCLUSTER_ADMIN_PASSWORD", raising=False)
+    gathered = _gather(inventory(primary=[("@lab/a", {"node_name": "a"})]),
+                       "inventory/docker.py")
+    assert gathered.entries[0].data["shared_buffers"] == "64MB"
+    assert gathered.origins[("@lab/a", "shared_buffers")] == "group_data/docker.py"
+    assert gathered.origins[("@lab/a", "max_connections")] == "group_data/all.py"
+    assert gathered.origins[("@lab/a", "node_name")] == "host data in inventory/docker.py"

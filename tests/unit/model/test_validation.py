@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 
 from pgcluster.control.preflight import validate_inventory
-from pgcluster.model.validation import problems
-from tests.unit.helpers import entry, three_nodes
+from pgcluster.model import validation
+from tests.unit.helpers import SCHEMA, entry, three_nodes
+
+
+def problems(entries) -> list[str]:
+    return validation.problems(entries, SCHEMA)
 
 
 def only_problem(entries) -> str:
@@ -60,11 +64,30 @@ def test_node_name_that_is_not_a_valid_slot_name(bad_name: str) -> None:
 
 
 def test_node_names_colliding_once_normalised() -> None:
+    # - becomes _ in the slot name, the only normalisation a valid node name needs (a name
+    # such as pg.replica, which needs more, is refused itself: see below).
     nodes = three_nodes()
     nodes[1] = entry("db2", "standby", node_address="10.0.0.2", node_name="pg-replica")
-    nodes[2] = entry("db3", "readonly", node_address="10.0.0.3", node_name="pg.replica")
+    nodes[2] = entry("db3", "readonly", node_address="10.0.0.3", node_name="pg_replica")
     message = only_problem(nodes)
     assert "share the replication slot name 'pg_replica'" in message
+
+
+@pytest.mark.parametrize("bad_name", ["pg.replica", "DB2", "2db", "db 2", "db2;"])
+def test_node_name_that_needs_more_than_dashes_normalised(bad_name: str) -> None:
+    nodes = three_nodes()
+    nodes[1] = entry("db2", "standby", node_address="10.0.0.2", node_name=bad_name)
+    message = only_problem(nodes)
+    assert f"node_name = {bad_name!r} on db2 is not a valid node name" in message
+    assert "a lower-case letter, then lower-case letters, digits, _ or -" in message
+
+
+def test_inventory_name_used_as_node_name_must_be_valid() -> None:
+    nodes = three_nodes()
+    nodes[2] = entry("db3.example.net", "readonly", node_address="10.0.0.3")
+    message = only_problem(nodes)
+    assert "host db3.example.net has no node_name" in message
+    assert "'db3.example.net', which is not valid" in message and "`node_name`" in message
 
 
 def test_two_nodes_publishing_the_same_port() -> None:
