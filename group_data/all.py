@@ -11,8 +11,9 @@ docs/configuration.md lists the rules. pyinfra itself ignores the annotations.
 
 Secrets are never written here: they come from the environment, from the inventory's
 git-ignored secrets file (secrets/<inventory>.env, mode 0600) or are generated once into it
-(`python -m pgcluster --inventory INVENTORY secrets init`); see pgcluster/secrets.py. Only
-the Docker lab has documented defaults, in group_data/docker.py.
+(`python -m pgcluster --inventory INVENTORY secrets init`); see
+pgcluster/control/secrets.py. Only the Docker lab has documented defaults, in
+group_data/docker.py.
 """
 
 from pgcluster.control.secrets import inventory_dir, secret
@@ -97,9 +98,10 @@ promote_timeout: Seconds(1, WEEK) = 60  # seconds pg_promote() may take to finis
 # A failover refuses (without --force) a target that lags more than this behind the most
 # advanced position known (another replica's, or the end of the WAL archive) ...
 failover_max_lag_bytes: Int(0) = 16 * 1024 * 1024
-# ... or that last received WAL longer ago than this many seconds: it may be missing what
-# the old primary wrote since, or the old primary may still be alive on the far side of a
-# partition. Check that it really is dead, then decide with --force.
+# ... or that stopped receiving WAL more than this many seconds before the rest of the
+# cluster last saw WAL (another replica, the archive): the old primary went on writing
+# without it, and may still be alive on the far side of a partition. Check that it really
+# is dead, then decide with --force. (A cluster idle as long is no reason to refuse.)
 failover_max_receive_age: Seconds(1, WEEK) = 1800
 # A node that would start as a primary first asks its peers whether another node is on a
 # newer timeline or already primary; when no peer answers within this many seconds it
