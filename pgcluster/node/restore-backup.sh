@@ -1,27 +1,29 @@
 #!/bin/bash
 # restore-backup BACKUP [--time T | --lsn L | --name N] [--timeline latest|current|ID]
-#                [--action promote|pause] [--force] -- on {{ node.name }}. Managed by pgcluster.
+#                [--action promote|pause] [--force] -- restore a full backup onto this node.
+# Managed by pgcluster (pgcluster/node/).
 #
-# Restores the full backup {{ pg.backup_full_dir }}/BACKUP into this node's data directory
-# and rolls it forward with the WAL archive ({{ pg.wal_archive_dir }}, then the incremental
-# copies) to the latest WAL there, or to a time, an LSN or a named restore point.
+# Restores the full backup BACKUP_FULL_DIR/BACKUP into this node's data directory and rolls
+# it forward with the WAL archive (WAL_ARCHIVE_DIR, then the incremental copies) to the
+# latest WAL there, or to a time, an LSN or a named restore point.
 #   - A running server is refused; --force (the user named this node) stops it first.
 #   - The existing data directory is never deleted: it is moved aside to
-#     {{ layout.data_dir }}.before-restore-<timestamp>.
+#     DATA_DIR.before-restore-<timestamp>.
 #   - Recovery settings go into postgresql.auto.conf with recovery.signal; once the node is
 #     promoted they are reset, so a later restart or a standby.signal cannot reuse them.
 # At the end it says which point was reached (LSN, timeline, last replayed transaction, and
 # PostgreSQL's own "recovery stopping ..." line), on stdout, in restore.log and in
-# {{ pg.backup_log_dir }}/last-restore. Runs as root (it starts and stops the service).
+# BACKUP_LOG_DIR/last-restore. Runs as root (it starts and stops the service).
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
-{% include "scripts/backup-lib.j2" %}
+PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
+# shellcheck source=lib.sh
+. "$PGCLUSTER_LIB/lib.sh"
+backup_job_init
 
-data={{ layout.data_dir }}
-service={{ layout.service }}
-pg_log={{ layout.log_file }}
-restore_log="$log_dir/restore.log"
-report_file="$log_dir/last-restore"
-timeout={{ pg.restore_timeout }}
+data=$DATA_DIR
+restore_log="$BACKUP_LOG_DIR/restore.log"
+report_file="$BACKUP_LOG_DIR/last-restore"
 
 usage() {
     echo "usage: $script BACKUP [--time T | --lsn L | --name N] [--timeline latest|current|ID] [--action promote|pause] [--force]" >&2
@@ -54,11 +56,11 @@ fi
 
 rlog() {
     log "$@"
-    echo "$(now) ${script}[${node}]: $*" >>"$restore_log" 2>/dev/null || true
+    echo "$(now) ${script}[${NODE_NAME}]: $*" >>"$restore_log" 2>/dev/null || true
 }
-mkdir -p "$log_dir"
+mkdir -p "$BACKUP_LOG_DIR"
 
-backup="$full_dir/$name"
+backup="$BACKUP_FULL_DIR/$name"
 for f in base.tar.gz pg_wal.tar.gz backup.info; do
     [ -s "$backup/$f" ] || die "$backup is not a complete backup: $f is missing"
 done
@@ -66,11 +68,11 @@ label=$(info_get "$backup/backup.info" label)
 take_lock shared
 
 running=0
-if [ -f "$data/postmaster.pid" ] && pg_ctlcluster {{ layout.version }} {{ layout.cluster }} status >/dev/null 2>&1; then
+if data_dir_in_use; then
     running=1
 fi
 if [ "$running" = 1 ] && [ "$force" != 1 ]; then
-    log "refusing: $data holds a running server on $node. Name this node explicitly (pgcluster restore --force-node $node) to stop it and restore; its data directory is moved aside, never deleted."
+    log "refusing: $data holds a running server on $NODE_NAME. Name this node explicitly (pgcluster restore --force-node $NODE_NAME) to stop it and restore; its data directory is moved aside, never deleted."
     exit 2
 fi
 if mountpoint -q "$data"; then
@@ -81,10 +83,10 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 started=$(date +%s)
 target_text="latest (end of the archive)"
 [ "$target_kind" != latest ] && target_text="$target_kind '$target'"
-rlog "restoring full/$name ($label) onto $node, target $target_text, timeline $timeline, then $action"
+rlog "restoring full/$name ($label) onto $NODE_NAME, target $target_text, timeline $timeline, then $action"
 if [ "$running" = 1 ]; then
-    rlog "stopping the running server ($service), as requested by name"
-    systemctl stop "$service"
+    rlog "stopping the running server ($SERVICE), as requested by name"
+    systemctl stop "$SERVICE"
 fi
 
 # A failed restore puts things back as they were: the attempt is kept aside as
@@ -96,7 +98,7 @@ rollback() {
     local rc=$?
     [ "$done_ok" = 1 ] && exit "$rc"
     [ "$rc" = 0 ] && rc=1
-    systemctl stop "$service" 2>/dev/null || true
+    systemctl stop "$SERVICE" 2>/dev/null || true
     if [ -e "$data" ]; then
         mv "$data" "$data.failed-restore-$stamp" \
             && rlog "the failed attempt is kept in $data.failed-restore-$stamp"
@@ -104,7 +106,7 @@ rollback() {
     if [ -n "$aside" ] && mv "$aside" "$data"; then
         rlog "restore FAILED: the previous data directory is back in $data"
         if [ "$running" = 1 ]; then
-            systemctl start "$service" && rlog "its server is running again"
+            systemctl start "$SERVICE" && rlog "its server is running again"
         fi
     else
         rlog "restore FAILED: $data is empty${aside:+ (the previous data directory is in $aside)}"
@@ -119,42 +121,41 @@ if [ -e "$data" ] && [ -n "$(ls -A "$data" 2>/dev/null)" ]; then
 fi
 [ -d "$data" ] && rmdir "$data"
 install -d -o postgres -g postgres -m 0700 "$data"
-runuser -u postgres -- tar -xzf "$backup/base.tar.gz" -C "$data"
-runuser -u postgres -- mkdir -p "$data/pg_wal"
-runuser -u postgres -- tar -xzf "$backup/pg_wal.tar.gz" -C "$data/pg_wal"
+as_postgres tar -xzf "$backup/base.tar.gz" -C "$data"
+as_postgres mkdir -p "$data/pg_wal"
+as_postgres tar -xzf "$backup/pg_wal.tar.gz" -C "$data/pg_wal"
 rm -f "$data/standby.signal" "$data/recovery.signal" "$data/postmaster.pid"
 unpacked=$(date +%s)
 
-quote() { local v="${1//\'/\'\'}"; printf "'%s'" "$v"; }
 {
     echo "# pgcluster restore of full/$name ($stamp): reset when the node is promoted"
-    echo "restore_command = '{{ scripts_dir }}/restore-wal %f %p'"
-    echo "recovery_target_timeline = $(quote "$timeline")"
+    echo "restore_command = $(sql_literal "$SCRIPTS_DIR/restore-wal %f %p")"
+    echo "recovery_target_timeline = $(sql_literal "$timeline")"
     if [ "$target_kind" != latest ]; then
-        echo "recovery_target_$target_kind = $(quote "$target")"
-        echo "recovery_target_action = $(quote "$action")"
+        echo "recovery_target_$target_kind = $(sql_literal "$target")"
+        echo "recovery_target_action = $(sql_literal "$action")"
     fi
 } >>"$data/postgresql.auto.conf"
-runuser -u postgres -- touch "$data/recovery.signal"
+as_postgres touch "$data/recovery.signal"
 chown postgres:postgres "$data/postgresql.auto.conf"
 
-log_offset=$(stat -c %s "$pg_log" 2>/dev/null || echo 0)
-systemctl enable --quiet "$service" 2>/dev/null || true
-systemctl start "$service" || true
+log_offset=$(stat -c %s "$PG_LOG_FILE" 2>/dev/null || echo 0)
+systemctl enable --quiet "$SERVICE" 2>/dev/null || true
+systemctl start "$SERVICE" || true
 
-new_log() { tail -c +$((log_offset + 1)) "$pg_log" 2>/dev/null || true; }
+new_log() { tail -c +$((log_offset + 1)) "$PG_LOG_FILE" 2>/dev/null || true; }
 state="" down=0
-for _ in $(seq "$timeout"); do
+for _ in $(seq "$RESTORE_TIMEOUT"); do
     state=$(sql "select case when pg_is_in_recovery() then 'recovery:' || pg_get_wal_replay_pause_state() else 'primary' end" 2>/dev/null || true)
     if [ "$state" = primary ] || { [ "$action" = pause ] && [ "$state" = "recovery:paused" ]; }; then
         break
     fi
     # A server that is not up after 15 s, or that logged FATAL/PANIC and is down, has failed.
-    if [ -z "$state" ] && ! pg_ctlcluster {{ layout.version }} {{ layout.cluster }} status >/dev/null 2>&1; then
+    if [ -z "$state" ] && ! server_running; then
         down=$((down + 1))
         if [ "$down" -ge 15 ] || new_log | grep -E 'FATAL|PANIC' >/dev/null; then
             new_log | grep -E 'FATAL|PANIC|ERROR|LOG:  (recovery|redo|starting|consistent)' | tail -n 8 >&2 || true
-            rlog "FAILED: the server is not running: recovery stopped with an error (above; full log: $pg_log)"
+            rlog "FAILED: the server is not running: recovery stopped with an error (above; full log: $PG_LOG_FILE)"
             exit 1
         fi
     else
@@ -163,7 +164,7 @@ for _ in $(seq "$timeout"); do
     sleep 1
 done
 if [ "$state" != primary ] && [ "$state" != "recovery:paused" ]; then
-    rlog "FAILED: recovery did not reach its target within ${timeout}s (state: ${state:-down}); see $pg_log"
+    rlog "FAILED: recovery did not reach its target within ${RESTORE_TIMEOUT}s (state: ${state:-down}); see $PG_LOG_FILE"
     exit 1
 fi
 
@@ -198,15 +199,15 @@ if [ "$state" = primary ]; then
              timeline, stop_lsn, detail)
          values ('restore', :'label', :'node', :'path', 'ok', to_timestamp(:'t0'::double precision), now(),
              :'tli', nullif(:'lsn', '')::pg_lsn, :'detail')" \
-        label="$label" node="$node" path="full/$name" t0="$started" tli="$tli" lsn="$reached_lsn" \
+        label="$label" node="$NODE_NAME" path="full/$name" t0="$started" tli="$tli" lsn="$reached_lsn" \
         detail="restored to $target_text: ${stop_line:-end of archive}" >/dev/null 2>&1 \
-        || log "WARNING: could not record the restore in pgcluster.backups on $node"
+        || log "WARNING: could not record the restore in pgcluster.backups on $NODE_NAME"
 else
     outcome="paused at the target, still in recovery on timeline $tli: inspect it, then promote with select pg_wal_replay_resume() (or pg_promote()); the recovery settings stay in postgresql.auto.conf until then"
 fi
 
-cat >"$report_file" <<EOF
-node=$node
+cat >"$report_file" <<REPORT
+node=$NODE_NAME
 backup=full/$name
 label=$label
 target=$target_text
@@ -222,7 +223,7 @@ unpack_seconds=$((unpacked - started))
 recovery_seconds=$((finished - unpacked))
 total_seconds=$((finished - started))
 finished_at=$(now)
-EOF
+REPORT
 rlog "reached LSN ${reached_lsn:-?} on timeline $tli, last replayed transaction ${last_xact:-none}; target $target_text; PostgreSQL: ${stop_line:-n/a}"
 rlog "done in $((finished - started))s (unpack $((unpacked - started))s, recovery $((finished - unpacked))s): $outcome"
 cat "$report_file"
