@@ -240,7 +240,9 @@ require_primary() {
 
 # take_lock exclusive|shared -- one job at a time on the repository, which every node shares:
 # verify and restore only read it and share the lock; the others change it and hold it
-# alone. The lock file belongs to postgres even when root (a restore) comes first.
+# alone. The lock file belongs to postgres even when root (a restore) comes first. It is
+# opened for writing (appending nothing): on NFSv4 flock is emulated with fcntl locks, and
+# those need a file open for writing, even for a shared lock.
 take_lock() {
     local mode=()
     [ "$1" = shared ] && mode=(--shared)
@@ -248,7 +250,7 @@ take_lock() {
         install -m 0600 -o postgres -g postgres /dev/null "$lock_file" 2>/dev/null \
             || : >>"$lock_file"
     fi
-    exec 9<"$lock_file"
+    exec 9>>"$lock_file"
     if ! flock "${mode[@]}" --wait "$BACKUP_LOCK_WAIT" 9; then
         die "another backup job has held $lock_file for more than ${BACKUP_LOCK_WAIT}s"
     fi

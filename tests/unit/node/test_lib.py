@@ -179,3 +179,20 @@ def test_a_registry_that_cannot_be_written_never_stops_a_backup(node: FakeNode) 
     assert result.stdout == "went on []\n"
     assert "could not record the backup in the registry" in result.stderr
     assert len(node.queries()) == 1
+
+
+def test_the_lock_file_is_open_for_writing_as_flock_on_nfs_needs(node: FakeNode) -> None:
+    # On NFSv4 flock is emulated with fcntl locks, which need the file open for writing.
+    node.fake("flock", """flags=$(awk '/^flags:/ { print $2 }' /proc/$$/fdinfo/9)
+if (( (8#$flags & 3) == 0 )); then
+    echo "flock: fd 9 is open read-only (flags $flags)" >&2
+    exit 1
+fi""")
+    result = lib(node, "backup_job_init; take_lock exclusive; echo locked; take_lock shared; "
+                 "echo shared")
+    assert result.stdout == "locked\nshared\n", result.stderr
+    assert [c.args for c in node.calls("flock")] == [["--wait", "3600", "9"],
+                                                     ["--shared", "--wait", "3600", "9"]]
+    # Still postgres' file, and opening it for writing changed nothing in it.
+    assert (node.repo / ".pgcluster-backup.lock").read_bytes() == b""
+    assert len(node.calls("install")) == 1
