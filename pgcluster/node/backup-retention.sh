@@ -6,9 +6,9 @@
 #   - full backups taken in the window are kept, and so is the newest one taken before it,
 #     because restoring to the oldest point of the window starts from that one; older full
 #     backups are removed. The newest full backup is therefore never removed, however old.
-#   - archived WAL is removed only below the start segment of the oldest kept full backup
+#   - archived WAL is removed only below the lowest start segment of the kept full backups
 #     (compared by log/segment number, whatever the timeline, as pg_archivecleanup does);
-#     timeline .history files are always kept. Every segment that backup needs stays.
+#     timeline .history files are always kept. Every segment a kept backup needs stays.
 #   - incremental directories holding only WAL older than that segment are removed.
 # A backup's age is the timestamp of its directory name, full/<YYYYMMDDTHHMMSSZ>.
 #
@@ -123,15 +123,24 @@ for name in "${kept[@]}"; do
     echo "keep full $name"
 done
 
+# The WAL boundary: the lowest start position of all kept backups, not the oldest one's.
+# After a restore of the primary the cluster goes on from the restored point on a new
+# timeline, so a newer backup can start below an older one (on another timeline).
 oldest="${kept[0]}"
-start_wal=$(info_get "$BACKUP_FULL_DIR/$oldest/backup.info" start_wal)
-if ! [[ "$start_wal" =~ ^[0-9A-F]{24}$ ]]; then
-    die "full/$oldest/backup.info has no valid start_wal ('$start_wal'): no WAL is removed"
-fi
-boundary=$(segment_position "$start_wal")
+start_wal="" boundary=""
+for name in "${kept[@]}"; do
+    wal=$(info_get "$BACKUP_FULL_DIR/$name/backup.info" start_wal)
+    if ! [[ "$wal" =~ ^[0-9A-F]{24}$ ]]; then
+        die "full/$name/backup.info has no valid start_wal ('$wal'): no WAL is removed"
+    fi
+    if [ -z "$boundary" ] || [[ "$(segment_position "$wal")" < "$boundary" ]]; then
+        start_wal=$wal
+        boundary=$(segment_position "$wal")
+    fi
+done
 echo "keep wal from $start_wal"
 
-# --- The WAL archive: everything positioned before the oldest kept backup's start.
+# --- The WAL archive: everything positioned before the boundary.
 shopt -s nullglob
 for path in "$archive"/*; do
     file=$(basename "$path")
@@ -159,5 +168,5 @@ for dir in "$BACKUP_INCR_DIR"/*/; do
 done
 
 if [ "$plan" = 0 ]; then
-    log "done: window ${days} days; kept ${#kept[@]} full backups (oldest full/$oldest, needs WAL from $start_wal); removed $removed_full full, $removed_incr incremental, $removed_wal WAL files ($(human "$removed_wal_bytes"))"
+    log "done: window ${days} days; kept ${#kept[@]} full backups (oldest full/$oldest; they need WAL from $start_wal); removed $removed_full full, $removed_incr incremental, $removed_wal WAL files ($(human "$removed_wal_bytes"))"
 fi

@@ -154,3 +154,36 @@ def test_retention_removes_what_it_plans_and_marks_the_registry(node: FakeNode) 
     # It ran as postgres (cron's user) and held the repository's lock alone.
     assert node.calls("runuser")[0].args[:3] == ["-u", "postgres", "--"]
     assert (node.repo / ".pgcluster-backup.lock").exists()
+
+
+def test_the_wal_boundary_is_the_lowest_start_of_every_kept_backup(node: FakeNode) -> None:
+    # After a restore of the primary (to a point before the previous backups), the cluster
+    # goes on from there on timeline 2: its newest backup starts below the positions of the
+    # older ones, on another timeline. Its WAL must stay, whatever their order in time.
+    fulls = {"20260101T020000Z": seg(0x0A), "20260122T020000Z": seg(0x1E),
+             "20260125T020000Z": seg(0x28), "20260130T020000Z": seg(0x15, timeline=2)}
+    wal = ([seg(p) for p in range(0x01, 0x30)] + [seg(p, timeline=2) for p in range(0x14, 0x18)]
+           + ["00000002.history"])
+    incr = {"20260110": [f"{seg(p)}.gz" for p in range(0x10, 0x14)],
+            "20260120": [f"{seg(p)}.gz" for p in range(0x14, 0x17)]}
+    make_tree(node.repo, fulls, wal, incr)
+    result = plan(node, *NOW)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[2] for line in lines if line.startswith("keep full ")] == [
+        "20260122T020000Z", "20260125T020000Z", "20260130T020000Z"]
+    assert f"keep wal from {seg(0x15, timeline=2)}" in lines
+    removed_wal = {line.split()[2] for line in lines if line.startswith("remove wal ")}
+    assert removed_wal == {seg(p) for p in range(0x01, 0x15)} | {seg(0x14, timeline=2)}
+    removed_incr = {line.split()[2] for line in lines if line.startswith("remove incr ")}
+    assert removed_incr == {"20260110"}
+
+
+def test_every_kept_backup_needs_a_valid_start_segment(node: FakeNode) -> None:
+    make_tree(node.repo, {"20260125T020000Z": seg(0x28), "20260130T020000Z": "garbage"},
+              [seg(1)], {})
+    result = plan(node, *NOW)
+    assert result.returncode == 1
+    assert "full/20260130T020000Z/backup.info has no valid start_wal ('garbage')" in (
+        result.stderr)
+    assert "remove wal" not in result.stdout
