@@ -1,6 +1,6 @@
 #!/bin/bash
-# backup-verify [latest|TIMESTAMP|full/TIMESTAMP] -- prove a full backup restores, when this
-# node is the primary. Managed by pgcluster (pgcluster/node/).
+# backup-verify [latest|TIMESTAMP|full/TIMESTAMP|LABEL] -- prove a full backup restores, when
+# this node is the primary. Managed by pgcluster (pgcluster/node/).
 #
 # Unpacks base.tar.gz and pg_wal.tar.gz into a temporary directory under BACKUP_VERIFY_DIR
 # (gzip's CRC catches a damaged archive), runs pg_verifybackup against the backup's manifest
@@ -18,16 +18,14 @@ PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
 . "$PGCLUSTER_LIB/lib.sh"
 backup_job_init
 
+which=$(backup_name "${1-latest}") || exit
 run_as_postgres "$@"
 require_primary
 take_lock shared
 
 archive=$WAL_ARCHIVE_DIR
-which="${1:-latest}"
-which="${which#full/}"
 if [ "$which" = latest ]; then
-    which=$(find "$BACKUP_FULL_DIR" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
-        -regex '.*/[0-9]{8}T[0-9]{6}Z' -printf '%f\n' | sort | tail -n 1)
+    which=$(newest_backup)
     [ -n "$which" ] || die "no full backup in $BACKUP_FULL_DIR to verify"
 fi
 backup="$BACKUP_FULL_DIR/$which"

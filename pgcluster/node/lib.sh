@@ -224,6 +224,31 @@ backup_job_init() {
     lock_file="$BACKUP_ROOT/.pgcluster-backup.lock"
 }
 
+# backup_name NAME -- the directory name under BACKUP_FULL_DIR of the full backup NAME names:
+# latest, YYYYMMDDTHHMMSSZ, full/YYYYMMDDTHHMMSSZ or its label pgcluster-full-YYYYMMDDTHHMMSSZ
+# (as backup-full names them). Anything else exits 64: a name becomes a path, and a path
+# with .. or / in it must never reach rm, tar or mv.
+backup_name() {
+    local name=$1
+    case "$name" in
+        latest) echo latest; return 0 ;;
+        full/*) name=${name#full/} ;;
+        pgcluster-full-*) name=${name#pgcluster-full-} ;;
+    esac
+    if ! [[ "$name" =~ ^[0-9]{8}T[0-9]{6}Z$ ]]; then
+        echo "$script: backup '$1' names no full backup: use latest, YYYYMMDDTHHMMSSZ," \
+            "full/YYYYMMDDTHHMMSSZ or pgcluster-full-YYYYMMDDTHHMMSSZ" >&2
+        exit 64
+    fi
+    echo "$name"
+}
+
+# newest_backup -- the directory name of the newest full backup (nothing when there is none).
+newest_backup() {
+    find "$BACKUP_FULL_DIR" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
+        -regex '.*/[0-9]{8}T[0-9]{6}Z' -printf '%f\n' | sort | tail -n 1
+}
+
 # require_primary -- a backup job runs on the current primary, decided now (not when cron
 # was installed), so that backups follow a failover. Elsewhere it exits quietly, with a line
 # in backup.log.

@@ -3,8 +3,8 @@
 #                [--action promote|pause] [--force] -- restore a full backup onto this node.
 # Managed by pgcluster (pgcluster/node/).
 #
-# Restores the full backup BACKUP_FULL_DIR/BACKUP into this node's data directory and rolls
-# it forward with the WAL archive (WAL_ARCHIVE_DIR, then the incremental copies) to the
+# Restores the full backup BACKUP (latest, its timestamp, full/<timestamp> or its label) into
+# this node's data directory and rolls it forward with the WAL archive (WAL_ARCHIVE_DIR, then the incremental copies) to the
 # latest WAL there, or to a time, an LSN or a named restore point.
 #   - A running server is refused; --force (the user named this node) stops it first.
 #   - The existing data directory is never deleted: it is moved aside to
@@ -32,7 +32,7 @@ usage() {
 [ "$(id -u)" = 0 ] || { echo "$script: run me as root" >&2; exit 1; }
 cd /
 [ $# -ge 1 ] || usage
-name="${1#full/}"
+name=$(backup_name "$1") || exit
 shift
 target_kind=latest target="" timeline=latest action=promote force=0
 while [ $# -gt 0 ]; do
@@ -60,6 +60,10 @@ rlog() {
 }
 mkdir -p "$BACKUP_LOG_DIR"
 
+if [ "$name" = latest ]; then
+    name=$(newest_backup)
+    [ -n "$name" ] || die "no full backup in $BACKUP_FULL_DIR to restore"
+fi
 backup="$BACKUP_FULL_DIR/$name"
 for f in base.tar.gz pg_wal.tar.gz backup.info; do
     [ -s "$backup/$f" ] || die "$backup is not a complete backup: $f is missing"

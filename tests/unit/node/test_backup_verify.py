@@ -131,3 +131,28 @@ def test_a_standby_does_nothing_quietly(node: FakeNode) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert "not the primary (in recovery): nothing to do" in node.log()
     assert node.calls("pg_verifybackup") == []
+
+
+BAD_NAMES = ["../../etc", "full/../20260130T020000Z", "20260130", "full/", "",
+             "pgcluster-incr-20260130T020000Z", "latest; rm -rf /", "20260130T020000Z/.."]
+
+
+def test_a_backup_by_its_label(node: FakeNode) -> None:
+    node.running()
+    a_backup(node)
+    archive(node, 4)
+    result = node.run("backup-verify", f"pgcluster-full-{STAMP}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"full/{STAMP} verified\n"
+
+
+def test_a_bad_backup_name_is_refused_before_anything(node: FakeNode) -> None:
+    node.running()
+    a_backup(node)
+    for name in BAD_NAMES:
+        result = node.run("backup-verify", name)
+        assert result.returncode == 64, name
+        assert result.stderr == (
+            f"backup-verify: backup '{name}' names no full backup: use latest, "
+            "YYYYMMDDTHHMMSSZ, full/YYYYMMDDTHHMMSSZ or pgcluster-full-YYYYMMDDTHHMMSSZ\n")
+    assert node.calls() == []

@@ -229,3 +229,34 @@ def test_a_recovery_that_never_ends_fails_after_the_timeout(node: FakeNode) -> N
     attempt, = node.data.parent.glob("main.failed-restore-*")
     assert "restore FAILED: " f"{node.data} is empty" in node.log("restore.log")
     assert not node.data.exists() and attempt.is_dir()
+
+
+BAD_NAMES = ["../../etc", "full/../20260130T020000Z", "20260130", "full/", "",
+             "pgcluster-incr-20260130T020000Z", "latest; rm -rf /", "20260130T020000Z/.."]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_bad_backup_name_is_refused_before_anything(node: FakeNode, name: str) -> None:
+    a_backup(node)
+    previous_data(node)
+    result = node.run("restore-backup", name)
+    assert result.returncode == 64
+    assert "names no full backup: use latest, YYYYMMDDTHHMMSSZ, full/YYYYMMDDTHHMMSSZ or " \
+           "pgcluster-full-YYYYMMDDTHHMMSSZ" in result.stderr
+    assert node.calls() == [] and (node.data / "previous").exists()
+
+
+@pytest.mark.parametrize("name", [STAMP, LABEL, "latest"])
+def test_a_backup_by_timestamp_label_or_latest(node: FakeNode, name: str) -> None:
+    a_backup(node)
+    older = node.full / "20260101T020000Z"
+    older.mkdir()
+    recovers(node)
+    result = node.run("restore-backup", name)
+    assert result.returncode == 0, result.stderr
+    assert f"backup=full/{STAMP}\n" in result.stdout
+
+
+def test_latest_without_any_backup(node: FakeNode) -> None:
+    result = node.run("restore-backup", "latest")
+    assert result.returncode == 1 and "no full backup in" in result.stderr
