@@ -6,7 +6,8 @@
 # Clones the primary with pg_basebackup, then starts the server and waits until it streams.
 # It never destroys data: it refuses a data directory that holds a running server, a
 # primary, or a standby of another cluster, and clones into a temporary directory that only
-# replaces an absent data directory.
+# replaces an absent (or empty) data directory; a data directory that is a mount point, and
+# empty, is cloned into directly.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
@@ -49,15 +50,29 @@ if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
     exit 2
 fi
 
-clone="$DATA_DIR.pgcluster-clone"
-# Only a clone interrupted before its swap can be here; it never served anything.
-rm -rf "$clone"
-log "pg_basebackup ($conninfo) with slot $slot"
-as_postgres "$BIN_DIR/pg_basebackup" --pgdata="$clone" --dbname="$conninfo" \
-    --write-recovery-conf --wal-method=stream --slot="$slot" --checkpoint=fast --no-password
-test -f "$clone/standby.signal"
-rmdir "$DATA_DIR" 2>/dev/null || true
-mv "$clone" "$DATA_DIR"
+basebackup() {
+    as_postgres "$BIN_DIR/pg_basebackup" --pgdata="$1" --dbname="$conninfo" \
+        --write-recovery-conf --wal-method=stream --slot="$slot" --checkpoint=fast --no-password
+    test -f "$1/standby.signal"
+}
+
+if mountpoint -q "$DATA_DIR"; then
+    # A volume mounted on the data directory cannot be swapped for another directory (the
+    # clone would land inside it): pg_basebackup writes into it, empty as checked above,
+    # and cleans up after itself if it fails. A fresh filesystem's root belongs to root.
+    chown postgres:postgres "$DATA_DIR"
+    chmod 700 "$DATA_DIR"
+    log "pg_basebackup ($conninfo) with slot $slot, into the mount point $DATA_DIR"
+    basebackup "$DATA_DIR"
+else
+    clone="$DATA_DIR.pgcluster-clone"
+    # Only a clone interrupted before its swap can be here; it never served anything.
+    rm -rf "$clone"
+    log "pg_basebackup ($conninfo) with slot $slot"
+    basebackup "$clone"
+    rmdir "$DATA_DIR" 2>/dev/null || true
+    mv "$clone" "$DATA_DIR"
+fi
 systemctl start "$SERVICE"
 wait_streaming "$REPLICA_WAIT_TIMEOUT" "see $PG_LOG_FILE"
 log "streaming ($conninfo)"

@@ -112,3 +112,32 @@ def test_a_failed_pg_basebackup_leaves_the_data_directory_alone(node: FakeNode) 
     result = clone(node)
     assert result.returncode == 1
     assert not node.data.exists() and node.calls("systemctl") == []
+
+
+def test_a_data_directory_that_is_a_mount_point_is_cloned_into(node: FakeNode) -> None:
+    # A volume mounted on the data directory cannot be swapped for another directory: the
+    # clone would end up inside it. pg_basebackup writes into it directly.
+    primary_answers(node)
+    node.data.mkdir()
+    node.flag("mounts", f"{node.data}\n")
+    result = clone(node)
+    assert result.returncode == 0, result.stderr
+    call, = node.calls("pg_basebackup")
+    assert call.args[0] == f"--pgdata={node.data}" and call.user == "postgres"
+    assert not (node.data.parent / "main.pgcluster-clone").exists()
+    assert (node.data / "standby.signal").exists() and (node.data / "PG_VERSION").exists()
+    assert sorted(p.name for p in node.data.parent.iterdir()) == ["main"]
+    # The root of a fresh filesystem is root's: postgres gets it, private, before cloning.
+    assert ["postgres:postgres", str(node.data)] in [c.args for c in node.calls("chown")]
+    assert node.data.stat().st_mode & 0o777 == 0o700
+    assert [c.args for c in node.calls("systemctl")] == [["start", "postgresql@15-main"]]
+
+
+def test_a_mount_point_with_other_content_is_still_refused(node: FakeNode) -> None:
+    node.data.mkdir()
+    (node.data / "lost+found").mkdir()
+    node.flag("mounts", f"{node.data}\n")
+    result = clone(node)
+    assert result.returncode == 2
+    assert "is not empty but holds no PostgreSQL data directory; inspect it" in result.stderr
+    untouched(node)
