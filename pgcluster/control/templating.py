@@ -16,7 +16,7 @@ import jinja2
 from pgcluster import TEMPLATES_DIR
 from pgcluster.model.cluster import Cluster, Node
 from pgcluster.model.conninfo import ssl_conninfo
-from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, SOCKET_DIR, Layout
+from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, SOCKET_DIR, START_OVERRIDE, Layout
 
 
 def onoff(value: Any) -> str:
@@ -73,6 +73,7 @@ def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster) -> d
         "scripts_dir": SCRIPTS_DIR,
         "socket_dir": SOCKET_DIR,
         "pgpass": PGPASS,
+        "start_override": START_OVERRIDE,
         # libpq options of every node-to-node connection (TLS, verify-full).
         "ssl_conninfo": ssl_conninfo(data),
         # Every other node, address:port, as the start guard asks them.

@@ -10,10 +10,11 @@ from pyinfra.operations import systemd
 from pgcluster import NODE_DIR
 from pgcluster.control import tls
 from pgcluster.control.templating import render_template, template_context
-from pgcluster.model.layout import NODE_ENV, PGPASS, SCRIPTS_DIR, Layout
+from pgcluster.model.layout import NODE_ENV, PGPASS, SCRIPTS_DIR, START_OVERRIDE, Layout
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
 from pgcluster.operations import postgres as operations
+from pgcluster.operations.conditional import only_if
 from pgcluster.operations.files import Content, Directory
 
 # template -> (file in the cluster's configuration directory, mode)
@@ -40,6 +41,13 @@ def node_files(ctx: dict) -> list[Content]:
     settings (no secrets: world-readable, as PostgreSQL's archive_command runs as postgres)."""
     return [Content(f"{SCRIPTS_DIR}/lib.sh", (NODE_DIR / "lib.sh").read_text(), "644"),
             Content(NODE_ENV, render_template("node/node.env.j2", ctx), "644")]
+
+
+def first_start(topology: Topology, host_name: str) -> bool:
+    """Whether this host is the primary of a cluster being created: no data directory yet.
+    Its first start (primary.initialise) comes before any replica exists, so no peer could
+    confirm it to start-guard, which would keep it down."""
+    return topology.is_primary(host_name) and not topology.live.get(host_name, {}).get("data")
 
 
 @deploy("Configure PostgreSQL")
@@ -83,6 +91,12 @@ def postgresql(topology: Topology) -> None:
         files=[Content(guard_file, render_template("systemd/postgresql-guard.conf.j2", ctx))],
     )
     systemd.daemon_reload(name="Reload systemd units", _if=guard.did_change)
+    only_if(
+        first_start(topology, host.name), content.contents,
+        name="A new cluster's primary: its first start needs no peer (start-guard)",
+        files=[Content(START_OVERRIDE, "the first start of a new cluster's primary "
+                       "(pgcluster's deploy)\n", "600")],
+    )
 
     operations.apply_config(
         name="Reload PostgreSQL (restart only if a changed setting requires it)",

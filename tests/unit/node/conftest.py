@@ -84,7 +84,7 @@ class FakeNode:
         # a later assignment wins when bash sources the file.
         self.settings(DATA_DIR=self.data, BIN_DIR=self.bin, CONF_DIR=self.etc,
                       PG_LOG_FILE=self.pg_log, SOCKET_DIR=root / "run",
-                      SCRIPTS_DIR=self.scripts)
+                      SCRIPTS_DIR=self.scripts, START_OVERRIDE=self.override)
 
     # ------------------------------------------------------------------------ arranging
 
