@@ -190,6 +190,12 @@ segment_number() {
     echo $(( 16#${1:8:8} * per + 16#${1:16:8} ))
 }
 
+# segment_name TIMELINE NUMBER SEGMENT_SIZE -- the name of segment NUMBER on TIMELINE.
+segment_name() {
+    local per=$(( 0x100000000 / $3 ))
+    printf '%08X%08X%08X' "$1" $(( $2 / per )) $(( $2 % per ))
+}
+
 # segment_lsn NAME SEGMENT_SIZE [end] -- where a segment file starts (or ends).
 segment_lsn() {
     local seg

@@ -11,9 +11,13 @@
 #     DATA_DIR.before-restore-<timestamp>.
 #   - Recovery settings go into postgresql.auto.conf with recovery.signal; once the node is
 #     promoted they are reset, so a later restart or a standby.signal cannot reuse them.
+#   - "latest" is proved: recovery targets the last record of the WAL there is (pg_waldump
+#     on the newest segment of the timeline it recovers to), so a missing or damaged segment
+#     before it is a failed restore, never a node promoted early.
 # At the end it says which point was reached (LSN, timeline, last replayed transaction, and
 # PostgreSQL's own "recovery stopping ..." line), on stdout, in restore.log and in
-# BACKUP_LOG_DIR/last-restore. Runs as root (it starts and stops the service).
+# BACKUP_LOG_DIR/last-restore. A failure puts the previous data directory back. Runs as root
+# (it starts and stops the service).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
@@ -131,14 +135,112 @@ as_postgres tar -xzf "$backup/pg_wal.tar.gz" -C "$data/pg_wal"
 rm -f "$data/standby.signal" "$data/recovery.signal" "$data/postmaster.pid"
 unpacked=$(date +%s)
 
+# --- "latest" is a target too: the last record of the WAL this restore can read, on the
+# timeline it recovers to. Without a target, a missing or damaged segment would simply end
+# recovery early and the node would be promoted there, reporting success; with this one,
+# PostgreSQL stops with "recovery ended before configured recovery target was reached".
+seg_size=$(info_get "$backup/backup.info" wal_segment_size)
+seg_size=${seg_size:-16777216}  # backups of pgcluster all say; PostgreSQL's default otherwise
+backup_tli=$(info_get "$backup/backup.info" timeline)
+backup_end=$(info_get "$backup/backup.info" stop_lsn)
+backup_end=${backup_end:-$(info_get "$backup/backup.info" start_lsn)}
+
+history_file() { printf '%s/%08X.history' "$WAL_ARCHIVE_DIR" "$1"; }
+
+# descends TLI -- whether timeline TLI's history goes through the backup's timeline after the
+# backup's end, so that recovering to TLI replays the backup's WAL.
+descends() {
+    local switch
+    switch=$(awk -v t="$backup_tli" '$1 == t { print $2; exit }' "$(history_file "$1")")
+    [ -n "$switch" ] && [ "$(lsn_int "$switch")" -ge "$(lsn_int "$backup_end")" ]
+}
+
+# recovery_timeline -- the timeline recovery ends on: for latest the newest one in the
+# archive that descends from the backup's. It is written down as a number: PostgreSQL's own
+# "latest" would take the newest history file whatever its ancestry, or one archived after
+# the end was proved.
+recovery_timeline() {
+    local newest=$backup_tli file name tli
+    case "$timeline" in
+        current) echo "$backup_tli"; return ;;
+        latest) ;;
+        *) echo "$timeline"; return ;;
+    esac
+    for file in "$WAL_ARCHIVE_DIR"/*.history; do
+        name=${file##*/}
+        [[ "$name" =~ ^[0-9A-F]{8}\.history$ ]] || continue
+        tli=$((16#${name:0:8}))
+        if [ "$tli" -gt "$newest" ] && descends "$tli"; then
+            newest=$tli
+        fi
+    done
+    echo "$newest"
+}
+
+# wal_end TLI [BEFORE] -- the last record of the newest segment of timeline TLI there is (in
+# the archive, else in the backup's own pg_wal), below the LSN BEFORE when given: sets
+# end_lsn, end_segment and end_tli. A timeline without segments yet (just promoted: its
+# history file is archived first) ends where its parent's WAL ends, before it branched off.
+wal_end() {
+    local tli=$1 before=${2:-} prefix below="" newest path out lsn parent switch
+    prefix=$(printf '%08X' "$tli")
+    if [ -n "$before" ]; then
+        below=$(wal_name "$tli" "$(int_lsn $(( $(lsn_int "$before") - 1 )))" "$seg_size")
+    fi
+    newest=$(find "$WAL_ARCHIVE_DIR" "$data/pg_wal" -maxdepth 1 -type f -name "$prefix*" \
+        -printf '%f\n' | grep -E '^[0-9A-F]{24}$' | sort -u \
+        | awk -v below="$below" 'below == "" || $0 <= below' | tail -n 1 || true)
+    if [ -z "$newest" ]; then
+        if [ ! -f "$(history_file "$tli")" ]; then
+            end_problem="the archive holds no WAL and no history of timeline $tli"
+            return 1
+        fi
+        read -r parent switch _ < <(grep -E '^[0-9]+[[:space:]]' "$(history_file "$tli")" | tail -n 1)
+        if ! [[ "${parent:-}" =~ ^[0-9]+$ ]] || [ "$parent" -ge "$tli" ]; then
+            end_problem="$(history_file "$tli") names no parent timeline"
+            return 1
+        fi
+        wal_end "$parent" "$switch"
+        return
+    fi
+    path="$WAL_ARCHIVE_DIR/$newest"
+    [ -f "$path" ] || path="$data/pg_wal/$newest"
+    # pg_waldump fails at the end of what it can read (the next segment is not there): its
+    # records up to there are the answer.
+    out=$(as_postgres "$BIN_DIR/pg_waldump" ${before:+"--end=$before"} "$path" 2>/dev/null || true)
+    lsn=$(sed -n 's/.* lsn: \([0-9A-F]*\/[0-9A-F]*\), prev .*/\1/p' <<<"$out" | tail -n 1)
+    if [ -z "$lsn" ]; then
+        end_problem="pg_waldump reads no record in $path"
+        return 1
+    fi
+    end_lsn=$(int_lsn "$(lsn_int "$lsn")")
+    end_segment=$newest
+    end_tli=$tli
+}
+
+recovery_tli=$timeline
+if [ "$target_kind" = latest ]; then
+    end_problem="" end_lsn="" end_segment="" end_tli=""
+    [ -n "$backup_tli" ] && recovery_tli=$(recovery_timeline)
+    if [ -z "$backup_tli" ] || [ -z "$backup_end" ] || ! wal_end "$recovery_tli"; then
+        rlog "FAILED: the end of the archive cannot be proved: ${end_problem:-backup.info has no timeline or WAL position}. Restore to an explicit --lsn or --time instead."
+        exit 1
+    fi
+    target_text="latest (end of the archive: LSN $end_lsn, the last record of $end_segment on timeline $end_tli)"
+    rlog "the end of the archive is LSN $end_lsn, the last record of $end_segment on timeline $end_tli: recovery to timeline $recovery_tli must reach it"
+fi
+
 {
     echo "# pgcluster restore of full/$name ($stamp): reset when the node is promoted"
     echo "restore_command = $(sql_literal "$SCRIPTS_DIR/restore-wal %f %p")"
-    echo "recovery_target_timeline = $(sql_literal "$timeline")"
-    if [ "$target_kind" != latest ]; then
+    echo "recovery_target_timeline = $(sql_literal "$recovery_tli")"
+    if [ "$target_kind" = latest ]; then
+        echo "recovery_target_lsn = $(sql_literal "$end_lsn")"
+        echo "recovery_target_inclusive = 'on'"
+    else
         echo "recovery_target_$target_kind = $(sql_literal "$target")"
-        echo "recovery_target_action = $(sql_literal "$action")"
     fi
+    echo "recovery_target_action = $(sql_literal "$action")"
 } >>"$data/postgresql.auto.conf"
 as_postgres touch "$data/recovery.signal"
 chown postgres:postgres "$data/postgresql.auto.conf"
@@ -148,6 +250,37 @@ systemctl enable --quiet "$SERVICE" 2>/dev/null || true
 systemctl start "$SERVICE" || true
 
 new_log() { tail -c +$((log_offset + 1)) "$PG_LOG_FILE" 2>/dev/null || true; }
+
+# short_of_target -- why recovery ended before its target, from PostgreSQL's log: where it
+# stopped, and the segment it could not read when the log says which.
+short_of_target() {
+    local log stopped last bad segment why
+    log=$(new_log)
+    stopped=$(sed -n 's/.*redo done at \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' <<<"$log" | tail -n 1)
+    last=$(sed -n 's/.*restored log file "\([0-9A-F]\{24\}\)" from archive.*/\1/p' <<<"$log" \
+        | tail -n 1)
+    bad=$(grep -E 'LOG:  (invalid|incorrect|unexpected|missing contrecord|record with|there is no contrecord)' \
+        <<<"$log" | tail -n 1 | sed 's/^.*LOG:  //' || true)
+    if [[ "$bad" =~ log\ segment\ ([0-9A-F]{24}) ]]; then
+        segment=${BASH_REMATCH[1]}
+    elif [[ "$bad" =~ \ at\ ([0-9A-F]+/[0-9A-F]+) ]] && [ -n "$last" ]; then
+        segment=$(wal_name $((16#${last:0:8})) "${BASH_REMATCH[1]}" "$seg_size")
+    elif [ -n "$last" ]; then
+        segment=$(segment_name $((16#${last:0:8})) $(( $(segment_number "$last" "$seg_size") + 1 )) "$seg_size")
+    fi
+    if [ -n "${segment:-}" ] && [ -n "$bad" ]; then
+        why="segment $segment is missing or unreadable (PostgreSQL: $bad)"
+    elif [ -n "${segment:-}" ]; then
+        why="segment $segment is missing or unreadable (the last one restored was $last)"
+    else
+        why="no segment after the backup's own WAL could be restored"
+    fi
+    if [ "$target_kind" = latest ]; then
+        echo "recovery ended at LSN ${stopped:-?}, before the end of the archive (LSN $end_lsn, the last record of $end_segment on timeline $end_tli): $why"
+    else
+        echo "recovery ended at LSN ${stopped:-?}, before reaching the target $target_text: the archive holds no WAL up to it ($why)"
+    fi
+}
 state="" down=0
 for _ in $(seq "$RESTORE_TIMEOUT"); do
     state=$(sql "select case when pg_is_in_recovery() then 'recovery:' || pg_get_wal_replay_pause_state() else 'primary' end" 2>/dev/null || true)
@@ -159,7 +292,11 @@ for _ in $(seq "$RESTORE_TIMEOUT"); do
         down=$((down + 1))
         if [ "$down" -ge 15 ] || new_log | grep -E 'FATAL|PANIC' >/dev/null; then
             new_log | grep -E 'FATAL|PANIC|ERROR|LOG:  (recovery|redo|starting|consistent)' | tail -n 8 >&2 || true
-            rlog "FAILED: the server is not running: recovery stopped with an error (above; full log: $PG_LOG_FILE)"
+            if new_log | grep -q 'recovery ended before configured recovery target was reached'; then
+                rlog "FAILED: $(short_of_target)"
+            else
+                rlog "FAILED: the server is not running: recovery stopped with an error (above; full log: $PG_LOG_FILE)"
+            fi
             exit 1
         fi
     else
@@ -192,7 +329,7 @@ done_ok=1  # from here on the restored node stays, whatever happens
 if [ "$state" = primary ]; then
     sql "alter system reset recovery_target_time" >/dev/null
     for setting in recovery_target_lsn recovery_target_name recovery_target_action \
-        recovery_target_timeline restore_command; do
+        recovery_target_inclusive recovery_target_timeline restore_command; do
         sql "alter system reset $setting" >/dev/null
     done
     # No reload: these only act at a start in recovery, and a reload would leave them

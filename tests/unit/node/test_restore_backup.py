@@ -6,6 +6,7 @@ kept). The fake server "recovers" as the test's on-start hook says."""
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -35,8 +36,40 @@ def a_backup(node: FakeNode) -> Path:
                                     "standby.signal": b""})
     tar_gz(backup / "pg_wal.tar.gz", {"000000010000000000000004": b"wal"})
     (backup / "backup.info").write_text(f"kind=full\nlabel={LABEL}\ntimeline=1\n"
-                                        "start_wal=000000010000000000000004\n")
+                                        "start_lsn=0/4000028\nstop_lsn=0/4000100\n"
+                                        "start_wal=000000010000000000000004\n"
+                                        "wal_segment_size=16777216\n")
+    # What pg_waldump finds in the backup's own last segment (pg_wal.tar.gz).
+    records(node, "000000010000000000000004", "0/4000028", "0/40000D8", "0/4000100")
     return backup
+
+
+def records(node: FakeNode, segment: str, *lsns: str) -> None:
+    """pg_waldump's lines for `segment`: one record at each LSN."""
+    lines, prev = [], "0/0"
+    for lsn in lsns:
+        high, low = lsn.split("/")
+        lines.append(f"rmgr: XLOG        len (rec/tot):     24/    24, tx:          0, lsn: "
+                     f"{high}/{int(low, 16):08X}, prev {prev}, desc: SWITCH")
+        prev = lsn
+    (node.state / "waldump").mkdir(exist_ok=True)
+    (node.state / "waldump" / segment).write_text("".join(f"{line}\n" for line in lines))
+
+
+def archived(node: FakeNode, *names: str) -> None:
+    for name in names:
+        (node.archive / name).write_bytes(b"w")
+
+
+def history(node: FakeNode, timeline: int, *parents: tuple[int, str]) -> None:
+    """TIMELINE.history in the archive: its parents and where it left each one."""
+    (node.archive / f"{timeline:08X}.history").write_text("".join(
+        f"{parent}\t{switch}\tno recovery target specified\n" for parent, switch in parents))
+
+
+def recovery_settings(node: FakeNode) -> list[str]:
+    auto = (node.data / "postgresql.auto.conf").read_text().splitlines()
+    return auto[auto.index(next(line for line in auto if line.startswith("# pgcluster"))) + 1:]
 
 
 def recovers(node: FakeNode, state: str = "primary") -> None:
@@ -135,8 +168,16 @@ def test_a_restore_to_the_end_of_the_archive(node: FakeNode) -> None:
     auto = (node.data / "postgresql.auto.conf").read_text().splitlines()
     assert auto[0] == "work_mem = '8MB'"
     assert auto[1].startswith(f"# pgcluster restore of full/{STAMP} (")
+    # "latest" is a target too: the last record of the WAL there is, so that recovery must
+    # reach it (here: the backup's own, nothing archived since), on the timeline it is on.
     assert auto[2:] == [f"restore_command = '{node.scripts}/restore-wal %f %p'",
-                        "recovery_target_timeline = 'latest'"]
+                        "recovery_target_timeline = '1'",
+                        "recovery_target_lsn = '0/4000100'",
+                        "recovery_target_inclusive = 'on'",
+                        "recovery_target_action = 'promote'"]
+    waldump, = node.calls("pg_waldump")
+    assert waldump.user == "postgres"
+    assert waldump.args == [str(node.data / "pg_wal" / "000000010000000000000004")]
     assert (node.data / "recovery.signal").exists()
     assert not (node.data / "standby.signal").exists()
     assert [c.user for c in node.calls("tar")] == [] and {
@@ -145,7 +186,8 @@ def test_a_restore_to_the_end_of_the_archive(node: FakeNode) -> None:
     # Promoted: the recovery settings are reset, the restore is in the registry.
     asked = [c.input for c in node.queries()]
     for setting in ("recovery_target_time", "recovery_target_lsn", "recovery_target_name",
-                    "recovery_target_action", "recovery_target_timeline", "restore_command"):
+                    "recovery_target_action", "recovery_target_inclusive",
+                    "recovery_target_timeline", "restore_command"):
         assert f"alter system reset {setting}" in asked
     registry = next(c for c in node.queries() if "'restore'" in c.input)
     assert {f"label={LABEL}", "node=db1", f"path=full/{STAMP}", "tli=2", "lsn=0/5000100"} <= set(
@@ -155,7 +197,8 @@ def test_a_restore_to_the_end_of_the_archive(node: FakeNode) -> None:
     assert report | {"finished_at": "", "unpack_seconds": "", "recovery_seconds": "",
                      "total_seconds": ""} == {
         "node": "db1", "backup": f"full/{STAMP}", "label": LABEL,
-        "target": "latest (end of the archive)", "timeline_requested": "latest",
+        "target": "latest (end of the archive: LSN 0/4000100, the last record of "
+                  "000000010000000000000004 on timeline 1)", "timeline_requested": "latest",
         "action": "promote", "reached_lsn": "0/5000100", "reached_timeline": "2",
         "last_transaction": "2026-01-30 09:58:00+00",
         "postgresql_says": "recovery stopping before commit of transaction 750, time "
@@ -166,6 +209,8 @@ def test_a_restore_to_the_end_of_the_archive(node: FakeNode) -> None:
     restore_log = node.log("restore.log")
     assert f"restoring full/{STAMP} ({LABEL}) onto db1, target latest" in restore_log
     assert "reached LSN 0/5000100 on timeline 2" in restore_log
+    assert ("the end of the archive is LSN 0/4000100, the last record of "
+            "000000010000000000000004 on timeline 1") in restore_log
 
 
 def test_a_restore_to_a_time_then_pause(node: FakeNode) -> None:
@@ -260,3 +305,148 @@ def test_a_backup_by_timestamp_label_or_latest(node: FakeNode, name: str) -> Non
 def test_latest_without_any_backup(node: FakeNode) -> None:
     result = node.run("restore-backup", "latest")
     assert result.returncode == 1 and "no full backup in" in result.stderr
+
+
+def test_latest_is_the_last_record_of_the_archive_on_the_backups_timeline(
+        node: FakeNode) -> None:
+    a_backup(node)
+    archived(node, "000000010000000000000004", "000000010000000000000005",
+             "000000010000000000000005.partial", "000000010000000000000004.00000028.backup")
+    records(node, "000000010000000000000005", "0/5000028", "0/5000090", "0/5000138")
+    recovers(node)
+    result = restore(node)
+    assert result.returncode == 0, result.stderr
+    assert "recovery_target_lsn = '0/5000138'" in recovery_settings(node)
+    waldump, = node.calls("pg_waldump")
+    assert waldump.args == [str(node.archive / "000000010000000000000005")]  # the archive's
+    assert ("target=latest (end of the archive: LSN 0/5000138, the last record of "
+            "000000010000000000000005 on timeline 1)") in result.stdout
+
+
+def test_latest_follows_the_newest_timeline_that_descends_from_the_backup(
+        node: FakeNode) -> None:
+    a_backup(node)
+    archived(node, "000000010000000000000005", "000000020000000000000005",
+             "000000030000000000000009", "000000040000000000000006")
+    history(node, 2, (1, "0/5800000"))
+    history(node, 3, (1, "0/3000000"))  # left timeline 1 before the backup: not its future
+    history(node, 4, (1, "0/5800000"), (2, "0/6100000"))
+    history(node, 5, (2, "0/5900000"))  # an ancestor without the backup's timeline
+    records(node, "000000040000000000000006", "0/6100028", "0/6200000")
+    recovers(node)
+    result = restore(node)
+    assert result.returncode == 0, result.stderr
+    assert recovery_settings(node)[1:3] == ["recovery_target_timeline = '4'",
+                                            "recovery_target_lsn = '0/6200000'"]
+    assert "the last record of 000000040000000000000006 on timeline 4" in result.stdout
+    assert "timeline_requested=latest\n" in result.stdout
+
+
+def test_a_timeline_without_segments_yet_ends_on_its_parent_before_it_branched(
+        node: FakeNode) -> None:
+    # Just promoted: 00000002.history is archived, its first segment not yet. Timeline 1
+    # goes on past the switch in the archive (the old primary archived it before it died).
+    a_backup(node)
+    archived(node, "000000010000000000000005", "000000010000000000000006",
+             "000000010000000000000007")
+    history(node, 2, (1, "0/6000000"))
+    records(node, "000000010000000000000005", "0/5000028", "0/5FFFF80")
+    recovers(node)
+    result = restore(node)
+    assert result.returncode == 0, result.stderr
+    assert recovery_settings(node)[1:3] == ["recovery_target_timeline = '2'",
+                                            "recovery_target_lsn = '0/5FFFF80'"]
+    assert "recovery to timeline 2 must reach it" in node.log("restore.log")
+    waldump, = node.calls("pg_waldump")
+    assert waldump.args == ["--end=0/6000000", str(node.archive / "000000010000000000000005")]
+
+
+def test_the_current_timeline_and_an_explicit_one(node: FakeNode) -> None:
+    a_backup(node)
+    archived(node, "000000010000000000000005", "000000020000000000000006")
+    history(node, 2, (1, "0/5800000"))
+    records(node, "000000010000000000000005", "0/5000028")
+    records(node, "000000020000000000000006", "0/6000028")
+    recovers(node)
+    assert restore(node, "--timeline", "current").returncode == 0
+    assert recovery_settings(node)[1:3] == ["recovery_target_timeline = '1'",
+                                            "recovery_target_lsn = '0/5000028'"]
+    for path in node.data.parent.iterdir():
+        shutil.rmtree(path)
+    assert restore(node, "--timeline", "2").returncode == 0
+    assert recovery_settings(node)[1:3] == ["recovery_target_timeline = '2'",
+                                            "recovery_target_lsn = '0/6000028'"]
+
+
+def test_an_unreadable_last_segment_fails_before_the_server_starts(node: FakeNode) -> None:
+    a_backup(node)
+    previous_data(node)
+    archived(node, "000000010000000000000005")  # pg_waldump finds no record in it
+    result = restore(node)
+    assert result.returncode == 1
+    assert (f"FAILED: the end of the archive cannot be proved: pg_waldump reads no record in "
+            f"{node.archive}/000000010000000000000005") in result.stderr
+    assert ["start", "postgresql@15-main"] not in [c.args for c in node.calls("systemctl")]
+    assert (node.data / "previous").exists()  # rolled back
+    assert "restore FAILED: the previous data directory is back" in node.log("restore.log")
+
+
+def test_a_missing_segment_before_the_end_is_a_failed_restore(node: FakeNode) -> None:
+    a_backup(node)
+    previous_data(node)
+    archived(node, "000000010000000000000004", "000000010000000000000006")
+    records(node, "000000010000000000000006", "0/6000028", "0/6000100")
+    stops_short(node, 'LOG:  restored log file "000000010000000000000004" from archive',
+                "LOG:  redo done at 0/4000100 system usage: CPU: user: 0.00 s")
+    result = restore(node)
+    assert result.returncode == 1
+    assert ("FAILED: recovery ended at LSN 0/4000100, before the end of the archive (LSN "
+            "0/6000100, the last record of 000000010000000000000006 on timeline 1): segment "
+            "000000010000000000000005 is missing or unreadable (the last one restored was "
+            "000000010000000000000004)") in result.stderr
+    # Never a promoted node reporting success: rolled back, nothing reset, no report.
+    assert (node.data / "previous").exists()
+    attempt, = node.data.parent.glob("main.failed-restore-*")
+    assert (attempt / "recovery.signal").exists()
+    assert not any("alter system reset" in (c.input or "") for c in node.queries())
+    assert not (node.log_dir / "last-restore").exists()
+    assert "FAILED: recovery ended at LSN 0/4000100" in node.log("restore.log")
+
+
+def test_a_corrupt_segment_is_named(node: FakeNode) -> None:
+    a_backup(node)
+    archived(node, "000000010000000000000004", "000000010000000000000005")
+    records(node, "000000010000000000000005", "0/5000028")
+    stops_short(node, 'LOG:  restored log file "000000010000000000000004" from archive',
+                "LOG:  invalid resource manager ID 114 at 0/407A118",
+                "LOG:  redo done at 0/407A0D8 system usage: CPU: user: 0.00 s")
+    result = restore(node)
+    assert result.returncode == 1
+    assert ("segment 000000010000000000000004 is missing or unreadable (PostgreSQL: invalid "
+            "resource manager ID 114 at 0/407A118)") in result.stderr
+
+
+@pytest.mark.parametrize("kind, value", [("time", "2027-01-01 00:00:00+00"),
+                                         ("lsn", "0/9000000"), ("name", "before-upgrade")])
+def test_a_target_that_is_not_reached_is_a_failed_restore(node: FakeNode, kind: str,
+                                                          value: str) -> None:
+    a_backup(node)
+    previous_data(node)
+    stops_short(node, "LOG:  redo done at 0/4000100 system usage: CPU: user: 0.00 s")
+    result = restore(node, f"--{kind}", value)
+    assert result.returncode == 1
+    assert (f"FAILED: recovery ended at LSN 0/4000100, before reaching the target {kind} "
+            f"'{value}': the archive holds no WAL up to it") in result.stderr
+    assert node.calls("pg_waldump") == []  # its own target: no end of the archive to prove
+    assert (node.data / "previous").exists()
+
+
+def stops_short(node: FakeNode, *lines: str) -> None:
+    """The fake server, started on the restored data, ends recovery before its target."""
+    text = "".join(f"2026-01-30 10:00:01 UTC [9] {line}\n" for line in (
+        *lines, "FATAL:  recovery ended before configured recovery target was reached"))
+    node.flag("on-start", f"""rm -f "$FAKE_STATE/on-start" "$FAKE_STATE/running"
+rm -f "$DATA_DIR/postmaster.pid"
+cat >>{node.pg_log} <<'LOG'
+{text}LOG
+exit 1""")
