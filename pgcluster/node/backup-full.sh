@@ -70,7 +70,7 @@ done
 
 # The WAL range the backup needs, from its manifest (the last range: the timeline it ended on).
 range=$(grep -o '"Timeline": [0-9]*, "Start-LSN": "[0-9A-F/]*", "End-LSN": "[0-9A-F/]*"' \
-    "$manifest" | tail -n 1)
+    "$manifest" | tail -n 1 || true)  # none: said below, not "interrupted"
 range_re='"Timeline": ([0-9]+), "Start-LSN": "([0-9A-F/]+)", "End-LSN": "([0-9A-F/]*)"'
 if ! [[ "$range" =~ $range_re ]]; then
     failure="no WAL-Ranges in $manifest"

@@ -134,3 +134,13 @@ def test_a_missing_repository_is_a_failure(node: FakeNode) -> None:
     result = node.run("backup-full")
     assert result.returncode == 1
     assert "does not exist (run the cluster deploy)" in result.stderr
+
+
+def test_a_manifest_without_wal_ranges_is_a_named_failure(node: FakeNode) -> None:
+    primary(node)
+    node.flag("backup-range", "")
+    result = node.run("backup-full")
+    assert result.returncode == 1
+    assert "FAILED: no WAL-Ranges in" in result.stderr and "interrupted" not in result.stderr
+    assert list(node.full.iterdir()) == []
+    assert "status = 'failed'" in node.queries()[-1].input
