@@ -4,8 +4,8 @@
 # Sourced, never run: by the scripts installed next to it in /usr/local/lib/pgcluster (and,
 # in the unit tests, from the source tree). It reads the node's settings from one file,
 # /etc/pgcluster/node.env, rendered by the deploy (PGCLUSTER_ENV names another one), and
-# defines the helpers the scripts have in common. Sourcing it writes nothing and starts
-# nothing heavier than `id`: archive_command and restore_command source it for every WAL
+# defines the helpers the scripts have in common. Sourcing it writes nothing and runs
+# nothing but basename: archive_command and restore_command source it for every WAL
 # segment.
 
 PGCLUSTER_ENV=${PGCLUSTER_ENV:-/etc/pgcluster/node.env}
