@@ -36,6 +36,8 @@ integration: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	shellcheck -x pgcluster/node/*.sh
+	shellcheck -x -s bash tests/unit/node/fakes/*
 
 destroy: venv
 	$(PY) -m pgcluster destroy $(if $(YES),--yes,)

@@ -7,6 +7,7 @@ get. Rendering is deterministic (no timestamps), so an unchanged input is no cha
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ import jinja2
 from pgcluster import TEMPLATES_DIR
 from pgcluster.model.cluster import Cluster, Node
 from pgcluster.model.conninfo import ssl_conninfo
-from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, SOCKET_DIR, Layout
+from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, SOCKET_DIR, START_OVERRIDE, Layout
 
 
 def onoff(value: Any) -> str:
@@ -46,6 +47,11 @@ def pgpass_field(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace(":", "\\:")
 
 
+def shell(value: Any) -> str:
+    """A value as one shell word, for files that bash sources (templates/node/node.env.j2)."""
+    return shlex.quote(str(value))
+
+
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
     undefined=jinja2.StrictUndefined,
@@ -54,7 +60,8 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
-_env.filters.update(onoff=onoff, pgvalue=pgvalue, hba_address=hba_address, pgpass=pgpass_field)
+_env.filters.update(onoff=onoff, pgvalue=pgvalue, hba_address=hba_address, pgpass=pgpass_field,
+                    shell=shell)
 
 
 def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster) -> dict[str, Any]:
@@ -66,8 +73,11 @@ def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster) -> d
         "scripts_dir": SCRIPTS_DIR,
         "socket_dir": SOCKET_DIR,
         "pgpass": PGPASS,
+        "start_override": START_OVERRIDE,
         # libpq options of every node-to-node connection (TLS, verify-full).
         "ssl_conninfo": ssl_conninfo(data),
+        # Every other node, address:port, as the start guard asks them.
+        "peers": " ".join(f"{m.address}:{m.port}" for m in cluster.nodes if m.name != node.name),
     }
 
 

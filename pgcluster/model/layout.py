@@ -6,7 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SCRIPTS_DIR = "/usr/local/lib/pgcluster"  # archive/clone scripts installed by the deploy
+SCRIPTS_DIR = "/usr/local/lib/pgcluster"  # the node scripts (pgcluster/node/) and their lib.sh
+NODE_ENV = "/etc/pgcluster/node.env"  # the node scripts' settings (templates/node/node.env.j2)
+# One-shot: start-guard lets the node's next start go ahead as a primary without a peer's
+# confirmation, and deletes it (`pgcluster start NODE --as-primary`; the first start of a new
+# cluster's primary). Under /run: a reboot forgets it.
+START_OVERRIDE = "/run/pgcluster/start-as-primary"
 PGPASS = "/var/lib/postgresql/.pgpass"  # postgres' password file (replication only)
 SOCKET_DIR = "/var/run/postgresql"
 # Secrets on their way to a node (uploads through sudo): the login user's private directory

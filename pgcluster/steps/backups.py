@@ -46,10 +46,11 @@ def scripts(topology: Topology) -> None:
     # Created here so that root (restore-backup) never creates it first, owned by root.
     files.file(name=f"{log_dir}/backup.log", path=f"{log_dir}/backup.log", user="postgres",
                group="postgres", mode="640")
-    # SCRIPTS_DIR itself comes with the configure step, which every deploy runs first.
+    # SCRIPTS_DIR, lib.sh and node.env come with the configure step, which every deploy runs
+    # first.
     content.contents(
         name="Backup and restore scripts, rotation of their logs",
-        files=[*script_files(SCRIPTS, ctx),
+        files=[*script_files(SCRIPTS),
                Content("/etc/logrotate.d/pgcluster",
                        render_template("logrotate/pgcluster.j2", ctx))],
     )

@@ -7,12 +7,14 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
+from pgcluster import NODE_DIR
 from pgcluster.control import tls
 from pgcluster.control.templating import render_template, template_context
-from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, Layout
+from pgcluster.model.layout import NODE_ENV, PGPASS, SCRIPTS_DIR, START_OVERRIDE, Layout
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
 from pgcluster.operations import postgres as operations
+from pgcluster.operations.conditional import only_if
 from pgcluster.operations.files import Content, Directory
 
 # template -> (file in the cluster's configuration directory, mode)
@@ -27,10 +29,25 @@ CONFIG_FILES = {
 SCRIPTS = ("archive-wal", "restore-wal", "clone-replica", "rejoin-replica", "start-guard")
 
 
-def script_files(names: tuple[str, ...], ctx: dict) -> list[Content]:
-    """templates/scripts/<name>.j2 rendered into SCRIPTS_DIR, executable, for each name."""
-    return [Content(f"{SCRIPTS_DIR}/{script}", render_template(f"scripts/{script}.j2", ctx), "755")
-            for script in names]
+def script_files(names: tuple[str, ...]) -> list[Content]:
+    """pgcluster/node/<name>.sh as SCRIPTS_DIR/<name>, executable, for each name: the names
+    other files call them by (archive_command, cron, the operations)."""
+    return [Content(f"{SCRIPTS_DIR}/{name}", (NODE_DIR / f"{name}.sh").read_text(), "755")
+            for name in names]
+
+
+def node_files(ctx: dict) -> list[Content]:
+    """What every node script reads: the shared library, next to them, and this node's
+    settings (no secrets: world-readable, as PostgreSQL's archive_command runs as postgres)."""
+    return [Content(f"{SCRIPTS_DIR}/lib.sh", (NODE_DIR / "lib.sh").read_text(), "644"),
+            Content(NODE_ENV, render_template("node/node.env.j2", ctx), "644")]
+
+
+def first_start(topology: Topology, host_name: str) -> bool:
+    """Whether this host is the primary of a cluster being created: no data directory yet.
+    Its first start (primary.initialise) comes before any replica exists, so no peer could
+    confirm it to start-guard, which would keep it down."""
+    return topology.is_primary(host_name) and not topology.live.get(host_name, {}).get("data")
 
 
 @deploy("Configure PostgreSQL")
@@ -61,9 +78,10 @@ def postgresql(topology: Topology) -> None:
         ],
     )
     content.contents(
-        name="pgcluster scripts and the replication password file (.pgpass)",
+        name="pgcluster scripts, their settings and the replication password file (.pgpass)",
         files=[
-            *script_files(SCRIPTS, ctx),
+            *script_files(SCRIPTS),
+            *node_files(ctx),
             Content(PGPASS, render_template("postgresql/pgpass.j2", ctx), "600", "postgres",
                     "postgres", secret=True),
         ],
@@ -73,6 +91,12 @@ def postgresql(topology: Topology) -> None:
         files=[Content(guard_file, render_template("systemd/postgresql-guard.conf.j2", ctx))],
     )
     systemd.daemon_reload(name="Reload systemd units", _if=guard.did_change)
+    only_if(
+        first_start(topology, host.name), content.contents,
+        name="A new cluster's primary: its first start needs no peer (start-guard)",
+        files=[Content(START_OVERRIDE, "the first start of a new cluster's primary "
+                       "(pgcluster's deploy)\n", "600")],
+    )
 
     operations.apply_config(
         name="Reload PostgreSQL (restart only if a changed setting requires it)",

@@ -5,8 +5,15 @@ parameters and refusals, the registry/disk comparison."""
 from __future__ import annotations
 
 import re
+import subprocess
 
-from pgcluster.control.templating import hba_address, pgvalue, render_template, template_context
+from pgcluster.control.templating import (
+    hba_address,
+    pgvalue,
+    render_template,
+    shell,
+    template_context,
+)
 from pgcluster.model.backups import FullBackup
 from tests.unit.helpers import ALL, SECRETS, cluster
 
@@ -117,9 +124,58 @@ def test_extra_settings_are_rendered_and_quoted() -> None:
 
 def test_rendering_is_deterministic() -> None:
     for template in ("postgresql/postgresql.conf.j2", "postgresql/pg_hba.conf.j2",
-                     "scripts/archive-wal.j2", "scripts/clone-replica.j2", "sql/seed.sql.j2",
-                     "scripts/start-guard.j2", "sql/privileges.sql.j2"):
+                     "node/node.env.j2", "cron/pgcluster.j2", "sql/seed.sql.j2",
+                     "systemd/postgresql-guard.conf.j2", "sql/privileges.sql.j2"):
         assert rendered(template) == rendered(template)
+
+
+def test_shell_quotes_one_word() -> None:
+    assert shell("plain/path-1.0") == "plain/path-1.0"
+    assert shell(5432) == "5432"
+    assert shell("it's a b") == "'it'\"'\"'s a b'"
+    assert shell("") == "''"
+
+
+def node_env(node: str = "db1", **data) -> dict[str, str]:
+    """node.env as bash reads it (each setting once)."""
+    text = rendered("node/node.env.j2", node, **data)
+    names = re.findall(r"^([A-Z_]+)=", text, re.M)
+    assert len(names) == len(set(names))
+    dump = f'{text}\nfor n in {" ".join(names)}; do printf "%s\\0%s\\0" "$n" "${{!n}}"; done'
+    out = subprocess.run(["bash", "-euc", dump], capture_output=True, text=True,
+                         check=True).stdout.split("\0")[:-1]
+    return dict(zip(out[::2], out[1::2], strict=True))
+
+
+def test_node_env_reads_like_the_file_it_is() -> None:
+    text = rendered("node/node.env.j2", "db2")
+    for line in text.splitlines():
+        assert not line or line.startswith("#") or re.match(
+            r"^[A-Z_]+=('[^']*'|[^\s']+)$", line), line
+    env = node_env("db2")
+    assert env["NODE_NAME"] == "db2" and env["PG_PORT"] == "5432"
+    assert env["DATA_DIR"] == "/var/lib/postgresql/15/main"
+    assert env["SERVICE"] == "postgresql@15-main"
+    assert env["PEERS"] == "10.0.0.1:5432 10.0.0.3:5432"
+    assert env["SSL_CONNINFO"] == ("sslmode=verify-full sslrootcert=/etc/postgresql/15/main/tls/"
+                                   "ca.crt channel_binding=require")
+    assert env["BACKUP_LOG_DIR"] == "/var/log/pgcluster" and env["START_GUARD_WAIT"] == "60"
+    assert env["BACKUP_FREE_SPACE_FACTOR"] == "1.0" and env["REGISTRY_DB"] == "postgres"
+
+
+def test_node_env_quotes_every_value_for_the_shell() -> None:
+    env = node_env(backup_root="/srv/my backups", backup_checkpoint="fa'st; rm -rf /")
+    assert env["BACKUP_ROOT"] == "/srv/my backups"
+    assert env["BACKUP_CHECKPOINT"] == "fa'st; rm -rf /"
+
+
+def test_node_env_holds_no_secret() -> None:
+    c = cluster()
+    text = render_template("node/node.env.j2",
+                           template_context({**ALL, **SECRETS}, c.node("db1"), c))
+    for secret in SECRETS.values():
+        assert secret not in text
+    assert "PASSWORD" not in text.upper().replace("PASSWORDS STAY", "")
 
 
 def hba_rules(**data) -> list[list[str]]:

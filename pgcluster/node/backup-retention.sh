@@ -1,26 +1,30 @@
 #!/bin/bash
 # backup-retention [--plan] [--days N] [--now TIME] -- expire old backups and the WAL no
-# kept backup needs, when this node is the primary. Managed by pgcluster.
+# kept backup needs, when this node is the primary. Managed by pgcluster (pgcluster/node/).
 #
-# The recovery window is the last N days (default {{ pg.backup_retention_days }}, backup_retention_days):
+# The recovery window is the last N days (default BACKUP_RETENTION_DAYS):
 #   - full backups taken in the window are kept, and so is the newest one taken before it,
 #     because restoring to the oldest point of the window starts from that one; older full
 #     backups are removed. The newest full backup is therefore never removed, however old.
-#   - archived WAL is removed only below the start segment of the oldest kept full backup
+#   - archived WAL is removed only below the lowest start segment of the kept full backups
 #     (compared by log/segment number, whatever the timeline, as pg_archivecleanup does);
-#     timeline .history files are always kept. Every segment that backup needs stays.
+#     timeline .history files are always kept. Every segment a kept backup needs stays.
 #   - incremental directories holding only WAL older than that segment are removed.
 # A backup's age is the timestamp of its directory name, full/<YYYYMMDDTHHMMSSZ>.
 #
 # --plan prints what would be removed and changes nothing (no database, no lock needed);
 # --days overrides the window; --now evaluates it at another time (with --plan: "what
 # would go on that date"). Exits 0 doing nothing on a node that is not the current primary.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
-{% include "scripts/backup-lib.j2" %}
+PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
+# shellcheck source=lib.sh
+. "$PGCLUSTER_LIB/lib.sh"
+backup_job_init
 
 args=("$@")
 plan=0
-days={{ pg.backup_retention_days }}
+days=$BACKUP_RETENTION_DAYS
 now_epoch=$(date -u +%s)
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,7 +40,7 @@ done
 if [ "$plan" = 0 ]; then
     run_as_postgres "${args[@]}"
     require_primary
-    take_lock
+    take_lock exclusive
 else
     log() { echo "$*" >&2; }  # a plan only prints
 fi
@@ -45,6 +49,7 @@ stamp_epoch() {
     date -u -d "${1:0:4}-${1:4:2}-${1:6:2} ${1:9:2}:${1:11:2}:${1:13:2}" +%s
 }
 
+archive=$WAL_ARCHIVE_DIR
 removed_full=0 removed_wal=0 removed_wal_bytes=0 removed_incr=0
 # remove KIND PATH [LABEL] -- one line per removal on stdout, then (not in a plan) remove it.
 remove() {
@@ -52,7 +57,7 @@ remove() {
     [ "$plan" = 1 ] && return 0
     case "$1" in
         full)
-            rm -rf "${full_dir:?}/$2"
+            rm -rf "${BACKUP_FULL_DIR:?}/$2"
             removed_full=$((removed_full + 1))
             if [ -n "${3:-}" ]; then
                 sql "update pgcluster.backups set removed_at = now() where kind = 'full'
@@ -61,7 +66,7 @@ remove() {
             fi
             ;;
         incr)
-            rm -rf "${incr_dir:?}/$2"
+            rm -rf "${BACKUP_INCR_DIR:?}/$2"
             removed_incr=$((removed_incr + 1))
             sql "update pgcluster.backups set removed_at = now() where kind = 'incr'
                  and path = :'path' and removed_at is null" path="incr/$2" \
@@ -72,30 +77,30 @@ remove() {
             rm -f "${archive:?}/$2"
             removed_wal=$((removed_wal + 1))
             ;;
-        *) rm -rf "${root:?}/$2" ;;
+        *) rm -rf "${BACKUP_ROOT:?}/$2" ;;
     esac
 }
 
 # --- Full backups: complete ones only (a timestamp name with its backup.info), oldest first.
 cutoff=$(( now_epoch - days * 86400 ))
 backups=()
-for dir in "$full_dir"/*/; do
+for dir in "$BACKUP_FULL_DIR"/*/; do
     name=$(basename "$dir")
     if [[ "$name" =~ ^[0-9]{8}T[0-9]{6}Z$ ]] && [ -f "$dir/backup.info" ]; then
         backups+=("$name")
     fi
 done
-if [ "$(count "${backups[@]}")" -gt 0 ]; then
+if [ "${#backups[@]}" -gt 0 ]; then
     mapfile -t backups < <(printf '%s\n' "${backups[@]}" | sort)
 fi
 
 # Interrupted runs (with the lock held no backup is running; in a plan, one might be).
-for dir in "$full_dir"/.inprogress-* "$incr_dir"/.inprogress-*; do
-    [ -d "$dir" ] && remove partial "${dir#"$root"/}"
+for dir in "$BACKUP_FULL_DIR"/.inprogress-* "$BACKUP_INCR_DIR"/.inprogress-*; do
+    [ -d "$dir" ] && remove partial "${dir#"$BACKUP_ROOT"/}"
 done
 
-if [ "$(count "${backups[@]}")" = 0 ]; then
-    log "no full backup in $full_dir: nothing expires and the whole WAL archive is kept"
+if [ "${#backups[@]}" = 0 ]; then
+    log "no full backup in $BACKUP_FULL_DIR: nothing expires and the whole WAL archive is kept"
     exit 0
 fi
 
@@ -112,21 +117,30 @@ for name in "${backups[@]}"; do
 done
 [ -n "$anchor" ] && kept=("$anchor" "${kept[@]}")
 for name in "${older[@]}"; do
-    remove full "$name" "$(info_get "$full_dir/$name/backup.info" label)"
+    remove full "$name" "$(info_get "$BACKUP_FULL_DIR/$name/backup.info" label)"
 done
 for name in "${kept[@]}"; do
     echo "keep full $name"
 done
 
+# The WAL boundary: the lowest start position of all kept backups, not the oldest one's.
+# After a restore of the primary the cluster goes on from the restored point on a new
+# timeline, so a newer backup can start below an older one (on another timeline).
 oldest="${kept[0]}"
-start_wal=$(info_get "$full_dir/$oldest/backup.info" start_wal)
-if ! [[ "$start_wal" =~ ^[0-9A-F]{24}$ ]]; then
-    die "full/$oldest/backup.info has no valid start_wal ('$start_wal'): no WAL is removed"
-fi
-boundary=$(segment_position "$start_wal")
+start_wal="" boundary=""
+for name in "${kept[@]}"; do
+    wal=$(info_get "$BACKUP_FULL_DIR/$name/backup.info" start_wal)
+    if ! [[ "$wal" =~ ^[0-9A-F]{24}$ ]]; then
+        die "full/$name/backup.info has no valid start_wal ('$wal'): no WAL is removed"
+    fi
+    if [ -z "$boundary" ] || [[ "$(segment_position "$wal")" < "$boundary" ]]; then
+        start_wal=$wal
+        boundary=$(segment_position "$wal")
+    fi
+done
 echo "keep wal from $start_wal"
 
-# --- The WAL archive: everything positioned before the oldest kept backup's start.
+# --- The WAL archive: everything positioned before the boundary.
 shopt -s nullglob
 for path in "$archive"/*; do
     file=$(basename "$path")
@@ -141,7 +155,7 @@ done < <(find "$archive" -maxdepth 1 -type f -name '.*.tmp' -mmin +1440 -printf 
 
 # --- Incremental directories whose newest segment is older than the boundary.
 cutoff_day=$(date -u -d "@$cutoff" +%Y%m%d)
-for dir in "$incr_dir"/*/; do
+for dir in "$BACKUP_INCR_DIR"/*/; do
     day=$(basename "$dir")
     [[ "$day" =~ ^[0-9]{8}$ ]] || continue
     newest=$(find "$dir" -maxdepth 1 -type f -printf '%f\n' \
@@ -154,5 +168,5 @@ for dir in "$incr_dir"/*/; do
 done
 
 if [ "$plan" = 0 ]; then
-    log "done: window ${days} days; kept $(count "${kept[@]}") full backups (oldest full/$oldest, needs WAL from $start_wal); removed $removed_full full, $removed_incr incremental, $removed_wal WAL files ($(human "$removed_wal_bytes"))"
+    log "done: window ${days} days; kept ${#kept[@]} full backups (oldest full/$oldest; they need WAL from $start_wal); removed $removed_full full, $removed_incr incremental, $removed_wal WAL files ($(human "$removed_wal_bytes"))"
 fi
