@@ -7,6 +7,7 @@ get. Rendering is deterministic (no timestamps), so an unchanged input is no cha
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,12 @@ from pgcluster import TEMPLATES_DIR
 from pgcluster.model.cluster import Cluster, Node
 from pgcluster.model.conninfo import ssl_conninfo
 from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, SOCKET_DIR, START_OVERRIDE, Layout
+from pgcluster.model.sql import literal, name
+
+
+class UnsafeValue(ValueError):
+    """A value that cannot be written into a file safely: validation refuses such values
+    before rendering, so this is the last line of defence, never the first."""
 
 
 def onoff(value: Any) -> str:
@@ -26,30 +33,112 @@ def onoff(value: Any) -> str:
 
 
 def pgvalue(value: Any) -> str:
-    """A Python value as a postgresql.conf value: booleans on/off, strings quoted."""
+    """A Python value as a postgresql.conf value: booleans on/off, numbers as they are,
+    strings quoted, with PostgreSQL's own escapes (GUC_scanstr: a quote doubled, \\ \\n \\r
+    \\t), so no value can end its line or its quotes. The one quoting of postgresql.conf."""
     if isinstance(value, bool):
         return onoff(value)
     if isinstance(value, int | float):
         return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    text = str(value)
+    for char, escaped in (("\\", "\\\\"), ("'", "''"), ("\n", "\\n"), ("\r", "\\r"),
+                          ("\t", "\\t")):
+        text = text.replace(char, escaped)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UnsafeValue(f"{value!r} holds a control character: not a postgresql.conf value")
+    return f"'{text}'"
+
+
+_BARE = re.compile(r"-?\d+(\.\d+)?[A-Za-z]*|[A-Za-z_][A-Za-z0-9_]*")
+
+
+def pgtoken(value: Any) -> str:
+    """A postgresql.conf value written bare (a number with its unit, an enum word):
+    anything else is refused, since only pgvalue may quote."""
+    text = onoff(value)
+    if not _BARE.fullmatch(text):
+        raise UnsafeValue(f"{value!r} is not a bare postgresql.conf value (a number, a size "
+                          "or a word)")
+    return text
+
+
+def setting_name(value: Any) -> str:
+    """A postgresql.conf setting name (extensions' names have a dot)."""
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", text):
+        raise UnsafeValue(f"{value!r} is not a setting name")
+    return text
+
+
+def hba_name(value: Any) -> str:
+    """A database or role name as a pg_hba.conf field: bare when it is a plain name,
+    otherwise double-quoted (a quote doubled); never a line break."""
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UnsafeValue(f"{value!r} holds a control character: not a pg_hba.conf field")
+    if re.fullmatch(r"[a-z_][a-z0-9_]*", text) and text not in ("all", "sameuser",
+                                                                "samerole", "replication"):
+        return text
+    return '"' + text.replace('"', '""') + '"'
 
 
 def hba_address(address: str) -> str:
-    """An IP becomes a single-host CIDR; a host name is left for pg_hba.conf to resolve."""
+    """An IP becomes a single-host CIDR, a network stays one, and a host name is left for
+    pg_hba.conf to resolve; anything else (spaces, quotes, several words) is refused."""
+    text = str(address)
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(text)
     except ValueError:
-        return address
-    return f"{ip}/{ip.max_prefixlen}"
+        pass
+    else:
+        return f"{ip}/{ip.max_prefixlen}"
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", text):
+        return text
+    raise UnsafeValue(f"{address!r} is not an address, a network or a host name")
 
 
 def pgpass_field(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace(":", "\\:")
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UnsafeValue("a .pgpass field cannot hold a control character (a newline...)")
+    return text.replace("\\", "\\\\").replace(":", "\\:")
 
 
 def shell(value: Any) -> str:
     """A value as one shell word, for files that bash sources (templates/node/node.env.j2)."""
     return shlex.quote(str(value))
+
+
+def oneline(value: Any) -> str:
+    """A value shown inside a comment: control characters (a newline would end the
+    comment and start a line of configuration or SQL) become '?'."""
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in str(value))
+
+
+def safe_path(value: Any) -> str:
+    """A path written bare (logrotate, cron): absolute, letters, digits and ._/- only."""
+    text = str(value)
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]*", text):
+        raise UnsafeValue(f"{value!r} is not a plain absolute path")
+    return text
+
+
+def cron_schedule(value: Any) -> str:
+    """Five cron fields of digits, names, * , - / (validation checked each in range)."""
+    text = str(value)
+    if len(text.split()) != 5 or not re.fullmatch(r"[0-9A-Za-z*,/ -]+", text):
+        raise UnsafeValue(f"{value!r} is not a cron schedule")
+    return text
+
+
+def synchronous_names(names: list[str]) -> str:
+    """synchronous_standby_names for these standbys, each a double-quoted name."""
+    quoted = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
+    return f"FIRST 1 ({quoted})" if names else ""
 
 
 _env = jinja2.Environment(
@@ -60,8 +149,11 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
-_env.filters.update(onoff=onoff, pgvalue=pgvalue, hba_address=hba_address, pgpass=pgpass_field,
-                    shell=shell)
+_env.filters.update(onoff=onoff, pgvalue=pgvalue, pgtoken=pgtoken, hba_name=hba_name,
+                    hba_address=hba_address, pgpass=pgpass_field, shell=shell,
+                    sql=literal, ident=name, synchronous_names=synchronous_names,
+                    oneline=oneline, path=safe_path, cron=cron_schedule,
+                    setting=setting_name)
 
 
 def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster) -> dict[str, Any]:

@@ -1,21 +1,33 @@
-"""Backups without Docker: the rendered scripts (retention's choices run for real on a
-directory tree), the repository model, recovery targets and backup selection, restore
-parameters and refusals, the registry/disk comparison."""
+"""Templates render what PostgreSQL, cron, logrotate, systemd and bash expect, from the
+group data, deterministically; and no value, however hostile, escapes its quoting."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from pgcluster import TEMPLATES_DIR
 from pgcluster.control.templating import (
+    UnsafeValue,
+    cron_schedule,
     hba_address,
+    hba_name,
+    pgtoken,
     pgvalue,
     render_template,
+    safe_path,
     shell,
     template_context,
 )
 from pgcluster.model.backups import FullBackup
-from tests.unit.helpers import ALL, SECRETS, cluster
+from pgcluster.model.cluster import Cluster
+from tests.unit.helpers import ALL, SECRETS, cluster, entry
 
 
 def test_cron_runs_every_job_as_postgres_on_its_schedule() -> None:
@@ -261,3 +273,164 @@ def test_seed_sql_inserts_the_five_users_only_into_an_empty_table() -> None:
     assert sql.count("@proyecto.local'") == 5
     assert "WHERE NOT EXISTS (SELECT 1 FROM proyecto.usuarios)" in sql
     assert "CREATE TABLE IF NOT EXISTS proyecto.logs_replicacion" in sql
+
+
+# ------------------------------------------------------------ nothing escapes its quoting
+
+HOSTILE = ["it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "a; touch pwned",
+           "one\ntwo = 'x'", "back\\slash", "tab\there", "#not a comment", "cr\r\nlf",
+           "{{ 7 * 7 }}", "}}{%", "ñandú ü"]
+# Every string that reaches a template from group data, host data or the inventory.
+STRING_KEYS = ["listen_addresses", "timezone", "initdb_locale", "tls_min_protocol_version",
+               "wal_level", "archive_mode", "synchronous_commit", "shared_buffers",
+               "replication_user", "rewind_user", "app_user", "admin_user", "database_name",
+               "database_schema", "backup_root", "backup_log_dir", "wal_archive_dir",
+               "backup_full_dir", "backup_incr_dir", "backup_verify_dir",
+               "backup_registry_database", "backup_full_schedule", "backup_checkpoint",
+               "replication_password", "rewind_password"]
+TEMPLATES = sorted(str(p.relative_to(TEMPLATES_DIR)) for p in TEMPLATES_DIR.rglob("*.j2"))
+
+
+def hostile_renderings(template: str, payload: str) -> Iterator[tuple[str, str, str]]:
+    """(where the payload went, the benign rendering, the hostile one) for every place a
+    payload can go; places whose filter refuses it (UnsafeValue) write nothing at all."""
+    def render(data: dict, node_name: str = "db1", extra: dict | None = None) -> str:
+        entries = [entry(node_name, "primary", node_address="10.0.0.1", **data),
+                   entry("db2", "standby", node_address="10.0.0.2", **data)]
+        c = Cluster.from_entries(entries)
+        ctx = template_context({**ALL, **SECRETS, **data}, c.nodes[0], c)
+        return render_template(template, {**ctx, "registry_version": "v1", **(extra or {})})
+
+    # (where, how the value goes in, a harmless value for the comparison)
+    places: list[tuple[str, Any, Any]] = [
+        *((key, lambda v, key=key: ({key: v}, "db1", None), ALL[key]) for key in STRING_KEYS),
+        ("node name", lambda v: ({}, v, None), "db1"),
+        ("sample user", lambda v: ({"sample_users": [{"nombre": v, "email": v}]}, "db1",
+                                   None), "x"),
+        ("postgresql_settings_extra",
+         lambda v: ({"postgresql_settings_extra": {"work_mem": v}}, "db1", None), "x"),
+        ("client_networks", lambda v: ({"client_networks": [v]}, "db1", None), "10.9.0.0/24"),
+        ("registry version", lambda v: ({}, "db1", {"registry_version": v}), "v1"),
+    ]
+    for where, put, harmless in places:
+        try:
+            hostile = render(*put(payload))
+        except UnsafeValue:
+            continue
+        yield where, render(*put(harmless)), hostile
+
+
+def skeleton(text: str, multiline: bool = False) -> list[int]:
+    """The structure of a file as its reader tokenizes it: quoted values ('...' with '' or
+    backslash escapes, "..." with "" escapes; across lines only in SQL) become one field,
+    comments (# or --, outside quotes) are dropped; the number of fields on each line is
+    what a payload must never change."""
+    out: list[str] = []
+    i, quote = 0, ""
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == "'" and not multiline:
+                i += 2
+                continue
+            if c == quote and text[i + 1:i + 2] == quote:
+                i += 2
+                continue
+            if c == quote:
+                quote = ""
+                out.append("Q")
+            elif c == "\n" and not multiline:
+                out.append("<newline inside quotes>\n")
+                quote = ""
+            i += 1
+            continue
+        if c in "'\"":
+            quote = c
+        elif c == "#" or text.startswith("--", i):
+            while i < len(text) and text[i] != "\n":
+                i += 1
+            continue
+        else:
+            out.append(c)
+        i += 1
+    return [len(line.split()) for line in "".join(out).splitlines()]
+
+
+def structure(template: str, text: str) -> list[Any]:
+    """What a payload must never change in a rendered file: its lines, and on each line
+    the fields the program reading it will see."""
+    lines = text.splitlines()
+    if template.endswith("pgpass.j2"):  # fields split at unescaped colons
+        return [len(re.split(r"(?<!\\):", line)) for line in lines
+                if line and not line.startswith("#")]
+    if template.startswith("cron/"):  # the schedule and user, then the shell's words
+        found: list[Any] = []
+        for line in lines:
+            fields = line.split(None, 6)
+            if len(fields) == 7 and not line.startswith("#"):
+                found.append((fields[:6], len(shlex.split(fields[6]))))
+            else:
+                found.extend(skeleton(line))
+        return found
+    return skeleton(text, multiline=template.startswith("sql/"))
+
+
+ENV_NAMES = {"node name": "NODE_NAME", "backup_root": "BACKUP_ROOT",
+             "replication_user": "REPLICATION_USER", "backup_log_dir": "BACKUP_LOG_DIR"}
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_no_value_escapes_its_quoting(template: str, tmp_path: Path) -> None:
+    checked = 0
+    for payload in HOSTILE:
+        for where, benign, hostile in hostile_renderings(template, payload):
+            if template.endswith("node.env.j2"):
+                # bash itself reads the file: the same variables, each value exactly as it
+                # was given (a quoted newline is part of its value), no command ran.
+                def variables(text: str, name: str) -> tuple[str, str]:
+                    env = tmp_path / "node.env"
+                    env.write_text(text)
+                    out = subprocess.run(
+                        ["bash", "-c", f'before=$(compgen -v); . {env}; comm -13 '
+                         f'<(echo "$before" | sort) <(compgen -v | sort) | grep -vx before; '
+                         f'printf "%s" "${name}" > value'], cwd=tmp_path, capture_output=True,
+                        text=True, check=True)
+                    return out.stdout, (tmp_path / "value").read_bytes().decode()
+
+                name = ENV_NAMES.get(where, "NODE_NAME")
+                assert variables(hostile, name)[0] == variables(benign, name)[0], where
+                assert not (tmp_path / "pwned").exists(), (where, payload)
+                if where in ENV_NAMES:
+                    assert variables(hostile, name)[1] == payload, (where, payload)
+            else:
+                if not template.startswith("sql/"):  # SQL literals may hold a newline
+                    assert len(hostile.splitlines()) == len(benign.splitlines()), (where,
+                                                                                   payload)
+                assert structure(template, hostile) == structure(template, benign), (
+                    template, where, payload)
+            checked += 1
+    assert checked, f"no hostile value reached {template}"
+
+
+@pytest.mark.parametrize("payload", HOSTILE)
+def test_postgresql_reads_back_exactly_the_value_given(payload: str) -> None:
+    """A string setting written by pgvalue, read as PostgreSQL's GUC_scanstr reads it."""
+    written = pgvalue(payload)
+    inner = written[1:-1].replace("''", "'")
+    read = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t", "b": "\b",
+                                          "f": "\f"}.get(m.group(1), m.group(1)), inner)
+    assert read == payload and "\n" not in written
+
+
+def test_values_that_cannot_be_quoted_are_refused_not_written() -> None:
+    for bad in ("10.0.0.0/8 trust", "host name", "a\nb"):
+        with pytest.raises(UnsafeValue):
+            hba_address(bad)
+    for bad in ("* * * * * root", "0 2 * * 0; rm"):
+        with pytest.raises(UnsafeValue):
+            cron_schedule(bad)
+    with pytest.raises(UnsafeValue):
+        safe_path("/var/log/pg cluster")
+    with pytest.raises(UnsafeValue):
+        pgtoken("128MB\nfsync = off")
+    assert hba_name("app") == "app" and hba_name('a"b') == '"a""b"'
