@@ -25,8 +25,10 @@ from pgcluster import REPO_ROOT
 from pgcluster.control.secrets import shown
 
 # Lines of a deploy's log that say what went wrong (pgcluster's and pyinfra's own words).
-_PROBLEM = re.compile(r"pgcluster cannot continue|^\s+- |refus|[Ee]rror|FAILED|not promoted|"
-                      r"cannot |busy|split brain|still stream|timed out|not streaming")
+# The node scripts' own lines (script[node]: ...) tell the story of a failed job.
+_PROBLEM = re.compile(r"pgcluster cannot continue|^\s+- |refus|[Ee]rror|FAILED|FATAL|PANIC|"
+                      r"not promoted|cannot |busy|split brain|still stream|timed out|"
+                      r"not streaming|(restore-backup|rejoin-replica|clone-replica|backup-\w+)\[")
 
 
 def state_dir(inventory: str | None = None) -> Path:
@@ -99,7 +101,7 @@ def run_deploy(inventory: str, deploy: str, *pyinfra_args: str,
         pass  # pyinfra stopped before printing its results (a refusal, an error)
     if code:
         run.problems = [line.rstrip() for line in log.read_text(errors="replace").splitlines()
-                        if _PROBLEM.search(line)][-12:]
+                        if _PROBLEM.search(line)][-20:]
     return run
 
 

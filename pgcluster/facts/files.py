@@ -48,3 +48,13 @@ class PathStates(FactBase):
 
     def process(self, output: list[str]) -> list[PathState]:
         return [PathState.parse(line) for line in output]
+
+
+class MountPoint(FactBase):
+    """Whether a path is a mount point (false for a path that does not exist)."""
+
+    def command(self, path: str) -> str:
+        return f"mountpoint -q {shlex.quote(path)} && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output) and output[-1].strip() == "yes"

@@ -280,11 +280,6 @@ def plan_rejoin(topology: Topology, reachable: set[str], node_name: str | None) 
     return node
 
 
-# Created by `pgcluster start NODE --as-primary`, consumed by the node's start guard: start
-# this once as a primary although no peer could confirm that no other node is one.
-START_AS_PRIMARY = "/run/pgcluster/start-as-primary"
-
-
 def check_start_as_primary(topology: Topology, nodes: list[Node]) -> Node:
     """The one node a deliberate start as primary may concern: named alone, holding a
     primary's data directory, while no other node runs as a primary."""

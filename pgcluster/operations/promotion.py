@@ -6,7 +6,6 @@ what the previous steps of the same run did, and does nothing when already done.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 
@@ -16,8 +15,7 @@ from pyinfra.api.exceptions import OperationError
 
 from pgcluster.facts.postgres import PgQuery, node_state, psql_command
 from pgcluster.model.conninfo import value as conninfo_value
-from pgcluster.model.failover import START_AS_PRIMARY
-from pgcluster.model.layout import SCRIPTS_DIR, Layout
+from pgcluster.model.layout import SCRIPTS_DIR, START_OVERRIDE, Layout
 from pgcluster.model.sql import literal
 
 EVENTS_LOG = "/var/log/pgcluster/events.log"
@@ -43,8 +41,8 @@ def start_server(layout: Layout, port: int = 5432, as_primary: bool = False):
                   else "there is no data directory to start")
         return
     if as_primary:
-        yield (f"install -d -m 0755 {shlex.quote(os.path.dirname(START_AS_PRIMARY))} && "
-               f"touch {shlex.quote(START_AS_PRIMARY)}")
+        # One-shot: start-guard consumes it (pgcluster/node/start-guard.sh).
+        yield f"install -D -m 600 /dev/null {shlex.quote(START_OVERRIDE)}"
     yield f"systemctl start {layout.service}"
 
 

@@ -4,12 +4,14 @@ changes to a running server (reload, or restart when PostgreSQL says it must).""
 from __future__ import annotations
 
 from pyinfra import host, logger
-from pyinfra.api import deploy
+from pyinfra.api import Host, deploy
 from pyinfra.operations import systemd
 
 from pgcluster import NODE_DIR
 from pgcluster.control import tls
 from pgcluster.control.templating import render_template, template_context
+from pgcluster.errors import ConfigError
+from pgcluster.facts.files import MountPoint
 from pgcluster.model.layout import NODE_ENV, PGPASS, SCRIPTS_DIR, START_OVERRIDE, Layout
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
@@ -50,10 +52,26 @@ def first_start(topology: Topology, host_name: str) -> bool:
     return topology.is_primary(host_name) and not topology.live.get(host_name, {}).get("data")
 
 
+def require_mounted_backup_root(target: Host) -> None:
+    """Refuse (before anything is created) a backup_root that is not a mount point where
+    it must be one: a share that failed to mount would split the WAL archive across local
+    disks, and a promoted standby would archive where no other node looks."""
+    root = target.data.get("backup_root")
+    if target.data.get("backup_root_must_be_mounted", True) and not target.get_fact(
+            MountPoint, path=root):
+        raise ConfigError(
+            f"backup_root {root} is not a mount point on {target.name}: mount the storage "
+            "every node shares there first (e.g. an NFSv4 export, see docs), then run the "
+            "deploy again; for a repository on each node's own disk set "
+            "backup_root_must_be_mounted = False in its group data or host data"
+        )
+
+
 @deploy("Configure PostgreSQL")
 def postgresql(topology: Topology) -> None:
     data = host.data.dict()
     layout = Layout.from_data(data)
+    require_mounted_backup_root(host)
     ctx = template_context(data, topology.cluster.node(host.name), topology.cluster)
     guard_file = f"/etc/systemd/system/{layout.service}.service.d/pgcluster-guard.conf"
 

@@ -197,8 +197,9 @@ def _wait(plan: Plan) -> None:
 
 
 def service(topology: Topology, action: str, nodes: list[Node]) -> None:
-    """Stop or start PostgreSQL on some nodes: primary first, then the replicas (a stopping
-    primary hands its last WAL to the standbys; a starting cluster needs it first)."""
+    """Stop or start PostgreSQL on some nodes. Stop: the primary first (a stopping primary
+    hands its last WAL to the standbys). Start: the replicas first, so that the primary's
+    start guard finds peers to confirm that no other node is a primary."""
     if action not in ("start", "stop"):
         raise ClusterStateError(f"unknown service action {action!r}: use start or stop")
     as_primary = action == "start" and flag(host.data.get("start_as_primary"))
@@ -206,7 +207,9 @@ def service(topology: Topology, action: str, nodes: list[Node]) -> None:
         decisions.check_start_as_primary(topology, nodes)
     op = promotion.start_server if action == "start" else promotion.stop_server
     extra = {"as_primary": True} if as_primary else {}
-    ordered = [topology.primary] + [n for n in topology.replicas]
+    ordered = [topology.primary, *topology.replicas]
+    if action == "start":
+        ordered.reverse()
     for node in ordered:
         only_if(host.name == node.host and node in nodes, op,
                 name=f"{action.capitalize()} PostgreSQL on {node.name}",
