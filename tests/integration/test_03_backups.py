@@ -224,6 +224,42 @@ def test_previous_data_directories_are_kept(lab: Lab, pitr: dict[str, Any]) -> N
     assert len(asides) >= 3  # every forced restore moved the previous one aside
 
 
+def test_a_restore_to_the_latest_point_proves_it_reached_the_end_of_the_archive(
+        lab: Lab, pitr: dict[str, Any]) -> None:
+    """A segment missing from the middle of the archive, or damaged, is a failed restore,
+    never a promoted node that silently stopped early (before the incrementals copy the
+    archive: restore-wal would find the segment there)."""
+    primary = lab.node("primary")
+    table = "public.archive_end_check"
+    with connect(primary) as conn:
+        conn.execute(f"drop table if exists {table}")
+        conn.execute(f"create table {table} (id int)")
+        conn.execute(f"insert into {table} select generate_series(1, 5)")
+    gap = switch_and_archive(lab)
+    with connect(primary) as conn:
+        conn.execute(f"insert into {table} select generate_series(6, 10)")
+    switch_and_archive(lab)
+    host = node_host(primary)
+    aside = f"/backups/test-aside-{uuid.uuid4().hex[:6]}"
+    for damage in (f"mv /backups/wal_archive/{gap} {aside}/",
+                   f"cp -p /backups/wal_archive/{gap} {aside}/ && printf 'garbage!' | dd "
+                   f"of=/backups/wal_archive/{gap} bs=1 seek=200 conv=notrunc 2>/dev/null"):
+        host.check_output(f"install -d -o postgres {aside} && {damage}")
+        try:
+            result = pgcluster("restore", "--force-node", lab.scratch.name)
+        finally:
+            host.check_output(f"mv -f {aside}/{gap} /backups/wal_archive/{gap} && rmdir {aside}")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output[-3000:]
+        assert "recovery ended before configured recovery target was reached" in output, \
+            output[-3000:]
+        assert "restore FAILED" in output
+    restore_onto_scratch(lab)
+    with connect(lab.scratch) as conn:
+        assert [r[0] for r in conn.execute(f"select id from {table} order by 1")] == \
+            list(range(1, 11))
+
+
 # --------------------------------------------------------------- archive, incr, verify, list
 
 

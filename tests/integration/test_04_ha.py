@@ -8,7 +8,10 @@ node is primary; each states what it expects to find first.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
+import sys
 import time
 import uuid
 
@@ -17,7 +20,8 @@ import pytest
 from pgcluster.control import secrets, tls
 from pgcluster.control.writer import Writer, conninfo
 from pgcluster.lab.definition import Lab
-from tests.conftest import run_pyinfra, totals
+from pgcluster.model.lock import LOCK_FILE, new_record
+from tests.conftest import REPO, run_pyinfra, totals
 from tests.integration.conftest import (
     ADMIN,
     connect,
@@ -43,6 +47,47 @@ def streaming_from(lab: Lab, role_of_primary: str) -> set[str]:
 
 def others(lab: Lab, name: str) -> set[str]:
     return {n.name for n in lab.nodes if n.name != name}
+
+
+def env_of(lab: Lab, **extra: str) -> dict[str, str]:
+    return {"PGCLUSTER_LAB": lab.source, **extra}
+
+
+def healthy(lab: Lab) -> None:
+    wait_for(lambda: pgcluster_cli(lab, "status").returncode == 0, timeout=90,
+             what="a healthy cluster")
+
+
+SHIM = "/usr/local/sbin/systemctl"  # before /usr/bin on PATH: what the deploy's commands run
+
+
+def shim_systemctl(node, stop: str) -> None:
+    """Make `systemctl stop postgresql@...` on a node fail (stop=fail) or do nothing while
+    saying it worked (stop=pretend): a fence or a clean stop that does not happen."""
+    action = 'echo "shim: stop refused" >&2; exit 1' if stop == "fail" else "exit 0"
+    script = ("#!/bin/sh\n"
+              f'case "$*" in *stop*postgresql@*) {action};; esac\n'
+              'exec /usr/bin/systemctl "$@"\n')
+    node_host(node).check_output(f"printf %s {shlex.quote(script)} > {SHIM} && chmod 755 {SHIM}")
+
+
+def lock_files(lab: Lab) -> dict[str, str]:
+    found = {}
+    for node in lab.nodes:
+        text = node_host(node).run(f"cat {LOCK_FILE}").stdout
+        if text:
+            found[node.name] = text
+    return found
+
+
+def accepting_writes(lab: Lab) -> list[str]:
+    """Nodes whose server runs and is not in recovery, asked on each node itself."""
+    names = []
+    for node in lab.nodes:
+        out = node_host(node).run("runuser -u postgres -- psql -XAtc 'select pg_is_in_recovery()'")
+        if out.rc == 0 and out.stdout.strip() == "f":
+            names.append(node.name)
+    return names
 
 
 def test_status_reports_roles_lag_and_health(ha_lab: Lab) -> None:
@@ -111,6 +156,138 @@ def test_split_brain_is_refused_then_resolved_by_stop_and_rejoin(ha_lab: Lab) ->
     assert streaming_from(ha_lab, "primary") == others(ha_lab, ha_lab.node("primary").name)
 
 
+# ------------------------------------------------------------------------ fail closed
+
+
+def test_a_primary_that_is_only_unreachable_is_not_failed_over(ha_lab: Lab) -> None:
+    """The control machine cannot reach the primary (here: left out with --limit) but the
+    replicas still stream from it: promoting would make two primaries."""
+    primary, standby, readonly = (ha_lab.node(r) for r in ("primary", "standby", "readonly"))
+    for force in ([], ["--data", "force=yes"]):
+        result = run_pyinfra("inventory/docker.py", "deploys/failover.py", *force,
+                             "--limit", f"@lab/{standby.name}", "--limit",
+                             f"@lab/{readonly.name}", env=env_of(ha_lab))
+        assert result.returncode != 0
+        assert f"still stream WAL from {primary.name}" in result.stderr, result.stderr[-2000:]
+    assert accepting_writes(ha_lab) == [primary.name]
+    assert lock_files(ha_lab) == {}
+
+
+def test_a_failed_fence_never_ends_in_a_promotion(ha_lab: Lab) -> None:
+    primary = ha_lab.node("primary")
+    shim_systemctl(primary, stop="fail")
+    try:
+        result = pgcluster_cli(ha_lab, "failover", "--force", "--yes")
+    finally:
+        node_host(primary).check_output(f"rm -f {SHIM}")
+    assert result.returncode != 0
+    assert "Failover FAILED" in result.stderr and "Full log: state/docker/logs/" in result.stderr
+    assert accepting_writes(ha_lab) == [primary.name], "a standby was promoted"
+    assert roles(ha_lab)[ha_lab.node("standby").name] == "STANDBY"
+    assert lock_files(ha_lab) == {}, "a failed run keeps the operation lock"
+
+
+def test_a_switchover_never_promotes_while_the_old_primary_runs(ha_lab: Lab) -> None:
+    primary, standby = ha_lab.node("primary"), ha_lab.node("standby")
+    shim_systemctl(primary, stop="pretend")
+    try:
+        result = pgcluster_cli(ha_lab, "switchover", "--to", standby.name, "--yes")
+    finally:
+        node_host(primary).check_output(f"rm -f {SHIM}")
+    assert result.returncode != 0
+    assert f"@lab/{primary.name} is still running" in result.stderr, result.stderr[-3000:]
+    assert accepting_writes(ha_lab) == [primary.name]
+    assert lock_files(ha_lab) == {}
+    healthy(ha_lab)
+
+
+def test_one_change_at_a_time(ha_lab: Lab) -> None:
+    readonly = ha_lab.node("readonly")
+    # Another operator's run holds the lock (written as that run would write it).
+    other = new_record("ana@other-laptop", 4242, "pgcluster switchover --to x", "not-ours")
+    node_host(readonly).check_output(
+        f"install -d /var/lib/pgcluster && printf %s {shlex.quote(other.to_text())} "
+        f"> {LOCK_FILE}")
+    refused = pgcluster_cli(ha_lab, "stop", readonly.name)
+    assert refused.returncode != 0
+    assert (f"{'@lab/' + readonly.name} holds the operation lock of `pgcluster switchover "
+            "--to x` by ana@other-laptop (pid 4242)") in refused.stderr, refused.stderr[-2000:]
+    assert roles(ha_lab)[readonly.name] == "READONLY"
+    broken = pgcluster_cli(ha_lab, "start", readonly.name, "--break-lock")
+    assert broken.returncode == 0, broken.stderr[-2000:]
+    assert lock_files(ha_lab) == {}
+    # While a run holds it (a cluster deploy), a second one is refused with who holds it.
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "pyinfra", "-y", "inventory/docker.py", "deploys/cluster.py"],
+        cwd=REPO, env={**os.environ, "PYINFRA_PROGRESS": "off", **env_of(ha_lab)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        held = wait_for(lambda: lock_files(ha_lab), timeout=120, interval=0.1,
+                        what="the cluster deploy holding the lock")
+        assert all("command=cluster deploy" in text or "deploys/cluster.py" in text
+                   for text in held.values()), held
+        second = pgcluster_cli(ha_lab, "stop", readonly.name)
+        assert second.returncode != 0 and "the cluster is busy" in second.stderr
+    finally:
+        _, err = deploy.communicate(timeout=600)
+    assert deploy.returncode == 0, err[-3000:]
+    assert lock_files(ha_lab) == {}
+    assert roles(ha_lab)[readonly.name] == "READONLY"
+
+
+def test_no_empty_primary_over_the_clusters_data(ha_lab: Lab) -> None:
+    primary = ha_lab.node("primary")
+    host = node_host(primary)
+    host.check_output("systemctl stop postgresql@15-main && "
+                      "mv /var/lib/postgresql/15/main /var/lib/postgresql/15/main.test-aside")
+    try:
+        result = run_pyinfra("inventory/docker.py", "deploys/cluster.py", env=env_of(ha_lab))
+        assert result.returncode != 0
+        assert "never creates an empty primary" in result.stderr, result.stderr[-3000:]
+        assert "pgcluster failover --to" in result.stderr
+        assert not host.file("/var/lib/postgresql/15/main/PG_VERSION").exists, "initdb ran"
+    finally:
+        host.check_output("rm -rf /var/lib/postgresql/15/main && mv "
+                          "/var/lib/postgresql/15/main.test-aside /var/lib/postgresql/15/main "
+                          "&& systemctl start postgresql@15-main")
+    healthy(ha_lab)
+
+
+def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab: Lab) -> None:
+    """The standby loses its network while the primary goes on writing (the read-only
+    replica receives it), then the primary is lost: the standby lags, and stopped receiving
+    before the cluster did."""
+    primary, standby, readonly = (ha_lab.node(r) for r in ("primary", "standby", "readonly"))
+    docker = ["docker", "network"]
+    subprocess.run([*docker, "disconnect", ha_lab.network, standby.name], check=True)
+    try:
+        time.sleep(1)
+        with connect(primary) as conn:
+            conn.execute("create table if not exists public.lag_check (id int)")
+            conn.execute("insert into public.lag_check select generate_series(1, 5000)")
+        time.sleep(3)
+        subprocess.run(["docker", "stop", primary.name], check=True, capture_output=True)
+    finally:
+        subprocess.run([*docker, "connect", "--ip", standby.address, ha_lab.network,
+                        standby.name], check=True)
+    try:
+        env = env_of(ha_lab, PGCLUSTER_ALLOW_DOWN="1")
+        lag = run_pyinfra("inventory/docker.py", "deploys/failover.py", "--data",
+                          "failover_max_lag_bytes=0", env=env)
+        assert lag.returncode != 0
+        assert f"{standby.name} has WAL up to" in lag.stderr, lag.stderr[-3000:]
+        assert "bytes behind the furthest known position" in lag.stderr
+        assert f"({readonly.name})" in lag.stderr and "failover_max_lag_bytes = 0" in lag.stderr
+        stale = run_pyinfra("inventory/docker.py", "deploys/failover.py", "--data",
+                            "failover_max_receive_age=1", env=env)
+        assert stale.returncode != 0
+        assert "failover_max_receive_age = 1s" in stale.stderr, stale.stderr[-3000:]
+        assert roles(ha_lab)[standby.name] == "STANDBY"
+    finally:
+        subprocess.run(["docker", "start", primary.name], check=True, capture_output=True)
+    healthy(ha_lab)
+
+
 def test_failover_after_losing_the_primary_container(ha_lab: Lab) -> None:
     primary, standby, readonly = (ha_lab.node(r) for r in ("primary", "standby", "readonly"))
     subprocess.run(["docker", "stop", primary.name], check=True, capture_output=True)
@@ -118,6 +295,14 @@ def test_failover_after_losing_the_primary_container(ha_lab: Lab) -> None:
     assert refused_readonly.returncode != 0
     result = pgcluster_cli(ha_lab, "failover", "--yes")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The operator reads the result, not pyinfra's log: what was done, how far behind the
+    # promoted node was, the topology now, and where the whole log is.
+    assert result.stdout.startswith("Failover done in "), result.stdout[:2000]
+    assert f"{standby.name} has WAL up to" in result.stdout
+    assert f"now: {standby.name} is the primary (timeline 2); streaming from it: " \
+           f"{readonly.name}" in result.stdout
+    log = REPO / result.stdout.split("log: ", 1)[1].split()[0]
+    assert "Promote" in log.read_text() and "--> Starting operation" not in result.stdout
     assert "Connection map" in result.stdout
     assert roles(ha_lab)[standby.name] == "PRIMARY"
     # The new primary answers writes on the standby's port; the read-only replica follows.
@@ -128,10 +313,27 @@ def test_failover_after_losing_the_primary_container(ha_lab: Lab) -> None:
     wait_for(lambda: query(readonly, "select 1 from proyecto.logs_replicacion "
                                      "where detalle = %s", (marker,)),
              timeout=15, what="row on the read-only replica")
-    events = query(standby, "select evento, nodo from proyecto.logs_replicacion "
+    events = query(standby, "select evento, nodo, detalle from proyecto.logs_replicacion "
                             "where evento = 'failover'")
-    assert events == [("failover", standby.name)]
+    assert [(e, n) for e, n, _ in events] == [("failover", standby.name)]
+    assert "bytes behind the furthest known position" in events[0][2]  # recorded too
     assert "failover" in node_host(standby).check_output("cat /var/log/pgcluster/events.log")
+
+
+def test_backup_and_restore_work_while_a_lab_node_is_stopped(ha_lab: Lab) -> None:
+    """Right after a failover the old primary's container is down."""
+    assert subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}",
+                           ha_lab.node("primary").name], capture_output=True,
+                          text=True).stdout.strip() == "false"
+    backup = pgcluster_cli(ha_lab, "backup", "full")
+    assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
+    assert backup.stdout.startswith("backup full done in ") and "done: full/" in backup.stdout
+    listing = pgcluster_cli(ha_lab, "backup", "list", "--json")
+    assert listing.stdout and json.loads(listing.stdout)["primary"] == ha_lab.node("standby").name
+    restore = pgcluster_cli(ha_lab, "restore", "--node", ha_lab.node("readonly").name, "--yes")
+    # Refused for a good reason (another node runs as primary), not for the stopped node.
+    assert restore.returncode != 0 and "would be a second primary" in restore.stderr, \
+        restore.stderr[-2000:]
 
 
 def test_old_primary_is_fenced_when_its_container_comes_back(ha_lab: Lab) -> None:
@@ -143,6 +345,26 @@ def test_old_primary_is_fenced_when_its_container_comes_back(ha_lab: Lab) -> Non
         what="the start guard refusing the old primary")
     assert not host.service("postgresql@15-main").is_running
     assert roles(ha_lab)[primary.name] == "DOWN"
+
+
+def test_restarting_every_node_at_once_never_gives_two_primaries(ha_lab: Lab) -> None:
+    """The old primary (stopped by its guard) and the new one reboot at the same moment,
+    with the read-only replica: whoever answers first, only the new primary takes writes."""
+    subprocess.run(["docker", "restart", *(n.name for n in ha_lab.nodes)], check=True,
+                   capture_output=True)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        writers = accepting_writes(ha_lab)
+        assert len(writers) <= 1, f"two primaries accept writes: {writers}"
+        seen.update(writers)
+        if writers and roles(ha_lab).get(ha_lab.node("readonly").name) == "READONLY":
+            break
+        time.sleep(0.5)
+    time.sleep(5)  # the old primary's guard has had its chance to (wrongly) let it start
+    assert accepting_writes(ha_lab) == [ha_lab.node("standby").name] and seen == {
+        ha_lab.node("standby").name}
+    assert roles(ha_lab)[ha_lab.node("primary").name] == "DOWN"
 
 
 def test_rejoin_old_primary_with_pg_rewind(ha_lab: Lab) -> None:
