@@ -19,6 +19,7 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 
+import gevent.lock
 from pyinfra import logger
 from pyinfra.api import Host, State, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
@@ -131,15 +132,20 @@ class OperationLockHandler(BaseStateCallback):
         self.held.clear()
 
 
+_planning = gevent.lock.RLock()
+
+
 def hold(state: State, topology: Topology, command: str, break_lock: bool = False) -> None:
     """Refuse now if another run holds the lock on a node this run reaches; take it when
-    this run starts executing (once per run, whichever host's plan asks first)."""
-    if any(isinstance(h, OperationLockHandler) for h in state.callback_handlers):
-        return
-    record = this_run(command)
-    if not break_lock:
-        for host in state.inventory.iter_activated_hosts():
-            found = host.get_fact(OperationLock)
-            if found is not None and found.token != record.token:
-                raise ClusterStateError(refusal(host.name, found))
-    state.add_callback_handler(OperationLockHandler(record, topology, break_lock))
+    this run starts executing (once per run, whichever host's plan asks first: pyinfra
+    plans the hosts in parallel greenlets, hence the lock around the check)."""
+    with _planning:
+        if any(isinstance(h, OperationLockHandler) for h in state.callback_handlers):
+            return
+        record = this_run(command)
+        if not break_lock:
+            for host in state.inventory.iter_activated_hosts():
+                found = host.get_fact(OperationLock)
+                if found is not None and found.token != record.token:
+                    raise ClusterStateError(refusal(host.name, found))
+        state.add_callback_handler(OperationLockHandler(record, topology, break_lock))

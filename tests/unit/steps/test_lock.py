@@ -135,3 +135,20 @@ def test_nothing_is_done_on_a_cluster_that_changed_after_planning(state: FakeSta
     with pytest.raises(ClusterStateError, match="db2 in_recovery was True, is False"):
         state.callback_handlers[0].operation_start(state, "first")
     assert not any(n.lock_text for n in state.nodes.values())
+
+
+def test_hosts_planned_in_parallel_register_one_lock(state: FakeState,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyinfra plans each host in its own greenlet, and reading a fact yields to the others."""
+    import gevent
+
+    real = Node.get_fact
+
+    def yielding(self: Node, fact: type, **kwargs: Any) -> Any:
+        gevent.sleep(0.01)
+        return real(self, fact, **kwargs)
+
+    monkeypatch.setattr(Node, "get_fact", yielding)
+    jobs = [gevent.spawn(lock.hold, state, planned(state), "cluster deploy") for _ in range(3)]
+    gevent.joinall(jobs, raise_error=True)
+    assert len(state.callback_handlers) == 1
