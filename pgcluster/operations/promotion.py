@@ -41,9 +41,16 @@ def start_server(layout: Layout, port: int = 5432, as_primary: bool = False):
                   else "there is no data directory to start")
         return
     if as_primary:
-        # One-shot: start-guard consumes it (pgcluster/node/start-guard.sh).
-        yield f"install -D -m 600 /dev/null {shlex.quote(START_OVERRIDE)}"
+        yield from allow_start_as_primary._inner()
     yield f"systemctl start {layout.service}"
+
+
+@operation()
+def allow_start_as_primary():
+    """The one-shot file that lets start-guard start this node as a primary without a
+    peer's confirmation (pgcluster/node/start-guard.sh consumes it). Made by a command:
+    /run is a tmpfs, where `docker cp` cannot put a file."""
+    yield f"install -D -m 600 /dev/null {shlex.quote(START_OVERRIDE)}"
 
 
 def _refuse_while_running(other_host: str) -> None:

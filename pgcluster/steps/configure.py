@@ -12,10 +12,11 @@ from pgcluster.control import tls
 from pgcluster.control.templating import render_template, template_context
 from pgcluster.errors import ConfigError
 from pgcluster.facts.files import MountPoint
-from pgcluster.model.layout import NODE_ENV, PGPASS, SCRIPTS_DIR, START_OVERRIDE, Layout
+from pgcluster.model.layout import NODE_ENV, PGPASS, SCRIPTS_DIR, Layout
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
 from pgcluster.operations import postgres as operations
+from pgcluster.operations import promotion
 from pgcluster.operations.conditional import only_if
 from pgcluster.operations.files import Content, Directory
 
@@ -110,10 +111,8 @@ def postgresql(topology: Topology) -> None:
     )
     systemd.daemon_reload(name="Reload systemd units", _if=guard.did_change)
     only_if(
-        first_start(topology, host.name), content.contents,
+        first_start(topology, host.name), promotion.allow_start_as_primary,
         name="A new cluster's primary: its first start needs no peer (start-guard)",
-        files=[Content(START_OVERRIDE, "the first start of a new cluster's primary "
-                       "(pgcluster's deploy)\n", "600")],
     )
 
     operations.apply_config(
