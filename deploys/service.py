@@ -1,7 +1,9 @@
-"""Stop or start PostgreSQL on the cluster or some nodes, primary first.
+"""Stop or start PostgreSQL on the cluster or some nodes: stop the primary first, start
+the replicas first (the primary's start guard asks them).
 
     pyinfra -y inventory/docker.py deploys/service.py --data service_action=stop|start
                                                       [--data service_nodes=NODE,NODE]
+                                                      [--data start_as_primary=yes]
 """
 
 from pyinfra import host

@@ -199,7 +199,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     """Start the lab's stopped containers, then PostgreSQL on the cluster or named nodes
-    (primary first). A fenced old primary stays down: rejoin it."""
+    (the replicas first: the primary's start guard asks them). A fenced old primary stays
+    down: rejoin it."""
     return _service(args, "start")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from typing import IO
 
 from pgcluster import REPO_ROOT
 from pgcluster.control.secrets import shown
+from pgcluster.model.lock import LOCK_FILE
 
 # Lines of a deploy's log that say what went wrong (pgcluster's and pyinfra's own words).
 # The node scripts' own lines (script[node]: ...) tell the story of a failed job.
@@ -102,7 +104,29 @@ def run_deploy(inventory: str, deploy: str, *pyinfra_args: str,
     if code:
         run.problems = [line.rstrip() for line in log.read_text(errors="replace").splitlines()
                         if _PROBLEM.search(line)][-20:]
+        if inventory != "@local":
+            release_lock(inventory, full_env["PGCLUSTER_OPERATION_TOKEN"], full_env)
     return run
+
+
+def release_lock(inventory: str, token: str, env: dict[str, str]) -> None:
+    """After a failed run, give back the cluster's operation lock if this run still holds
+    it somewhere: the run releases it itself at a failed step, but not when pyinfra ends
+    it otherwise (an error raised while executing, an interrupted connection)."""
+    from pgcluster.control.session import Session  # pyinfra's machinery, only when needed
+
+    remove = (f"if grep -qxF {shlex.quote('token=' + token)} {LOCK_FILE} 2>/dev/null; "
+              f"then rm -f {LOCK_FILE}; fi")
+    try:
+        with Session(inventory, env={"PGCLUSTER_ALLOW_DOWN": "1",
+                                     **{k: v for k, v in env.items()
+                                        if k.startswith("PGCLUSTER_")}}) as session:
+            for node in session.cluster.nodes:
+                if session.reachable(node):
+                    session.run(node, remove)
+    except Exception as exc:  # the run failed already; say so, keep its own error first
+        print(f"note: could not check the operation lock after the failure: {exc}",
+              file=sys.stderr)
 
 
 def report_failure(run: DeployRun, what: str) -> None:

@@ -10,7 +10,7 @@ In this order, for a key such as `admin_password`:
 
 Group data files read their passwords through `secret()`. pyinfra executes group data
 files as plain Python after the inventory file; inventories call
-`pgcluster.preflight.check_inventory(globals(), __file__)`, which names the inventory here
+`pgcluster.control.preflight.check_inventory(globals(), __file__)`, which names the inventory here
 first (`use_inventory`), so `secret()` knows which secrets file is meant.
 
 PGCLUSTER_SECRETS_DIR moves the whole directory (default: `secrets/` in the repository),

@@ -1,7 +1,7 @@
 """The cluster's health as one report: nodes, roles, timelines, LSNs, replication lag,
 slots, archiver and the last backup; rendered as a table or JSON.
 
-Collected through a remote.Session (pyinfra connectors), so it reads the Docker lab and
+Collected through a control.session.Session (pyinfra connectors), so it reads the Docker lab and
 SSH hosts alike. `healthy` is False, with the reasons in `issues`, whenever anything needs
 an operator: a node down, not exactly one primary, a replica not streaming, a lost slot,
 a failing archiver, a lag beyond status_max_lag_bytes, an expired TLS certificate.
@@ -20,6 +20,7 @@ from typing import Any
 from pgcluster.control import tls
 from pgcluster.control.session import Session
 from pgcluster.errors import ClusterStateError
+from pgcluster.facts.lock import OperationLock
 from pgcluster.facts.postgres import Archiver
 from pgcluster.lab.docker import container_status
 from pgcluster.model.cluster import Node
@@ -228,11 +229,25 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
                           f"status_max_backup_age_hours = {max_age})")
     renew_days = int(session.data(session.cluster.nodes[0]).get("tls_renew_days") or 30)
     tls_issues, warnings = certificate_findings(nodes, renew_days)
+    warnings += lock_findings(session)
     issues += tls_issues
     return Report(healthy=not issues, issues=issues,
                   primary=primary.name if primary else None, nodes=nodes,
                   replication=replication, archiver=archiver, last_backup=last_backup,
                   collected_at=time.time(), warnings=warnings)
+
+
+def lock_findings(session: Session) -> list[str]:
+    """Who holds the cluster's operation lock, if anyone: a change in progress, or a stale
+    lock left by a run that died (pgcluster.model.lock)."""
+    held = {}
+    for node in session.cluster.nodes:
+        if session.reachable(node):
+            record = session.fact(node, OperationLock)
+            if record is not None:
+                held.setdefault(record.token, (record, []))[1].append(node.name)
+    return [f"operation lock held on {', '.join(names)}: {record.describe()} (a change in "
+            "progress; if that run is gone, --break-lock)" for record, names in held.values()]
 
 
 def _last_backup(session: Session, node: Node) -> dict[str, Any] | None:

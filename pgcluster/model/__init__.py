@@ -1,7 +1,9 @@
 """The cluster model: pure data and decisions, no I/O.
 
 Nodes and roles (cluster), Debian's paths (layout), who is primary from live states
-(topology), what a failover, switchover or rejoin may do (failover), inventory checks
-(validation), libpq connection strings (conninfo), SQL quoting (sql), WAL positions (wal)
-and the backup repository as data (backups). Everything here is unit-tested without hosts.
+(topology), what a failover, switchover or rejoin may do (failover), the types of every
+setting (settings) and the checks on an inventory (validation), libpq connection strings
+(conninfo), SQL quoting (sql), WAL positions (wal), the backup repository as data
+(backups), the operation lock's record (lock) and sizes as people read them (units).
+Everything here is unit-tested without hosts.
 """

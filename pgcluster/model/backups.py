@@ -1,6 +1,6 @@
 """The backup repository as data: what is on the disk, what the registry says, which backup
 a restore starts from, and recovery targets. Pure functions, unit-tested without hosts; the
-work on the nodes is done by the scripts in templates/scripts/ (backup-full, backup-incr,
+work on the nodes is done by the scripts in pgcluster/node/ (backup-full, backup-incr,
 backup-retention, backup-verify, restore-backup).
 
 Repository layout under backup_root (group_data):
@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pgcluster.errors import ConfigError
 from pgcluster.model.wal import parse_lsn
 
-# Scripts installed on every node (templates/scripts/<name>.j2 -> SCRIPTS_DIR/<name>).
+# Scripts installed on every node (pgcluster/node/<name>.sh -> SCRIPTS_DIR/<name>).
 SCRIPTS = ("backup-full", "backup-incr", "backup-retention", "backup-verify", "restore-backup")
 BACKUP_KINDS = ("full", "incr", "verify", "retention")
 # Written as the registry table's comment; a different value makes the deploy apply

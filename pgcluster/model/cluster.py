@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pgcluster.errors import ConfigError
+
 ROLES = ("primary", "standby", "readonly")
 # Roles a failover may promote. The read-only replica never is, as in the seed report.
 PROMOTABLE_ROLES = ("primary", "standby")
@@ -42,6 +44,13 @@ def slot_name(node_name: str) -> str:
 
 def is_valid_slot_name(name: str) -> bool:
     return bool(re.fullmatch(rf"[a-z0-9_]{{1,{SLOT_NAME_MAX}}}", name))
+
+
+class UnknownNode(ConfigError, KeyError):
+    """A node named on the command line or in data that the inventory does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return ConfigError.__str__(self)
 
 
 @dataclass(frozen=True)
@@ -129,4 +138,5 @@ class Cluster:
         if matches:
             return matches[0]
         known = ", ".join(n.name for n in self.nodes)
-        raise KeyError(f"no node named {name_or_role!r}; known nodes: {known} (or a role)")
+        raise UnknownNode(f"no node named {name_or_role!r}; known nodes: {known} (or a "
+                          "role: primary, standby, readonly)")

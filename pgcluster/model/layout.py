@@ -15,7 +15,7 @@ START_OVERRIDE = "/run/pgcluster/start-as-primary"
 PGPASS = "/var/lib/postgresql/.pgpass"  # postgres' password file (replication only)
 SOCKET_DIR = "/var/run/postgresql"
 # Secrets on their way to a node (uploads through sudo): the login user's private directory
-# under a root-owned parent; see pgcluster.content.private_upload.
+# under a root-owned parent; see pgcluster.operations.files.private_upload.
 UPLOAD_DIR = "/var/lib/pgcluster/upload"
 
 

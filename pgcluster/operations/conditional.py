@@ -1,8 +1,13 @@
-"""only_if: a step planned on every host that acts only where it applies."""
+"""How operations decide: only_if plans a step on every host that acts only where it
+applies; refuse stops a step with a message."""
 
 from __future__ import annotations
 
-from pyinfra.api import operation
+import shlex
+from collections.abc import Iterator
+
+from pyinfra.api import Host, operation
+from pyinfra.api.exceptions import OperationError
 
 
 @operation()
@@ -17,3 +22,15 @@ def only_if(condition: bool, op, **kwargs):
     """
     if condition:
         yield from op._inner(**kwargs)
+
+
+def refuse(target: Host, message: str) -> Iterator[str]:
+    """Refuse this step on `target` (the operation's host): while planning, an
+    OperationError (nothing has run yet); while executing, a command that fails with the
+    message. pyinfra treats an exception raised then as a crash of the whole run, not as a
+    failed step: the run would stop without its failure handling (the operation lock's
+    release among it)."""
+    if target.state.is_executing:
+        yield f"echo {shlex.quote(message)} >&2; exit 1"
+        return
+    raise OperationError(message)

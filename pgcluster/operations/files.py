@@ -17,10 +17,10 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
-from pyinfra.api.exceptions import OperationError
 
 from pgcluster.facts.files import PathState, PathStates
 from pgcluster.model.layout import UPLOAD_DIR
+from pgcluster.operations.conditional import refuse
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ def content_commands(file: Content, state: PathState) -> Iterator[FileUploadComm
     if same and state.owned(file.user, file.group, file.mode):
         return
     if state.kind not in ("f", "-"):
-        raise OperationError(f"{file.dest} exists and is not a regular file (a directory or "
+        yield from refuse(host, f"{file.dest} exists and is not a regular file (a directory or "
                              "a link): move it away, then re-run the deploy")
+        return
     quoted = shlex.quote(file.dest)
     if state.kind == "-":  # as files.put does; directories with an owner are made before
         yield f"mkdir -p {shlex.quote(file.dest.rsplit('/', 1)[0] or '/')}"
@@ -112,8 +113,9 @@ def directories(dirs: Sequence[Directory]):
         if state.kind == "d" and state.owned(d.user, d.group, d.mode):
             continue
         if state.kind not in ("d", "-"):
-            raise OperationError(f"{d.path} exists and is not a directory: move it away, "
+            yield from refuse(host, f"{d.path} exists and is not a directory: move it away, "
                                  "then re-run the deploy")
+            return
         quoted = shlex.quote(d.path)
         yield (f"mkdir -p {quoted} && chown {d.user}:{d.group} {quoted} && "
                f"chmod {d.mode} {quoted}")

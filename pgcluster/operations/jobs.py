@@ -9,10 +9,10 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FunctionCommand, Host, State, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
-from pyinfra.api.exceptions import OperationError
 
 from pgcluster.facts.postgres import node_state
 from pgcluster.model.layout import SCRIPTS_DIR, Layout
+from pgcluster.operations.conditional import refuse
 
 
 def _run_and_show(state: State, host: Host, command: str, timeout: int | None = None) -> bool:
@@ -40,10 +40,11 @@ def restore_backup(layout: Layout, backup: str, target_args: list[str], timeline
     forward. A running server is refused unless force (the user named this node)."""
     node = node_state(host)
     if node.get("running") and not force:
-        raise OperationError(
+        yield from refuse(host,
             f"refusing: {host.name} runs a PostgreSQL server; name it explicitly "
             "(--force-node) to stop it and restore (its data directory is moved aside)"
         )
+        return
     command = " ".join(shlex.quote(part) for part in [
         f"{SCRIPTS_DIR}/restore-backup", backup, *target_args, "--timeline", timeline,
         "--action", action, *(["--force"] if force else []),

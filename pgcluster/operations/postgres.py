@@ -14,13 +14,13 @@ from collections.abc import Iterator
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
-from pyinfra.api.exceptions import OperationError
 
 from pgcluster.control import scram
 from pgcluster.facts.postgres import PgQuery, node_state, psql_command, server_up_test
 from pgcluster.model.conninfo import value as conninfo_value
 from pgcluster.model.layout import SCRIPTS_DIR, UPLOAD_DIR, Layout
 from pgcluster.model.sql import ident, literal
+from pgcluster.operations.conditional import refuse
 from pgcluster.operations.files import private_upload
 
 
@@ -51,10 +51,11 @@ def initdb(layout: Layout, encoding: str, locale: str, checksums: bool, port: in
         host.noop(f"{layout.data_dir} holds a data directory")
         return
     if node.get("data_dir_nonempty"):
-        raise OperationError(
+        yield from refuse(host,
             f"{layout.data_dir} is not empty but holds no PostgreSQL data directory: "
             "inspect it and move it away; pgcluster does not delete unknown data"
         )
+        return
     options = [f"--encoding={encoding}", f"--locale={locale}", "--auth-local=peer",
                "--auth-host=scram-sha-256"]
     if checksums:
@@ -274,18 +275,20 @@ def clone_replica(layout: Layout, conninfo: str, slot: str, port: int = 5432):
     if node.get("running"):
         following = conninfo_value(node.get("primary_conninfo"), "host")
         if not node.get("in_recovery"):
-            raise OperationError(
+            yield from refuse(host,
                 f"{host.name} runs as a primary; refusing to make it a replica of "
                 f"{primary_address}. If it is a failed old primary, stop it and run "
                 "`pgcluster rejoin`."
             )
+            return
         if following == primary_address:
             host.noop(f"already a replica of {primary_address}")
             return
-        raise OperationError(
+        yield from refuse(host,
             f"{host.name} is a running standby of {following or 'nothing'}, not of the "
             f"primary {primary_address}: re-point it with `pgcluster rejoin`, not a re-clone"
         )
+        return
     yield f"{SCRIPTS_DIR}/clone-replica {shlex.quote(conninfo)} {shlex.quote(slot)}"
 
 

@@ -11,12 +11,12 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.api.exceptions import OperationError
 
 from pgcluster.facts.postgres import PgQuery, node_state, psql_command
 from pgcluster.model.conninfo import value as conninfo_value
 from pgcluster.model.layout import SCRIPTS_DIR, START_OVERRIDE, Layout
 from pgcluster.model.sql import literal
+from pgcluster.operations.conditional import refuse
 
 EVENTS_LOG = "/var/log/pgcluster/events.log"
 
@@ -53,16 +53,15 @@ def allow_start_as_primary():
     yield f"install -D -m 600 /dev/null {shlex.quote(START_OVERRIDE)}"
 
 
-def _refuse_while_running(other_host: str) -> None:
-    """When executing: refuse while the old primary's server runs (its stop failed or did
-    nothing); promoting then would make two primaries. When planning it still runs, of
-    course: the step that stops it comes first."""
+def _still_running(other_host: str) -> str | None:
+    """When executing, why not to promote: the old primary's server still runs (its stop
+    failed or did nothing), and promoting would make two primaries. When planning it
+    still runs, of course: the step that stops it comes first."""
     if host.state.is_executing and node_state(host.inventory.get_host(other_host)).get("running"):
-        raise OperationError(
-            f"{other_host} is still running: its stop failed or did not take effect, so "
-            f"{host.name} is not promoted (two primaries would accept writes). Stop it, then "
-            "run the command again."
-        )
+        return (f"{other_host} is still running: its stop failed or did not take effect, so "
+                f"{host.name} is not promoted (two primaries would accept writes). Stop it, "
+                "then run the command again.")
+    return None
 
 
 @operation()
@@ -74,9 +73,11 @@ def promote(layout: Layout, timeout: int = 60, port: int = 5432, stopped_host: s
         host.noop("already a primary")
         return
     if not node.get("running"):
-        raise OperationError(f"{host.name}: cannot promote, PostgreSQL is not running there")
-    if stopped_host:
-        _refuse_while_running(stopped_host)
+        yield from refuse(host, f"{host.name}: cannot promote, PostgreSQL is not running there")
+        return
+    if stopped_host and (why := _still_running(stopped_host)):
+        yield from refuse(host, why)
+        return
     promoted = psql_command(f"select pg_promote(true, {int(timeout)})", port=port)
     yield f'[ "$({promoted})" = t ] || {{ echo "pg_promote did not finish" >&2; exit 1; }}'
     # The end-of-recovery checkpoint puts the new timeline in pg_control; until it is done,
@@ -92,13 +93,16 @@ def wait_received(layout: Layout, lsn_host: str, timeout: int = 60, port: int = 
     shutdown checkpoint: nothing committed there is lost by promoting here."""
     stopped = node_state(host.inventory.get_host(lsn_host))
     target = stopped.get("checkpoint_lsn")
-    _refuse_while_running(lsn_host)
+    if why := _still_running(lsn_host):
+        yield from refuse(host, why)
+        return
     if not host.state.is_executing:
         host.noop(f"planning: {lsn_host} stops first")
         return
     if not target:
-        raise OperationError(f"cannot read the shutdown checkpoint of {lsn_host} "
+        yield from refuse(host, f"cannot read the shutdown checkpoint of {lsn_host} "
                              "(pg_controldata): not promoting without knowing what to wait for")
+        return
     check = psql_command(
         f"select pg_wal_lsn_diff(pg_last_wal_receive_lsn(), {literal(target)}) > 0", port=port
     )
@@ -126,7 +130,8 @@ def rejoin(layout: Layout, conninfo: str, slot: str, rewind_conninfo: str, prima
     # Read when executing: a promotion earlier in this run has just changed it.
     timeline = node_state(host.inventory.get_host(primary_host)).get("timeline")
     if not timeline:
-        raise OperationError(f"cannot read the primary's timeline on {primary_host}")
+        yield from refuse(host, f"cannot read the primary's timeline on {primary_host}")
+        return
     args = [conninfo, slot, rewind_conninfo, str(timeline), *(["--reclone"] if reclone else [])]
     yield f"{SCRIPTS_DIR}/rejoin-replica " + " ".join(shlex.quote(a) for a in args)
 

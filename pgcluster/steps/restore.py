@@ -3,7 +3,7 @@ archive, or to a time, an LSN or a named restore point (deploys/restore.py).
 
 Everything that could refuse is decided while planning, before any host is touched:
 which node, whether it may be stopped, that no other node is a running primary, and which
-backup to start from. The node then runs restore-backup (templates/scripts/), which moves
+backup to start from. The node then runs restore-backup (pgcluster/node/), which moves
 the old data directory aside (never deletes it), unpacks the backup, recovers and reports
 the point it reached.
 """
@@ -73,11 +73,9 @@ def request_from(data: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
 def target_node(topology: Topology, req: RestoreRequest) -> tuple[Node, bool]:
     """The node to restore onto, and whether the user named it to be forced."""
     cluster = topology.cluster
-    try:
-        node = cluster.find(req.node or req.force_node) if (req.node or req.force_node) else None
-        forced = cluster.find(req.force_node) if req.force_node else None
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from exc
+    # An unknown name raises UnknownNode, a ConfigError saying which nodes there are.
+    node = cluster.find(req.node or req.force_node) if (req.node or req.force_node) else None
+    forced = cluster.find(req.force_node) if req.force_node else None
     if node is None:
         if len(cluster.nodes) != 1:
             raise ConfigError(

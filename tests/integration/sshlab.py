@@ -109,7 +109,7 @@ class SshCluster:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A pgcluster.remote.Session on the SSH inventory (the CLI's way to the nodes)."""
+        """A pgcluster.control.session.Session on the SSH inventory (the CLI's way to the nodes)."""
         with mock.patch.dict(os.environ, self.env), Session(STANDIN_INVENTORY) as session:
             yield session
 

@@ -147,7 +147,7 @@ def test_replication_over_ssh_uses_verified_tls(ssh_cluster: SshCluster) -> None
 
 
 def test_cli_session_runs_commands_through_sudo(ssh_cluster: SshCluster) -> None:
-    """pgcluster.remote.Session (the CLI's way to the nodes) reaches them over SSH and
+    """pgcluster.control.session.Session (the CLI's way to the nodes) reaches them over SSH and
     applies the inventory's _sudo to its commands, facts and queries."""
     with ssh_cluster.session() as session:
         topology = session.topology()

@@ -14,6 +14,7 @@ from pgcluster.facts.files import PathState, PathStates
 from pgcluster.model.layout import UPLOAD_DIR
 from pgcluster.operations import files as content
 from pgcluster.operations.files import Content, Directory
+from tests.unit.fakes import FakeState
 
 
 def file_commands(monkeypatch: pytest.MonkeyPatch, states: list[PathState],
@@ -23,8 +24,9 @@ def file_commands(monkeypatch: pytest.MonkeyPatch, states: list[PathState],
 
 
 class FakeFileHost:
-    def __init__(self, states: list[PathState]):
+    def __init__(self, states: list[PathState], executing: bool = False):
         self.states = states
+        self.state = FakeState(is_executing=executing)
 
     def get_fact(self, fact: type, **kwargs: Any) -> Any:
         assert fact is PathStates and len(kwargs["paths"]) == len(self.states)

@@ -58,10 +58,11 @@ def test_no_promotion_while_the_fenced_primary_still_runs(
     # Planning: the old primary runs, of course (the fence comes first in the same run).
     planning = hosts(db1=PRIMARY, db2=STANDBY)
     assert run(monkeypatch, planning["db2"], promotion.promote, stopped_host="db1")
-    # Executing: its stop failed or did nothing -> refused.
+    # Executing: its stop failed or did nothing -> this step fails, nothing is promoted.
     executing = hosts(executing=True, db1=PRIMARY, db2=STANDBY)
-    with pytest.raises(OperationError, match=r"db1 is still running.*not promoted"):
-        run(monkeypatch, executing["db2"], promotion.promote, stopped_host="db1")
+    [refused] = run(monkeypatch, executing["db2"], promotion.promote, stopped_host="db1")
+    assert "db1 is still running" in refused and "not promoted" in refused
+    assert refused.endswith("exit 1") and "pg_promote" not in refused
     fenced = hosts(executing=True, db1=STOPPED, db2=STANDBY)
     assert "pg_promote" in text(run(monkeypatch, fenced["db2"], promotion.promote,
                                     stopped_host="db1"))
@@ -72,15 +73,15 @@ def test_a_switchover_waits_for_the_stopped_primarys_last_wal(
     planning = hosts(db1=PRIMARY, db2=STANDBY)
     assert run(monkeypatch, planning["db2"], promotion.wait_received, lsn_host="db1") == []
     still_running = hosts(executing=True, db1=PRIMARY, db2=STANDBY)
-    with pytest.raises(OperationError, match="still running"):
-        run(monkeypatch, still_running["db2"], promotion.wait_received, lsn_host="db1")
+    [refused] = run(monkeypatch, still_running["db2"], promotion.wait_received, lsn_host="db1")
+    assert "still running" in refused and refused.endswith("exit 1")
     stopped = hosts(executing=True, db1=STOPPED, db2=STANDBY)
     out = run(monkeypatch, stopped["db2"], promotion.wait_received, lsn_host="db1", timeout=5)
     assert sql(out) == ["select pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/5000028') > 0"]
     assert "seq 10" in text(out)
     unreadable = hosts(executing=True, db1={**STOPPED, "checkpoint_lsn": None}, db2=STANDBY)
-    with pytest.raises(OperationError, match="shutdown checkpoint"):
-        run(monkeypatch, unreadable["db2"], promotion.wait_received, lsn_host="db1")
+    [refused] = run(monkeypatch, unreadable["db2"], promotion.wait_received, lsn_host="db1")
+    assert "shutdown checkpoint" in refused and refused.endswith("exit 1")
 
 
 def test_rejoin_runs_the_script_with_the_primarys_current_timeline(
@@ -118,3 +119,15 @@ def test_synchronous_names_parsing() -> None:
                                                                            "pg-primary"]
     assert synchronous_names("ANY 1 (a, b)") == ["a", "b"]
     assert synchronous_names("a, b") == ["a", "b"]
+
+
+def test_a_refusal_when_executing_is_a_failed_step_not_a_crash_of_the_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyinfra turns an exception raised while executing into the end of the whole run,
+    without its failure handling (the operation lock would stay): refusals fail a step."""
+    planning = hosts(db2={**STANDBY, "running": False})
+    with pytest.raises(OperationError, match="not running"):
+        run(monkeypatch, planning["db2"], promotion.promote)
+    executing = hosts(executing=True, db2={**STANDBY, "running": False})
+    [command] = run(monkeypatch, executing["db2"], promotion.promote)
+    assert command.endswith("; exit 1") and "not running there" in command
