@@ -133,6 +133,12 @@ def test_status_is_unhealthy_while_a_replica_is_stopped(ha_lab: Lab) -> None:
              what="healthy again")
 
 
+def test_an_unknown_node_is_a_plain_error(ha_lab: Lab) -> None:
+    result = pgcluster_cli(ha_lab, "logs", "no-such-node")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no node named 'no-such-node'; known nodes:" in result.stderr
+
+
 def test_split_brain_is_refused_then_resolved_by_stop_and_rejoin(ha_lab: Lab) -> None:
     standby = ha_lab.node("standby")
     # Make a second primary behind the tool's back.
@@ -213,6 +219,9 @@ def test_one_change_at_a_time(ha_lab: Lab) -> None:
     assert (f"{'@lab/' + readonly.name} holds the operation lock of `pgcluster switchover "
             "--to x` by ana@other-laptop (pid 4242)") in refused.stderr, refused.stderr[-2000:]
     assert roles(ha_lab)[readonly.name] == "READONLY"
+    status = pgcluster_cli(ha_lab, "status")
+    assert f"operation lock held on {readonly.name}: `pgcluster switchover --to x`" \
+        in status.stdout, status.stdout[-2000:]
     broken = pgcluster_cli(ha_lab, "start", readonly.name, "--break-lock")
     assert broken.returncode == 0, broken.stderr[-2000:]
     assert lock_files(ha_lab) == {}
