@@ -8,6 +8,7 @@ import weakref
 import gevent.lock
 from pyinfra import host, inventory, logger
 from pyinfra.api import State
+from pyinfra.api.state import BaseStateCallback
 
 from pgcluster.control.preflight import validate_inventory
 from pgcluster.facts.postgres import node_state
@@ -25,10 +26,7 @@ def topology(strict: bool = True, operation: str | None = None) -> Topology:
     split brain too, unless strict=False (only for stopping nodes). `operation` names a
     change that holds the cluster-wide operation lock while it runs (steps.lock)."""
     validate_inventory(HostEntry(h.name, tuple(h.groups), h.data.dict()) for h in inventory)
-    # Every deploy that reads the topology changes the cluster. pyinfra's default drops a
-    # host whose step failed and carries on with the others: a failover whose fence failed
-    # would still promote. Stop at the first failed step on any host instead.
-    host.state.config.FAIL_PERCENT = 0
+    stop_at_the_first_failure(host.state)
     found = current(host.state, strict=strict)
     if operation:
         lock.hold(host.state, found, operation, break_lock=flag(host.data.get("break_lock")))
@@ -38,6 +36,25 @@ def topology(strict: bool = True, operation: str | None = None) -> Topology:
 def flag(value: object) -> bool:
     """A yes/no value given with --data (pyinfra passes strings through)."""
     return str(value).strip().lower() in ("1", "true", "yes", "y", "on")
+
+
+class StopAtTheFirstFailure(BaseStateCallback):
+    """Every deploy that reads the topology changes the cluster. pyinfra's default drops a
+    host whose step failed and carries on with the others: a failover whose fence failed
+    would still promote. FAIL_PERCENT 0 stops the run at the first failed step on any host
+    instead; it is set when the run starts executing, because pyinfra resets what a deploy
+    file sets in its config once the file is loaded, and because hosts that could not be
+    reached at all (a stopped lab node) are left out before that, not failures."""
+
+    @staticmethod
+    def operation_start(state: State, op_hash: str) -> None:  # type: ignore[override]
+        state.config.FAIL_PERCENT = 0
+
+
+def stop_at_the_first_failure(state: State) -> None:
+    with _lock:
+        if not any(isinstance(h, StopAtTheFirstFailure) for h in state.callback_handlers):
+            state.add_callback_handler(StopAtTheFirstFailure())
 
 
 def current(state: State, strict: bool = True) -> Topology:
