@@ -637,6 +637,23 @@ def _load(text: str | bytes | Any) -> Any:
         raise PatroniOutputError(f"not JSON: {shown!r}") from error
 
 
+def _documents(text: str | bytes) -> list[Any]:
+    """Every JSON document in the text: patronictl prints one array per cluster it lists."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    decoder, found, at = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while at < len(text):
+        try:
+            document, at = decoder.raw_decode(text, at)
+        except ValueError as error:
+            raise PatroniOutputError(f"not JSON: {text[at:at + 200]!r}") from error
+        found.append(document)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return found
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -658,10 +675,12 @@ def parse_members(text: str | bytes) -> PatroniView:
     print_output in patroni/ctl.py). Cluster, Member, Host, Role ("Leader", "Standby Leader",
     "Sync Standby", "Replica"), State, TL, "Lag in MB" (whole MB or "unknown"); "Pending
     restart" ("*"), "Scheduled restart" and Tags only when some member has them. A key
-    whose value would be empty is left out (the leader's lag, a stopped member's TL)."""
-    rows = _load(text)
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and "Member" in r
-                                             for r in rows):
+    whose value would be empty is left out (the leader's lag, a stopped member's TL).
+    Several clusters listed at once print one array each: their members are all read."""
+    documents = _documents(text)
+    rows = [row for document in documents if isinstance(document, list) for row in document]
+    if not documents or not all(isinstance(d, list) for d in documents) \
+            or not all(isinstance(r, dict) and "Member" in r for r in rows):
         raise PatroniOutputError("not patronictl's member list (a JSON array of objects "
                                  "with a Member)")
     members = []
