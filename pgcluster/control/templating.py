@@ -166,11 +166,13 @@ _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 
 
 def yaml_key(value: Any) -> str:
-    """A mapping key written bare (a setting or tag name, an initdb option)."""
+    """A mapping key (a setting, tag or slot name, an initdb option): bare when it is a
+    plain name YAML reads as a string, else quoted as yaml_scalar quotes (a node may be
+    called "on", and its slot too)."""
     text = str(value)
-    if not _YAML_KEY.fullmatch(text) or text.lower() in _YAML_WORDS:
-        raise UnsafeValue(f"{value!r} is not a plain YAML key")
-    return text
+    if _YAML_KEY.fullmatch(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return yaml_scalar(text)
 
 
 _ENV_VALUE = re.compile(r"[A-Za-z0-9_.,:/=@+\[\]-]+")

@@ -197,7 +197,7 @@ def dcs_parameters(data: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def dcs_config(data: Mapping[str, Any]) -> dict[str, Any]:
+def dcs_config(data: Mapping[str, Any], cluster: Cluster) -> dict[str, Any]:
     """The dynamic configuration (bootstrap.dcs): Patroni writes it into the DCS when it
     initialises a cluster or takes over a running one, and never reads bootstrap.dcs again;
     later changes go through PATCH /config (dcs_patch)."""
@@ -218,6 +218,11 @@ def dcs_config(data: Mapping[str, Any]) -> dict[str, Any]:
             "use_slots": True,
             "parameters": dcs_parameters(data),
         },
+        # Every node's slot, permanent: Patroni 3.0.2 drops the slot of a member whose key
+        # has expired (down longer than ttl) unless it is listed here, and the node would
+        # then need the archive to catch up. As pgcluster keeps them (max_slot_wal_keep_size
+        # caps the WAL they hold); Patroni skips the one named after the leader itself.
+        "slots": {n.slot: {"type": "physical"} for n in cluster.nodes},
     }
 
 
@@ -289,7 +294,7 @@ def patroni_config(data: Mapping[str, Any], node: Node, cluster: Cluster) -> dic
             "key": layout.tls_key_file,
         },
         "bootstrap": {
-            "dcs": dcs_config(data),
+            "dcs": dcs_config(data, cluster),
             "initdb": initdb,
         },
         "postgresql": {
@@ -577,9 +582,10 @@ class PatroniView:
         raise KeyError(name)
 
     def problems(self, max_lag_bytes: int | None = None) -> list[str]:
-        """What is wrong: no leader, more than one, a member not running, a replica on
-        another timeline than the leader's, or (given max_lag_bytes, such as
-        patroni_maximum_lag_on_failover) a promotable replica too far behind to be elected."""
+        """What is wrong: no leader, more than one, a member not running, no member that
+        could replace the leader, a replica on another timeline than the leader's, or (given
+        max_lag_bytes, such as patroni_maximum_lag_on_failover) a promotable replica too far
+        behind to be elected."""
         if not self.members:
             return ["Patroni reports no members: is Patroni running, and does it reach etcd?"]
         found = []
@@ -595,6 +601,11 @@ class PatroniView:
             if not member.healthy:
                 found.append(f"{member.name} is {member.state or 'in no state'}, not running")
         leader = leaders[0] if len(leaders) == 1 else None
+        candidates = [m for m in self.members if not m.is_leader and m.healthy
+                      and not m.nofailover]
+        if leader and len(self.members) > 1 and not candidates:
+            found.append(f"no failover candidate: no member but the leader {leader.name} is "
+                         "running without nofailover, so nothing could replace it")
         for member in self.members:
             if member is leader or member.is_leader:
                 continue

@@ -293,6 +293,18 @@ def patroni_yaml(node: str, **data) -> tuple[dict, dict]:
     return yaml.safe_load(text), patroni_config(values, c.node(node), c)
 
 
+def test_node_names_yaml_reads_as_booleans_stay_names() -> None:
+    entries = [entry("on", "primary", node_address="10.0.0.1"),
+               entry("no", "standby", node_address="10.0.0.2"),
+               entry("y", "readonly", node_address="10.0.0.3")]
+    c = Cluster.from_entries(entries)
+    values = {**ALL, **SECRETS}
+    for node in c.nodes:
+        text = render_template("patroni/config.yml.j2", template_context(values, node, c))
+        assert yaml.safe_load(text) == patroni_config(values, node, c)
+        assert set(yaml.safe_load(text)["bootstrap"]["dcs"]["slots"]) == {"on", "no", "y"}
+
+
 @pytest.mark.parametrize("node", ["db1", "db2", "db3"])
 def test_patroni_config_yaml_is_exactly_the_model_s(node: str) -> None:
     parsed, model = patroni_yaml(node)
@@ -332,6 +344,7 @@ def test_patroni_config_of_a_three_node_cluster() -> None:
             "parameters": {"max_connections": 100, "max_wal_senders": 10,
                            "max_replication_slots": 10, "wal_level": "replica",
                            "wal_keep_size": "512MB"}}
+        assert dcs["slots"] == {n: {"type": "physical"} for n in ("db1", "db2", "db3")}
         assert conf["bootstrap"]["initdb"] == [
             {"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums",
             {"auth-local": "peer"}, {"auth-host": "scram-sha-256"}]
@@ -375,9 +388,10 @@ def test_patroni_yaml_keeps_words_yaml_would_misread_as_strings() -> None:
         with pytest.raises(UnsafeValue):
             yaml_scalar(bad)
     assert yaml_key("max_connections") == "max_connections" and yaml_key("auth-local")
-    for bad in ("on", "a b", "x: y", "", "1x"):
-        with pytest.raises(UnsafeValue):
-            yaml_key(bad)
+    for word in ("on", "no", "a b", "x: y", "", "1x", "1:20"):
+        assert yaml.safe_load(f"{yaml_key(word)}: 1") == {word: 1}, word
+    with pytest.raises(UnsafeValue):
+        yaml_key("a\nb")
 
 
 def etcd_file(node: str, **data) -> dict[str, str]:

@@ -100,13 +100,19 @@ def test_a_node_on_the_loopback_listens_there_once() -> None:
 
 
 def test_the_dcs_holds_patroni_s_timing_and_the_settings_nodes_share() -> None:
-    dcs = dcs_config(DATA)
-    assert {k: v for k, v in dcs.items() if k != "postgresql"} == {
+    dcs = dcs_config(DATA, cluster())
+    assert {k: v for k, v in dcs.items() if k not in ("postgresql", "slots")} == {
         "ttl": 20, "loop_wait": 5, "retry_timeout": 5, "maximum_lag_on_failover": 1048576,
         "primary_start_timeout": 300, "failsafe_mode": True, "synchronous_mode": False}
     assert dcs["postgresql"] == {"use_pg_rewind": True, "use_slots": True, "parameters": {
         "max_connections": 100, "max_wal_senders": 10, "max_replication_slots": 10,
         "wal_level": "replica", "wal_keep_size": "512MB"}}
+    # Every node's slot, by pgcluster's name for it (Patroni's slot_name_from_member_name
+    # gives the same for a valid node name).
+    assert dcs["slots"] == {"db1": {"type": "physical"}, "db2": {"type": "physical"},
+                            "db3": {"type": "physical"}}
+    renamed = Cluster.from_entries([entry("pg-primary", "primary", node_address="10.0.0.1")])
+    assert dcs_config(DATA, renamed)["slots"] == {"pg_primary": {"type": "physical"}}
 
 
 def test_dcs_parameters_take_postgresql_settings_extra_where_set() -> None:
@@ -121,7 +127,7 @@ def test_dcs_parameters_take_postgresql_settings_extra_where_set() -> None:
 
 
 def test_synchronous_standbys_turn_synchronous_mode_on_and_the_others_nosync() -> None:
-    assert dcs_config(data(synchronous_standbys=["db2"]))["synchronous_mode"] is True
+    assert dcs_config(data(synchronous_standbys=["db2"]), cluster())["synchronous_mode"] is True
     c = cluster()
     sync = data(synchronous_standbys=["db2"])
     assert patroni_tags(sync, c.node("db2"))["nosync"] is False
@@ -154,7 +160,7 @@ def test_dcs_patch_is_what_differs() -> None:
     current = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "pause": True,
                "postgresql": {"use_slots": True, "parameters": {"max_connections": "100",
                                                                 "work_mem": "4MB"}}}
-    wanted = dcs_config(DATA)
+    wanted = dcs_config(DATA, cluster())
     patch = dcs_patch(current, wanted)
     assert patch["ttl"] == 20 and patch["loop_wait"] == 5 and "pause" not in patch
     assert "max_connections" not in patch["postgresql"]["parameters"]  # "100" is 100
@@ -391,7 +397,9 @@ def test_a_port_other_than_5432_and_a_starting_member() -> None:
     for view in (listed, rest):
         assert [(m.host, m.port) for m in view.members] == [("10.0.0.1", 5433),
                                                              ("10.0.0.2", 5433)]
-        assert view.problems() == ["db2 is starting, not running"]
+        assert view.problems() == [
+            "db2 is starting, not running", "no failover candidate: no member but the "
+            "leader db1 is running without nofailover, so nothing could replace it"]
 
 
 def test_two_leaders() -> None:
@@ -464,3 +472,15 @@ def test_the_result_of_a_switchover_is_read_from_its_output_not_its_exit_status(
     assert not command_result("2025-01-01 Could not switchover using Patroni api, falling "
                               "back to DCS").ok
     assert not command_result("").ok
+
+
+def test_no_failover_candidate_when_the_standby_is_down() -> None:
+    text = OUTPUT[("healthy", "rest")].replace(
+        '"name": "db2", "role": "replica", "state": "running"',
+        '"name": "db2", "role": "replica", "state": "stopped"')
+    assert parse_cluster(text).problems() == [
+        "db2 is stopped, not running", "no failover candidate: no member but the leader db1 "
+        "is running without nofailover, so nothing could replace it"]  # db3 is nofailover
+    one = parse_cluster('{"members": [{"name": "lab", "role": "leader", "state": "running",'
+                        ' "host": "127.0.0.1", "port": 5432, "timeline": 1}]}')
+    assert one.problems() == []  # a one-node lab has no failover to lose
