@@ -398,11 +398,13 @@ def etcd_problems(entries: Sequence[HostEntry]) -> list[str]:
         if not all(isinstance(v, int) for v in (beat, election, retry)):
             continue
         if election < ETCD_ELECTION_HEARTBEATS * beat:
+            least = ETCD_ELECTION_HEARTBEATS * beat
+            good = 2 * least if 2 * least < retry * 1000 else least  # and the rule below
             found.append(
                 f"etcd_election_timeout = {election}{_on(names, everyone)} is less than "
                 f"{ETCD_ELECTION_HEARTBEATS} x etcd_heartbeat_interval = "
                 f"{ETCD_ELECTION_HEARTBEATS * beat} (milliseconds): etcd refuses to start; "
-                f"e.g. etcd_election_timeout = {ETCD_ELECTION_HEARTBEATS * beat * 2}")
+                f"e.g. etcd_election_timeout = {good}")
         elif election >= retry * 1000:
             found.append(
                 f"etcd_election_timeout = {election}{_on(names, everyone)} is not shorter than "
