@@ -19,9 +19,12 @@ group_data/docker.py.
 from pgcluster.control.secrets import inventory_dir, secret
 from pgcluster.model.settings import (
     CLUSTER_NAME,
+    DCS_NAMESPACE,
     ENCODING,
+    HTTP_USER,
     LISTEN_ADDRESSES,
     LOCALE,
+    PATRONI_SCOPE,
     TIME_ZONE,
     WEEK,
     AbsolutePath,
@@ -110,6 +113,58 @@ start_guard_wait: Seconds(1, WEEK) = 60
 status_max_lag_bytes: Int(0) = 64 * 1024 * 1024  # status: a replica further behind is unhealthy
 # Status: an older newest full backup is unhealthy
 status_max_backup_age_hours: Int(1, 24 * 366) = 8 * 24
+
+# ------------------------------------------------------------- High availability engine
+# Who promotes a standby when the primary fails. "manual": pgcluster's own failover and
+# switchover commands, run by an operator. "patroni": Patroni on every node, with etcd on
+# every node as its DCS, promotes the most advanced standby automatically. None: keep the
+# engine the cluster already runs (a new cluster starts with "manual").
+ha_engine: Optional(Enum("manual", "patroni")) = None
+# Patroni's timing, the fastest its docs call safe (Patroni 3.0.2 does not check them;
+# pgcluster refuses anything else): loop_wait + 2 x retry_timeout <= ttl, ttl >= 20,
+# loop_wait >= 2, retry_timeout >= 3. A killed primary is replaced after about ttl seconds;
+# a cleanly stopped one within loop_wait. Lower ttl means false failovers on a slow network.
+patroni_ttl: Seconds(20, 3600) = 20  # the leader lock's lifetime
+patroni_loop_wait: Seconds(2, 3600) = 5  # seconds between two runs of Patroni's HA loop
+# DCS and PostgreSQL trouble shorter than this never demotes the leader
+patroni_retry_timeout: Seconds(3, 3600) = 5
+# A replica further behind (bytes of WAL) never takes part in the leader race: the data it
+# lacks would be lost. Patroni's default, 1 MB.
+patroni_maximum_lag_on_failover: Int(0) = 1024 * 1024
+# Seconds a crashed primary may take to recover in place before a failover is started
+# (Patroni's primary_start_timeout); 0 fails over at once, losing what was not replicated.
+patroni_primary_start_timeout: Seconds(0, WEEK) = 300
+# With the DCS unreachable, a primary that still reaches every other member keeps running
+# instead of demoting itself: an etcd outage alone never stops writes.
+patroni_failsafe_mode: Bool() = True
+patroni_pg_ctl_timeout: Seconds(1, WEEK) = 60  # seconds pg_ctl may take to start or stop PostgreSQL
+# Patroni's REST API (HTTPS, the node's certificate): health checks, switchovers. Changes
+# also need a client certificate of the cluster CA and the user and password below.
+patroni_rest_port: Int(1, 65535) = 8008
+patroni_rest_user: HTTP_USER = "patroni"
+patroni_rest_password: Optional(Secret()) = secret("patroni_rest_password")
+# A hung node is reset by the kernel's watchdog (/dev/watchdog, softdog) before its leader
+# lock expires, so that it can never write beside a new primary. "automatic" uses it when
+# there is one; "required" refuses to lead without it; "off" never uses it.
+patroni_watchdog: Enum("off", "automatic", "required") = "automatic"
+# The cluster's name in the DCS (also PostgreSQL's cluster_name under Patroni) and the
+# prefix of its keys: /pgcluster/pgcluster/leader, ...
+patroni_scope: PATRONI_SCOPE = "pgcluster"
+patroni_namespace: DCS_NAMESPACE = "/pgcluster/"
+# etcd, Patroni's DCS: one member on every node, TLS with client certificates for both
+# clients and peers. 3 members survive the loss of one; 2 would survive none, so pgcluster
+# refuses a Patroni cluster of 2 nodes (1 is a lab without failover).
+etcd_client_port: Int(1, 65535) = 2379
+etcd_peer_port: Int(1, 65535) = 2380
+# Milliseconds. etcd's leader sends a heartbeat this often ...
+etcd_heartbeat_interval: Int(10, 10000) = 100
+# ... and a member that hears none this long starts an election: at least 5 x the heartbeat
+# (etcd refuses less), and shorter than patroni_retry_timeout, so that an etcd election
+# never outlasts Patroni's retries.
+etcd_election_timeout: Int(50, 50000) = 1000
+# Not Debian's /var/lib/etcd/default: the etcd-server package's first start fills that with
+# a cluster of one member, which would never join the others.
+etcd_data_dir: AbsolutePath() = "/var/lib/etcd/pgcluster"
 
 # ------------------------------------------------------------------------ WAL archiving
 # Archives on the primary; a promoted standby takes over archiving

@@ -30,9 +30,12 @@ from pgcluster.control.tls import private_dir
 from pgcluster.errors import ConfigError
 from pgcluster.model.cluster import HostEntry
 
-# Every password the deploy needs, by group data key.
-SECRET_KEYS = ("admin_password", "replication_password", "rewind_password", "app_password")
-# The Docker lab's documented passwords (the seed report's, and two of pgcluster's own).
+# Every password the deploy needs, by group data key. patroni_rest_password guards the
+# changes of Patroni's REST API (switchover, restart, configuration): required like the
+# others, so that a cluster converted to Patroni later never runs it without one.
+SECRET_KEYS = ("admin_password", "replication_password", "rewind_password", "app_password",
+               "patroni_rest_password")
+# The Docker lab's documented passwords (the seed report's, and three of pgcluster's own).
 # They are public, so validation refuses them in every inventory that does not set
 # allow_lab_default_passwords (only group_data/docker.py does).
 LAB_DEFAULTS = {
@@ -40,6 +43,7 @@ LAB_DEFAULTS = {
     "replication_password": "replica123",
     "rewind_password": "rewind123",
     "app_password": "app123",
+    "patroni_rest_password": "patroni123",
 }
 GENERATED_BYTES = 24  # secrets.token_urlsafe(24): 32 characters, 192 random bits
 
@@ -182,5 +186,6 @@ def problems(entries: Sequence[HostEntry]) -> list[str]:
                           and any(ord(c) < 32 or ord(c) == 127 for c in str(e.data[key])))
         if unusable:
             found.append(f"{key} for {', '.join(unusable)} contains control characters "
-                         "(a newline, a tab...): they cannot go into .pgpass; choose another")
+                         "(a newline, a tab...): they cannot go into .pgpass or Patroni's "
+                         "configuration; choose another")
     return found

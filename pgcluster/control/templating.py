@@ -7,9 +7,11 @@ get. Rendering is deterministic (no timestamps), so an unchanged input is no cha
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import shlex
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import jinja2
@@ -18,6 +20,7 @@ from pgcluster import TEMPLATES_DIR
 from pgcluster.model.cluster import Cluster, Node
 from pgcluster.model.conninfo import ssl_conninfo
 from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, SOCKET_DIR, START_OVERRIDE, Layout
+from pgcluster.model.patroni import etcd_environment, patroni_config
 from pgcluster.model.sql import literal, name
 
 
@@ -135,6 +138,56 @@ def cron_schedule(value: Any) -> str:
     return text
 
 
+def yaml_scalar(value: Any) -> str:
+    """A value as one YAML scalar (Patroni's configuration): null, true/false and numbers
+    bare, every string single-quoted (a quote doubled, YAML's only escape there), so that no
+    string is read as a number, a boolean (off, yes) or more YAML. A string with a control
+    or other non-printable character (a line break would fold inside the quotes) is refused."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnsafeValue(f"{value!r} is not a number YAML readers agree on")
+        return repr(value)
+    text = str(value)
+    if not text.isprintable():
+        raise UnsafeValue(f"{value!r} holds a control or non-printable character: not a YAML "
+                          "string pgcluster writes")
+    return "'" + text.replace("'", "''") + "'"
+
+
+_YAML_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# YAML 1.1 (PyYAML, so Patroni) reads these bare words as booleans or null.
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
+def yaml_key(value: Any) -> str:
+    """A mapping key (a setting, tag or slot name, an initdb option): bare when it is a
+    plain name YAML reads as a string, else quoted as yaml_scalar quotes (a node may be
+    called "on", and its slot too)."""
+    text = str(value)
+    if _YAML_KEY.fullmatch(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return yaml_scalar(text)
+
+
+_ENV_VALUE = re.compile(r"[A-Za-z0-9_.,:/=@+\[\]-]+")
+
+
+def env_value(value: Any) -> str:
+    """A value of a systemd EnvironmentFile (/etc/default/etcd), written bare: names,
+    numbers, paths and URLs only. Quotes, backslashes, $ and spaces, which systemd would
+    interpret, are refused (validation lets none of them through)."""
+    text = str(value)
+    if not _ENV_VALUE.fullmatch(text):
+        raise UnsafeValue(f"{value!r} is not a plain EnvironmentFile value")
+    return text
+
+
 def synchronous_names(names: list[str]) -> str:
     """synchronous_standby_names for these standbys, each a double-quoted name."""
     quoted = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
@@ -153,7 +206,8 @@ _env.filters.update(onoff=onoff, pgvalue=pgvalue, pgtoken=pgtoken, hba_name=hba_
                     hba_address=hba_address, pgpass=pgpass_field, shell=shell,
                     sql=literal, ident=name, synchronous_names=synchronous_names,
                     oneline=oneline, path=safe_path, cron=cron_schedule,
-                    setting=setting_name)
+                    setting=setting_name, yaml=yaml_scalar, yamlkey=yaml_key,
+                    envvalue=env_value)
 
 
 def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster) -> dict[str, Any]:
@@ -170,6 +224,10 @@ def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster) -> d
         "ssl_conninfo": ssl_conninfo(data),
         # Every other node, address:port, as the start guard asks them.
         "peers": " ".join(f"{m.address}:{m.port}" for m in cluster.nodes if m.name != node.name),
+        # Patroni's and etcd's files as data (pgcluster.model.patroni), built only by the
+        # templates that call them: templates/patroni/config.yml.j2, templates/etcd/etcd.j2.
+        "patroni_config": partial(patroni_config, data, node, cluster),
+        "etcd_environment": partial(etcd_environment, data, node, cluster),
     }
 
 

@@ -18,6 +18,18 @@ SOCKET_DIR = "/var/run/postgresql"
 # under a root-owned parent; see pgcluster.operations.files.private_upload.
 UPLOAD_DIR = "/var/lib/pgcluster/upload"
 
+# Debian's patroni package: patroni.service runs `patroni /etc/patroni/config.yml` as
+# postgres. The file holds passwords (mode 0600, owner postgres).
+PATRONI_CONFIG = "/etc/patroni/config.yml"
+# Patroni writes its own password file before pg_basebackup and pg_rewind: not pgcluster's
+# .pgpass, which would be overwritten.
+PATRONI_PGPASS = "/var/lib/postgresql/.pgpass.patroni"
+# Debian's etcd-server package: etcd.service runs as etcd with EnvironmentFile=-/etc/default/etcd.
+ETCD_ENVIRONMENT = "/etc/default/etcd"
+# etcd's copies of the node's certificate, key and CA (owner etcd: it cannot read
+# PostgreSQL's, which are postgres' own).
+ETCD_TLS_DIR = "/etc/etcd/tls"
+
 
 @dataclass(frozen=True)
 class Layout:

@@ -851,6 +851,18 @@ ENCODING = Token(r"[A-Za-z][A-Za-z0-9_]{0,31}",
 LOCALE = Token(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}",
                "a locale name: letters, digits and _ . @ - (e.g. 'C.UTF-8', 'es_ES.UTF-8')",
                "C.UTF-8")
+# Patroni's scope is also PostgreSQL's cluster_name (Patroni sets it) and part of every DCS
+# key: one plain word keeps it valid, unquoted, in all three.
+PATRONI_SCOPE = Token(r"[a-z][a-z0-9_-]{0,62}",
+                      "a Patroni cluster name: a lower-case letter, then lower-case letters, "
+                      "digits, _ and - (e.g. 'pgcluster')", "pgcluster")
+DCS_NAMESPACE = Token(r"/(?:[a-z0-9_-]+/)*",
+                      "a DCS key prefix: /, then lower-case names of letters, digits, _ and -, "
+                      "each followed by / (e.g. '/pgcluster/')", "/pgcluster/")
+# HTTP basic auth splits user:password at the first colon: none in the user name.
+HTTP_USER = Token(r"[A-Za-z0-9_.-]{1,64}",
+                  "a user name for HTTP basic auth: letters, digits, _ . and - (e.g. 'patroni')",
+                  "patroni")
 
 USER_NAME = Token(r"[a-z_][a-z0-9_-]{0,31}",
                   "a login name: lower-case letters, digits, _ and -, at most 32", "deploy")

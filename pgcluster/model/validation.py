@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pgcluster.model import patroni
 from pgcluster.model.cluster import (
     NODE_NAME_RULE,
     ROLES,
@@ -48,6 +49,9 @@ def problems(entries: Iterable[HostEntry], schema: Schema,
     found += _port_problems(cluster)
     found += _data_problems(usable, cluster)
     found += _standby_minimum_problems(usable, cluster, schema)
+    # The high-availability engine's settings: Patroni's timing and what it would silently
+    # change, etcd's (pgcluster.model.patroni).
+    found += patroni.problems(usable, cluster)
     return found
 
 

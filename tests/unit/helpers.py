@@ -10,7 +10,8 @@ from pgcluster.model.cluster import Cluster, HostEntry
 ALL = load_group_data("all")
 SCHEMA = group_data_schema()  # group_data/all.py's types
 SECRETS = {"admin_password": "s3cret-admin", "replication_password": "s3cret-repl",
-           "rewind_password": "s3cret-rewind", "app_password": "s3cret-app"}
+           "rewind_password": "s3cret-rewind", "app_password": "s3cret-app",
+           "patroni_rest_password": "s3cret-patroni"}
 
 
 def entry(name: str, role: str | None, **data: Any) -> HostEntry:

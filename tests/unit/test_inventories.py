@@ -23,6 +23,7 @@ def passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGCLUSTER_REPLICATION_PASSWORD", "metal-repl")
     monkeypatch.setenv("PGCLUSTER_REWIND_PASSWORD", "metal-rewind")
     monkeypatch.setenv("PGCLUSTER_APP_PASSWORD", "metal-app")
+    monkeypatch.setenv("PGCLUSTER_PATRONI_REST_PASSWORD", "metal-patroni")
 
 
 def test_bare_metal_example_loads_and_validates(passwords: None) -> None:
@@ -48,11 +49,13 @@ def test_no_default_passwords_outside_the_lab(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("PGCLUSTER_REPLICATION_PASSWORD", raising=False)
     monkeypatch.delenv("PGCLUSTER_REWIND_PASSWORD", raising=False)
     monkeypatch.delenv("PGCLUSTER_APP_PASSWORD", raising=False)
+    monkeypatch.delenv("PGCLUSTER_PATRONI_REST_PASSWORD", raising=False)
     monkeypatch.setenv("PGCLUSTER_ALLOW_DOWN", "1")
     with pytest.raises(ConfigError) as caught:
         load_inventory(inventory)
     assert "PGCLUSTER_ADMIN_PASSWORD" in str(caught.value)
     assert "PGCLUSTER_REPLICATION_PASSWORD" in str(caught.value)
+    assert "PGCLUSTER_PATRONI_REST_PASSWORD" in str(caught.value)  # like every other
 
 
 # The code a cluster deploy runs on the nodes; the lab's own parts (steps/lab.py,

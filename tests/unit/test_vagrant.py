@@ -56,6 +56,7 @@ def vagrant_inventory(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PGCLUSTER_REPLICATION_PASSWORD", "vm-repl")
     monkeypatch.setenv("PGCLUSTER_REWIND_PASSWORD", "vm-rewind")
     monkeypatch.setenv("PGCLUSTER_APP_PASSWORD", "vm-app")
+    monkeypatch.setenv("PGCLUSTER_PATRONI_REST_PASSWORD", "vm-patroni")
     monkeypatch.setenv("PGCLUSTER_ALLOW_DOWN", "1")  # no VM here: no keys either
     monkeypatch.delenv("VAGRANT_DEFAULT_PROVIDER", raising=False)
     return load_inventory("inventory/vagrant.py")

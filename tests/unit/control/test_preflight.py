@@ -35,12 +35,14 @@ def test_lab_defaults_never_apply_to_other_inventories(monkeypatch) -> None:
     monkeypatch.delenv("PGCLUSTER_REPLICATION_PASSWORD", raising=False)
     monkeypatch.delenv("PGCLUSTER_REWIND_PASSWORD", raising=False)
     monkeypatch.delenv("PGCLUSTER_APP_PASSWORD", raising=False)
+    monkeypatch.delenv("PGCLUSTER_PATRONI_REST_PASSWORD", raising=False)
     groups = inventory(primary=[("db1", {"node_address": "10.0.0.1"})],
                        standby=[("db2", {"node_address": "10.0.0.2"})])
     with pytest.raises(ConfigError) as caught:
         check_inventory(groups, "inventory/production.py")
     assert "admin_password is not set for db1, db2" in str(caught.value)
     assert "replication_password is not set" in str(caught.value)
+    assert "patroni_rest_password is not set for db1, db2" in str(caught.value)
 
 
 def test_environment_supplies_the_passwords(monkeypatch) -> None:
@@ -48,6 +50,7 @@ def test_environment_supplies_the_passwords(monkeypatch) -> None:
     monkeypatch.setenv("PGCLUSTER_REPLICATION_PASSWORD", "from-env-too")
     monkeypatch.setenv("PGCLUSTER_REWIND_PASSWORD", "from-env-as-well")
     monkeypatch.setenv("PGCLUSTER_APP_PASSWORD", "from-env-for-the-app")
+    monkeypatch.setenv("PGCLUSTER_PATRONI_REST_PASSWORD", "from-env-for-patroni")
     groups = inventory(primary=[("db1", {"node_address": "10.0.0.1"})],
                        standby=[("db2", {"node_address": "10.0.0.2"})])
     cluster = check_inventory(groups, "inventory/production.py")
@@ -83,7 +86,7 @@ def test_the_shipped_inventories_validate_clean(monkeypatch, path: str) -> None:
     loads it as `pyinfra INVENTORY DEPLOY` does; no host is reached)."""
     from tests.unit.inventories import load_inventory
 
-    for key in ("ADMIN", "REPLICATION", "REWIND", "APP"):
+    for key in ("ADMIN", "REPLICATION", "REWIND", "APP", "PATRONI_REST"):
         monkeypatch.setenv(f"PGCLUSTER_{key}_PASSWORD", f"not-the-lab-{key.lower()}")
     monkeypatch.setenv("PGCLUSTER_ALLOW_DOWN", "1")  # no lab container or VM needed
     monkeypatch.setenv("PGCLUSTER_SSH_KEY", "/nonexistent/id_ed25519")  # the stand-ins'
@@ -98,6 +101,7 @@ def test_check_inventory_says_in_which_file_a_value_was_set(monkeypatch) -> None
     monkeypatch.setenv("PGCLUSTER_REPLICATION_PASSWORD", "from-env-too")
     monkeypatch.setenv("PGCLUSTER_REWIND_PASSWORD", "from-env-as-well")
     monkeypatch.setenv("PGCLUSTER_APP_PASSWORD", "from-env-for-the-app")
+    monkeypatch.setenv("PGCLUSTER_PATRONI_REST_PASSWORD", "from-env-for-patroni")
     groups = inventory(primary=[("db1", {"node_address": "10.0.0.1", "shared_buffers": 128})],
                        standby=[("db2", {"node_address": "10.0.0.2/24"})])
     with pytest.raises(ConfigError) as caught:

@@ -63,11 +63,12 @@ def test_generate_once_privately_never_replacing_a_password(private_secrets_dir:
                                                             ) -> None:
     path = write(private_secrets_dir / "production.env", "PGCLUSTER_ADMIN_PASSWORD=mine\n")
     added = secrets.generate(path)
-    assert added == ["replication_password", "rewind_password", "app_password"]
+    assert added == ["replication_password", "rewind_password", "app_password",
+                     "patroni_rest_password"]
     values = secrets.read_file(path)
     assert values["PGCLUSTER_ADMIN_PASSWORD"] == "mine"
     assert all(len(values[name]) >= 32 for name in ENV[1:])
-    assert len(set(values.values())) == 4
+    assert len(set(values.values())) == 5
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert secrets.generate(path) == []
@@ -79,8 +80,8 @@ def test_cli_secrets_init_writes_the_inventory_file_without_printing_passwords(
     assert main(["--inventory", "inventory/production.py", "secrets", "init"]) == 0
     path = private_secrets_dir / "production.env"
     out = capsys.readouterr().out
-    assert "generated admin_password, replication_password, rewind_password, app_password" \
-        in out
+    assert ("generated admin_password, replication_password, rewind_password, app_password, "
+            "patroni_rest_password") in out
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(private_secrets_dir.stat().st_mode) == 0o700
     for value in secrets.read_file(path).values():
@@ -126,7 +127,7 @@ def test_example_inventory_with_lab_passwords_stops_before_connecting(
     with pytest.raises(ConfigError) as caught:
         load_inventory("inventory/example.py")
     text = str(caught.value)
-    assert text.count("one of the Docker lab's documented passwords") == 4
+    assert text.count("one of the Docker lab's documented passwords") == 5
     assert "secrets/example.env" in text or "example.env" in text
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pgcluster import TEMPLATES_DIR
 from pgcluster.control.templating import (
     UnsafeValue,
     cron_schedule,
+    env_value,
     hba_address,
     hba_name,
     pgtoken,
@@ -24,9 +26,12 @@ from pgcluster.control.templating import (
     safe_path,
     shell,
     template_context,
+    yaml_key,
+    yaml_scalar,
 )
 from pgcluster.model.backups import FullBackup
 from pgcluster.model.cluster import Cluster
+from pgcluster.model.patroni import etcd_environment, patroni_config
 from tests.unit.helpers import ALL, SECRETS, cluster, entry
 
 
@@ -137,7 +142,8 @@ def test_extra_settings_are_rendered_and_quoted() -> None:
 def test_rendering_is_deterministic() -> None:
     for template in ("postgresql/postgresql.conf.j2", "postgresql/pg_hba.conf.j2",
                      "node/node.env.j2", "cron/pgcluster.j2", "sql/seed.sql.j2",
-                     "systemd/postgresql-guard.conf.j2", "sql/privileges.sql.j2"):
+                     "systemd/postgresql-guard.conf.j2", "sql/privileges.sql.j2",
+                     "patroni/config.yml.j2", "etcd/etcd.j2"):
         assert rendered(template) == rendered(template)
 
 
@@ -275,6 +281,154 @@ def test_seed_sql_inserts_the_five_users_only_into_an_empty_table() -> None:
     assert "CREATE TABLE IF NOT EXISTS proyecto.logs_replicacion" in sql
 
 
+# --------------------------------------------------------------------- Patroni and etcd
+
+
+def patroni_yaml(node: str, **data) -> tuple[dict, dict]:
+    """This node's /etc/patroni/config.yml read back as Patroni reads it (yaml.safe_load),
+    and the model's dict it was rendered from."""
+    c = cluster(**data)
+    values = {**ALL, **SECRETS, **data}
+    text = render_template("patroni/config.yml.j2", template_context(values, c.node(node), c))
+    return yaml.safe_load(text), patroni_config(values, c.node(node), c)
+
+
+def test_node_names_yaml_reads_as_booleans_stay_names() -> None:
+    entries = [entry("on", "primary", node_address="10.0.0.1"),
+               entry("no", "standby", node_address="10.0.0.2"),
+               entry("y", "readonly", node_address="10.0.0.3")]
+    c = Cluster.from_entries(entries)
+    values = {**ALL, **SECRETS}
+    for node in c.nodes:
+        text = render_template("patroni/config.yml.j2", template_context(values, node, c))
+        assert yaml.safe_load(text) == patroni_config(values, node, c)
+        assert set(yaml.safe_load(text)["bootstrap"]["dcs"]["slots"]) == {"on", "no", "y"}
+
+
+@pytest.mark.parametrize("node", ["db1", "db2", "db3"])
+def test_patroni_config_yaml_is_exactly_the_model_s(node: str) -> None:
+    parsed, model = patroni_yaml(node)
+    assert parsed == model  # every key the template writes, and no other
+    parsed, model = patroni_yaml(node, synchronous_standbys=["db1", "db2"],
+                                 postgresql_settings_extra={"max_worker_processes": 12},
+                                 data_checksums=False, patroni_watchdog="off")
+    assert parsed == model
+
+
+def test_patroni_config_of_a_three_node_cluster() -> None:
+    configs = {name: patroni_yaml(name)[0] for name in ("db1", "db2", "db3")}
+    tls = "/etc/postgresql/15/main/tls"
+    for name, index in (("db1", 1), ("db2", 2), ("db3", 3)):
+        conf = configs[name]
+        address = f"10.0.0.{index}"
+        assert (conf["scope"], conf["namespace"], conf["name"]) == ("pgcluster", "/pgcluster/",
+                                                                    name)
+        assert conf["log"] == {"level": "INFO"}
+        assert conf["restapi"] == {
+            "listen": f"{address}:8008", "connect_address": f"{address}:8008",
+            "certfile": f"{tls}/server.crt", "keyfile": f"{tls}/server.key",
+            "cafile": f"{tls}/ca.crt", "verify_client": "optional",
+            "authentication": {"username": "patroni", "password": "s3cret-patroni"}}
+        assert conf["ctl"] == {"certfile": f"{tls}/server.crt", "keyfile": f"{tls}/server.key",
+                               "cacert": f"{tls}/ca.crt"}
+        assert conf["etcd3"] == {"hosts": ["10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"],
+                                 "protocol": "https", "cacert": f"{tls}/ca.crt",
+                                 "cert": f"{tls}/server.crt", "key": f"{tls}/server.key"}
+        dcs = conf["bootstrap"]["dcs"]
+        assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 5, 5)
+        assert dcs["maximum_lag_on_failover"] == 1048576
+        assert dcs["primary_start_timeout"] == 300 and "master_start_timeout" not in dcs
+        assert dcs["failsafe_mode"] is True and dcs["synchronous_mode"] is False
+        assert dcs["postgresql"] == {
+            "use_pg_rewind": True, "use_slots": True,
+            "parameters": {"max_connections": 100, "max_wal_senders": 10,
+                           "max_replication_slots": 10, "wal_level": "replica",
+                           "wal_keep_size": "512MB"}}
+        assert dcs["slots"] == {n: {"type": "physical"} for n in ("db1", "db2", "db3")}
+        assert conf["bootstrap"]["initdb"] == [
+            {"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums",
+            {"auth-local": "peer"}, {"auth-host": "scram-sha-256"}]
+        pg = conf["postgresql"]
+        assert pg["listen"] == "*:5432" and pg["connect_address"] == f"{address}:5432"
+        assert pg["data_dir"] == pg["config_dir"] == "/var/lib/postgresql/15/main"
+        assert pg["bin_dir"] == "/usr/lib/postgresql/15/bin"
+        assert pg["custom_conf"] == "/etc/postgresql/15/main/postgresql.conf"
+        assert pg["pgpass"] == "/var/lib/postgresql/.pgpass.patroni"
+        assert pg["use_unix_socket"] is True and pg["pg_ctl_timeout"] == 60
+        assert pg["parameters"] == {"hba_file": "/etc/postgresql/15/main/pg_hba.conf",
+                                    "ident_file": "/etc/postgresql/15/main/pg_ident.conf",
+                                    "unix_socket_directories": "/var/run/postgresql"}
+        ssl = {"sslmode": "verify-full", "sslrootcert": f"{tls}/ca.crt",
+               "channel_binding": "require"}
+        assert pg["authentication"] == {
+            "superuser": {"username": "postgres"},
+            "replication": {"username": "replicator", "password": "s3cret-repl", **ssl},
+            "rewind": {"username": "rewinder", "password": "s3cret-rewind", **ssl}}
+        assert pg["create_replica_methods"] == ["basebackup"]
+        assert pg["basebackup"] == [{"checkpoint": "fast"}]
+        assert conf["watchdog"] == {"mode": "automatic", "device": "/dev/watchdog",
+                                    "safety_margin": 5}
+        readonly = name == "db3"
+        assert conf["tags"] == {"nofailover": readonly, "nosync": readonly,
+                                "noloadbalance": False, "clonefrom": False}
+    # What the DCS and etcd need the same everywhere is the same everywhere.
+    for key in ("scope", "namespace", "etcd3", "bootstrap", "ctl", "watchdog"):
+        assert configs["db1"][key] == configs["db2"][key] == configs["db3"][key], key
+
+
+def test_patroni_yaml_keeps_words_yaml_would_misread_as_strings() -> None:
+    for value in ("off", "on", "yes", "no", "null", "~", "1:20", "0755", "1e3", "", " x ",
+                  "it's", 'say "hi"', "#not a comment", "a: b", "- x", "{{ 7 * 7 }}",
+                  "ñandú ü", "back\\slash", "*", "&anchor", "!tag", "%x", "@x", "`x`"):
+        assert yaml.safe_load(f"key: {yaml_scalar(value)}") == {"key": value}, value
+    for value in (True, False, None, 0, 5432, -1, 1.5):
+        assert yaml.safe_load(f"key: {yaml_scalar(value)}") == {"key": value}
+    for bad in ("one\ntwo", "tab\there", "cr\r", "nel\x85", "ls\u2028", "bom\ufeff",
+                float("nan")):
+        with pytest.raises(UnsafeValue):
+            yaml_scalar(bad)
+    assert yaml_key("max_connections") == "max_connections" and yaml_key("auth-local")
+    for word in ("on", "no", "a b", "x: y", "", "1x", "1:20"):
+        assert yaml.safe_load(f"{yaml_key(word)}: 1") == {word: 1}, word
+    with pytest.raises(UnsafeValue):
+        yaml_key("a\nb")
+
+
+def etcd_file(node: str, **data) -> dict[str, str]:
+    """/etc/default/etcd read as systemd reads an EnvironmentFile of bare values (each
+    variable once, comments and blank lines skipped)."""
+    text = rendered("etcd/etcd.j2", node, **data)
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"ETCD_[A-Z_]+", name) and name not in found, line
+        found[name] = value
+    return found
+
+
+def test_etcd_environment_file_is_exactly_the_model_s() -> None:
+    c = cluster()
+    values = {**ALL, "admin_password": "a", "replication_password": "r:p\\w",
+              "rewind_password": "rw", "app_password": "ap"}
+    for node in ("db1", "db2", "db3"):
+        env = etcd_file(node)
+        assert env == etcd_environment(values, c.node(node), c)
+        assert env["ETCD_NAME"] == node
+        assert env["ETCD_INITIAL_CLUSTER"] == ("db1=https://10.0.0.1:2380,db2=https://10.0.0.2:"
+                                               "2380,db3=https://10.0.0.3:2380")
+    assert etcd_file("db1", etcd_heartbeat_interval=200, etcd_election_timeout=2000)[
+        "ETCD_ELECTION_TIMEOUT"] == "2000"
+
+
+def test_etcd_file_values_are_bare_and_refused_when_systemd_would_read_them_otherwise() -> None:
+    assert env_value("db1=https://[fd00::1]:2380,db2=https://10.0.0.2:2380")
+    for bad in ("a b", "'x'", '"x"', "$HOME", "a\\b", "x\ny", "", "#x"):
+        with pytest.raises(UnsafeValue):
+            env_value(bad)
+
+
 # ------------------------------------------------------------ nothing escapes its quoting
 
 HOSTILE = ["it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "a; touch pwned",
@@ -287,7 +441,9 @@ STRING_KEYS = ["listen_addresses", "timezone", "initdb_locale", "tls_min_protoco
                "database_schema", "backup_root", "backup_log_dir", "wal_archive_dir",
                "backup_full_dir", "backup_incr_dir", "backup_verify_dir",
                "backup_registry_database", "backup_full_schedule", "backup_checkpoint",
-               "replication_password", "rewind_password"]
+               "replication_password", "rewind_password", "patroni_rest_user",
+               "patroni_rest_password", "patroni_scope", "patroni_namespace",
+               "patroni_watchdog", "etcd_data_dir"]
 TEMPLATES = sorted(str(p.relative_to(TEMPLATES_DIR)) for p in TEMPLATES_DIR.rglob("*.j2"))
 
 

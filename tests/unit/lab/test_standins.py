@@ -33,7 +33,8 @@ def test_standin_inventory_reaches_nodes_over_ssh_with_sudo(
     for name, value in {**standins.env, "PGCLUSTER_ADMIN_PASSWORD": "a",
                         "PGCLUSTER_REPLICATION_PASSWORD": "r",
                         "PGCLUSTER_REWIND_PASSWORD": "w",
-                        "PGCLUSTER_APP_PASSWORD": "p"}.items():
+                        "PGCLUSTER_APP_PASSWORD": "p",
+                        "PGCLUSTER_PATRONI_REST_PASSWORD": "t"}.items():
         monkeypatch.setenv(name, value)
     hosts = {h.name: h.data for h in load_inventory(INVENTORY)}
     assert list(hosts) == ["pgssh-primary", "pgssh-standby", "pgssh-readonly"]

@@ -227,8 +227,10 @@ HOSTILE = ["'", '"', "$(id)", "`id`", ";", "\n", " ", "&", "|", ">", "\\"]
 
 def _hostile(key: str, payload: str) -> Any:
     if key in ("backup_root", "wal_archive_dir", "backup_full_dir", "backup_log_dir",
-               "backup_verify_dir", "tls_dir", "ssh_key", "tls_ca_file"):
+               "backup_verify_dir", "tls_dir", "ssh_key", "tls_ca_file", "etcd_data_dir"):
         return f"/srv/x{payload}y"
+    if key == "patroni_namespace":
+        return f"/pg{payload}x/"
     if key.endswith("_schedule"):
         return f"0 2 * * *{payload}x"
     if key in ("client_networks",):
@@ -244,7 +246,8 @@ HOSTILE_KEYS = ["node_name", "node_address", "ssh_hostname", "backup_root", "wal
                 "backup_registry_database", "backup_full_schedule", "backup_incr_schedule",
                 "timezone", "initdb_locale", "initdb_encoding", "listen_addresses",
                 "postgresql_cluster", "client_networks", "tls_extra_names",
-                "synchronous_standbys", "ssh_user", "docker_identifier"]
+                "synchronous_standbys", "ssh_user", "docker_identifier", "patroni_scope",
+                "patroni_namespace", "patroni_rest_user", "etcd_data_dir"]
 
 
 @pytest.mark.parametrize("payload", HOSTILE)
@@ -503,6 +506,7 @@ def _other_scenarios() -> list[list[HostEntry]]:
                                  node_name="pg-replica"),
                entry("db3", "readonly", node_address="10.0.0.3", node_name="pg_replica")]
     lab = {k: v for k, v in entry("x", "readonly").data.items() if k != "node_address"}
+    patroni = {"ha_engine": "patroni"}
     return [
         [entry("db2", "standby"), entry("db3", "readonly")],
         [entry("db1", "primary"), entry("db2", "primary")],
@@ -517,6 +521,17 @@ def _other_scenarios() -> list[list[HostEntry]]:
         with_value("app_user", "admin"),
         with_value("synchronous_standbys", ["db9"]),
         with_value("admin_password", None),
+        # High availability (pgcluster.model.patroni)
+        three_nodes(patroni_loop_wait=10, patroni_retry_timeout=10),
+        three_nodes(patroni_loop_wait=14, patroni_retry_timeout=3),
+        three_nodes(patroni_rest_port=5432),
+        with_value("patroni_ttl", 30, hosts=("db3",)),
+        [entry("db1", "primary", node_address="10.0.0.1", **patroni),
+         entry("db2", "standby", node_address="10.0.0.2", **patroni)],
+        [*three_nodes(**patroni)[:2],
+         entry("db3", "readonly", node_address="db3.example.net", hot_standby=False,
+               max_connections=200, **patroni)],
+        three_nodes(max_connections=20, **patroni),
     ]
 
 
