@@ -264,18 +264,19 @@ def test_no_empty_primary_over_the_clusters_data(ha_lab: Lab) -> None:
 
 def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab: Lab) -> None:
     """The standby loses its network while the primary goes on writing (the read-only
-    replica receives it), then the primary is lost: the standby lags, and stopped receiving
-    before the cluster did."""
+    replica receives it), then the primary dies (killed: no last segment reaches the
+    archive, from which the standby would catch up): the standby lags, and stopped
+    receiving WAL seconds before the cluster did."""
     primary, standby, readonly = (ha_lab.node(r) for r in ("primary", "standby", "readonly"))
     docker = ["docker", "network"]
     subprocess.run([*docker, "disconnect", ha_lab.network, standby.name], check=True)
     try:
-        time.sleep(1)
+        time.sleep(3)
         with connect(primary) as conn:
             conn.execute("create table if not exists public.lag_check (id int)")
             conn.execute("insert into public.lag_check select generate_series(1, 5000)")
-        time.sleep(3)
-        subprocess.run(["docker", "stop", primary.name], check=True, capture_output=True)
+        time.sleep(1)
+        subprocess.run(["docker", "kill", primary.name], check=True, capture_output=True)
     finally:
         subprocess.run([*docker, "connect", "--ip", standby.address, ha_lab.network,
                         standby.name], check=True)
