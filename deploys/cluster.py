@@ -2,18 +2,19 @@
 
     pyinfra -y inventory/docker.py deploys/cluster.py
 
-Validates the inventory, reads who is primary from the nodes, installs PostgreSQL 15,
-renders its configuration, initialises the primary once and clones each replica only when
-it is not already streaming from that primary, then installs the backup scripts, their
-cron schedule and the backup registry. A second run changes nothing.
+Validates the inventory, reads who is primary from the nodes and which engine runs it,
+installs PostgreSQL 15, renders its configuration, initialises the primary once and clones
+each replica only when it is not already streaming from that primary (manual engine), or
+runs etcd and Patroni, which do it (ha_engine = "patroni": `make cluster HA=patroni`),
+then installs the backup scripts, their cron schedule and the backup registry. A second
+run changes nothing.
 """
 
-from pgcluster.steps import backups, configure, install, live, primary, replicas
+from pgcluster.steps import backups, configure, install, live, replication
 
 topology = live.topology(operation="cluster deploy")
+engine = live.engine(topology)
 install.postgresql()
-configure.postgresql(topology)
-primary.initialise(topology)
-replicas.clone(topology)
-replicas.wait(topology)
+configure.postgresql(topology, engine)
+replication.build(topology, engine)
 backups.schedule(topology)

@@ -210,9 +210,13 @@ _env.filters.update(onoff=onoff, pgvalue=pgvalue, pgtoken=pgtoken, hba_name=hba_
                     envvalue=env_value)
 
 
-def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster) -> dict[str, Any]:
+def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster,
+                     engine: str = "manual") -> dict[str, Any]:
     return {
         "pg": dict(data),
+        # Who starts PostgreSQL and fails it over: "manual" (Debian's unit, pgcluster's
+        # commands) or "patroni" (pgcluster.steps.live.engine).
+        "engine": engine,
         "node": node,
         "cluster": cluster,
         "layout": Layout.from_data(data),

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgcluster.errors import ClusterStateError
 from pgcluster.model.cluster import Cluster, HostEntry, Node
 from pgcluster.model.conninfo import ssl_params
 from pgcluster.model.layout import (
@@ -54,6 +55,35 @@ def effective_engine(setting: str | None, running: str | None) -> str:
     """The engine a run works with: ha_engine when set, else the one the cluster runs (as
     the nodes report it), else "manual" (a new cluster)."""
     return setting or running or "manual"
+
+
+def running_engine(services: Mapping[str, Mapping[str, Any]],
+                   live: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The engine the nodes run (facts.patroni.HaServices, facts.postgres.PgNode by host):
+    Patroni wherever one node is configured for it and has it enabled (a take-over may have
+    stopped half-way: it goes on), manual where a node holds a data directory, None for a
+    cluster not built yet."""
+    if any(s.get("patroni_config") and (s.get("patroni") or {}).get("enabled")
+           for s in services.values()):
+        return "patroni"
+    if any(state.get("data") for state in live.values()):
+        return "manual"
+    return None
+
+
+def decide_engine(setting: str | None, running: str | None) -> str:
+    """The engine of this run: the one asked for (and a manual cluster taken over by
+    Patroni in place), or the one running. Patroni is never switched back behind the
+    user's back, nor on request: the way back is a new cluster restored from a backup."""
+    if setting == "manual" and running == "patroni":
+        raise ClusterStateError(
+            "this cluster runs on Patroni and ha_engine = \"manual\" asks to go back: "
+            "pgcluster does not hand a cluster back from Patroni (Patroni's DCS holds the "
+            "leader; stopping it would leave no guard against two primaries). Keep "
+            "ha_engine = \"patroni\" (or unset: the running engine is kept), or build a new "
+            "manual cluster and restore a backup onto it."
+        )
+    return effective_engine(setting, running)
 
 
 # --------------------------------------------------------------------------- addresses

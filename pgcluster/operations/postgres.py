@@ -77,8 +77,9 @@ PENDING_RESTART = "select string_agg(name, ', ') from pg_settings where pending_
 
 
 @operation()
-def apply_config(layout: Layout, port: int = 5432):
-    """Reload a running server; restart it only if a changed setting needs a restart.
+def apply_config(layout: Layout, port: int = 5432, restart: bool = True):
+    """Reload a running server; restart it only if a changed setting needs a restart (and
+    `restart`: under Patroni, Patroni restarts it, one node at a time).
 
     PostgreSQL itself says which settings wait for a restart (pg_settings.pending_restart
     after the reload), so no list of restart-only parameters is kept here.
@@ -96,7 +97,8 @@ def apply_config(layout: Layout, port: int = 5432):
             f"  pending=$({ask(PENDING_RESTART)})",
             '  if [ -n "$pending" ]; then',
             '    echo "restart needed for: $pending" >&2',
-            f"    systemctl restart {layout.service}",
+            f"    systemctl restart {layout.service}" if restart else
+            '    echo "Patroni restarts it (pending restart)" >&2',
             "  fi",
             "fi",
         ]

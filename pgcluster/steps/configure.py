@@ -69,11 +69,11 @@ def require_mounted_backup_root(target: Host) -> None:
 
 
 @deploy("Configure PostgreSQL")
-def postgresql(topology: Topology) -> None:
+def postgresql(topology: Topology, engine: str = "manual") -> None:
     data = host.data.dict()
     layout = Layout.from_data(data)
     require_mounted_backup_root(host)
-    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster)
+    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster, engine)
     guard_file = f"/etc/systemd/system/{layout.service}.service.d/pgcluster-guard.conf"
 
     content.directories(
@@ -111,7 +111,8 @@ def postgresql(topology: Topology) -> None:
     )
     systemd.daemon_reload(name="Reload systemd units", _if=guard.did_change)
     only_if(
-        first_start(topology, host.name), promotion.allow_start_as_primary,
+        engine == "manual" and first_start(topology, host.name),
+        promotion.allow_start_as_primary,
         name="A new cluster's primary: its first start needs no peer (start-guard)",
     )
 
@@ -119,6 +120,8 @@ def postgresql(topology: Topology) -> None:
         name="Reload PostgreSQL (restart only if a changed setting requires it)",
         layout=layout,
         port=int(data["postgresql_port"]),
+        # Under Patroni only Patroni restarts PostgreSQL (steps.patroni, rolling).
+        restart=engine == "manual",
         _if=config.did_change,
     )
 

@@ -11,8 +11,11 @@ from pyinfra.api import State
 from pyinfra.api.state import BaseStateCallback
 
 from pgcluster.control.preflight import validate_inventory
+from pgcluster.facts.patroni import HaServices
 from pgcluster.facts.postgres import node_state
 from pgcluster.model.cluster import Cluster, HostEntry, Node
+from pgcluster.model.layout import Layout
+from pgcluster.model.patroni import decide_engine, running_engine
 from pgcluster.model.topology import Topology, decide
 from pgcluster.steps import lock
 
@@ -67,6 +70,27 @@ def current(state: State, strict: bool = True) -> Topology:
                 logger.warning(f"pgcluster: {note}")
             _cache[state] = topology
         return _cache[state]
+
+
+_engines: weakref.WeakKeyDictionary[State, str] = weakref.WeakKeyDictionary()
+
+
+def engine(topology: Topology) -> str:
+    """The high-availability engine of this run (read once from the nodes): "patroni" where
+    the cluster runs on it or ha_engine asks for it (a manual cluster is then taken over in
+    place), else "manual"."""
+    state = host.state
+    with _lock:
+        if state not in _engines:
+            services = {h.name: h.get_fact(HaServices, postgresql_service=Layout.from_data(
+                h.data.dict()).service) for h in state.inventory.iter_activated_hosts()}
+            running = running_engine(services, topology.live)
+            chosen = decide_engine(host.data.get("ha_engine") or None, running)
+            if running and chosen != running:
+                logger.warning(f"pgcluster: ha_engine = {chosen!r}: Patroni takes over the "
+                               "running cluster in place (data kept, replicas not cloned)")
+            _engines[state] = chosen
+        return _engines[state]
 
 
 def this_node(topology: Topology) -> Node:

@@ -34,15 +34,18 @@ SEED_TABLES = ["usuarios", "logs_replicacion"]
 
 
 @deploy("Initialise the primary")
-def initialise(topology: Topology) -> None:
+def initialise(topology: Topology, engine: str = "manual") -> None:
+    """Under Patroni, Patroni runs initdb and starts the server (steps.patroni), and keeps
+    the slots and synchronous replication itself: the rest is the same."""
     here = topology.is_primary(host.name)
+    manual = here and engine == "manual"
     data = host.data.dict()
     layout = Layout.from_data(data)
     port = int(data["postgresql_port"])
     refuse_empty_primary(topology)
 
     only_if(
-        here, operations.initdb,
+        manual, operations.initdb,
         name="Create the data directory (initdb) if there is none",
         layout=layout,
         encoding=data["initdb_encoding"],
@@ -51,7 +54,7 @@ def initialise(topology: Topology) -> None:
         port=port,
     )
     only_if(
-        here, systemd.service,
+        manual, systemd.service,
         name=f"Start and enable {layout.service}",
         service=layout.service,
         running=True,
@@ -121,14 +124,14 @@ def initialise(topology: Topology) -> None:
         port=port,
     )
     only_if(
-        here, promotion.synchronous_override,
+        manual, promotion.synchronous_override,
         name="Synchronous replication as configured (lift a failover's suspension)",
         followers=[r.name for r in topology.replicas],
         port=port,
     )
     for replica in topology.replicas:
         only_if(
-            here, operations.replication_slot,
+            manual, operations.replication_slot,
             name=f"Replication slot {replica.slot} for {replica.name}",
             slot=replica.slot,
             port=port,

@@ -1,0 +1,77 @@
+"""What the high-availability engine on a node is right now: Patroni's and etcd's services,
+Debian's PostgreSQL unit, and the cluster as Patroni reports it."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from pyinfra.api import FactBase
+
+from pgcluster.model.layout import ETCD_TLS_DIR, PATRONI_CONFIG
+from pgcluster.model.patroni import PatroniOutputError, PatroniView, parse_members, patronictl
+
+_NONE = "__pgcluster_no_patroni__"
+
+
+class HaServices(FactBase):
+    """For patroni, etcd and the node's PostgreSQL unit: active? enabled? And whether
+    Patroni's configuration is there."""
+
+    def command(self, postgresql_service: str) -> str:
+        units = " ".join(shlex.quote(u) for u in ("patroni", "etcd", postgresql_service))
+        return (
+            f"for u in {units}; do a=$(systemctl is-active \"$u\" 2>/dev/null); "
+            "e=$(systemctl is-enabled \"$u\" 2>/dev/null); "
+            "echo \"$u ${a:-none} ${e:-none}\"; done; "
+            f"[ -f {PATRONI_CONFIG} ] && echo 'config yes' || echo 'config no'"
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        for line in output:
+            name, _, rest = line.partition(" ")
+            if name == "config":
+                state["patroni_config"] = rest.strip() == "yes"
+                continue
+            active, _, enabled = rest.partition(" ")
+            key = name if name in ("patroni", "etcd") else "postgresql"
+            state[key] = {"active": active == "active", "enabled": enabled == "enabled"}
+        return state
+
+    def default(self) -> dict[str, Any]:
+        return {}
+
+
+class PatroniMembers(FactBase):
+    """The cluster as Patroni reports it on this node (patronictl list, read from etcd):
+    a PatroniView, or None where Patroni is not configured or etcd does not answer."""
+
+    def command(self) -> str:
+        return (f"if [ -f {PATRONI_CONFIG} ]; then {patronictl('list', '-f', 'json')} "
+                f"2>/dev/null || echo {_NONE}; else echo {_NONE}; fi")
+
+    def process(self, output: list[str]) -> PatroniView | None:
+        text = "\n".join(output)
+        if _NONE in text:
+            return None
+        try:
+            return parse_members(text)
+        except PatroniOutputError:
+            return None
+
+    def default(self) -> None:
+        return None
+
+
+class EtcdHealth(FactBase):
+    """Whether this node's etcd member answers (etcdctl endpoint health over TLS)."""
+
+    def command(self, port: int = 2379) -> str:
+        tls = (f"--cacert={ETCD_TLS_DIR}/ca.crt --cert={ETCD_TLS_DIR}/server.crt "
+               f"--key={ETCD_TLS_DIR}/server.key")
+        return (f"ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:{int(port)} {tls} "
+                "--command-timeout=3s endpoint health >/dev/null 2>&1 && echo yes || echo no")
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output) and output[-1].strip() == "yes"
