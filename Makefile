@@ -1,6 +1,8 @@
 # pgcluster: the two commands of the README, and a few more.
 #   make cluster   build the Docker lab and deploy the cluster (fresh machine: all set-up)
 #   make test      every test, unit and integration (builds its own lab: lab/test.toml)
+#   make cluster HA=patroni   the same with Patroni and etcd (automatic failover); HA=manual
+#                  keeps pgcluster's own commands (unset: the engine the cluster runs)
 #   make destroy   remove the lab's containers, network and volumes (asks; YES=1 does not)
 
 SHELL := /bin/bash
@@ -9,6 +11,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 export PYINFRA_PROGRESS ?= off
+# The high-availability engine for `make cluster` (group_data ha_engine): manual or patroni.
+HA ?=
 
 .PHONY: cluster test unit integration lint destroy bench bench-backup venv
 
@@ -22,7 +26,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 cluster: venv
 	$(PYINFRA) -y @local deploys/lab.py
-	$(PYINFRA) -y inventory/docker.py deploys/cluster.py
+	$(PYINFRA) -y inventory/docker.py deploys/cluster.py $(if $(HA),--data ha_engine=$(HA),)
 	$(PY) -m pgcluster info
 
 test: venv

@@ -18,8 +18,10 @@ from pyinfra import host
 from pgcluster.steps import backups, configure, install, live, restore
 
 topology = live.topology(operation="restore")
+engine = live.engine(topology)
 request = restore.request_from(host.data.dict())
+restore.refuse_under_patroni(engine)
 install.postgresql()
-configure.postgresql(topology)
+configure.postgresql(topology, engine)
 backups.scripts(topology)
 restore.restore(topology, request)

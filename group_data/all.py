@@ -80,6 +80,11 @@ wal_keep_size: Size(0, 2147483647, base="MB") = "512MB"
 max_slot_wal_keep_size: Size(-1, 2147483647, base="MB") = "2GB"
 hot_standby: Bool() = True  # replicas answer read-only queries
 hot_standby_feedback: Bool() = True  # long reads on replicas are not cancelled by vacuum on primary
+# A replica pings its primary after half of this without a message and drops the stream
+# after all of it (PostgreSQL's default is 60s). Shorter means a dead primary is noticed
+# sooner, and a failover needs that: a replica that still shows a stream is taken as proof
+# that its primary lives, until it has heard nothing for longer than a live primary allows.
+wal_receiver_timeout: Duration(0, 2147483647, base="ms") = "15s"
 wal_log_hints: Bool() = True  # lets pg_rewind rejoin a failed primary instead of a full rebuild
 # Replicas fetch WAL from the archive when streaming cannot serve it (lab: shared volume).
 restore_from_archive: Bool() = True

@@ -20,7 +20,8 @@ _node = _lab.scratch
 primary = [
     (
         f"@lab/{_node.name}",
-        {**_lab.host_data(_node), "archive_mode": "off"},
+        # Outside the cluster: no Patroni, whatever engine the cluster runs.
+        {**_lab.host_data(_node), "archive_mode": "off", "ha_engine": "manual"},
     )
 ]
 docker = primary  # the lab's group data (group_data/docker.py) applies to this node too

@@ -31,8 +31,9 @@ from pgcluster.errors import ConfigError
 from pgcluster.model.cluster import HostEntry
 
 # Every password the deploy needs, by group data key. patroni_rest_password guards the
-# changes of Patroni's REST API (switchover, restart, configuration): required like the
-# others, so that a cluster converted to Patroni later never runs it without one.
+# changes of Patroni's REST API (switchover, restart, configuration): required where
+# ha_engine = "patroni" (a cluster found running Patroni without it is refused too:
+# pgcluster.steps.live.engine), so Patroni never runs without one.
 SECRET_KEYS = ("admin_password", "replication_password", "rewind_password", "app_password",
                "patroni_rest_password")
 # The Docker lab's documented passwords (the seed report's, and three of pgcluster's own).
@@ -160,17 +161,24 @@ def _how_to_supply(key: str) -> str:
     )
 
 
+def needs(entry: HostEntry, key: str) -> bool:
+    """Whether the node needs this password: Patroni's only where it runs Patroni."""
+    return key != "patroni_rest_password" or entry.data.get("ha_engine") == "patroni"
+
+
+def missing_message(key: str, names: Sequence[str]) -> str:
+    return (f"{key} is not set for {', '.join(names)}: {_how_to_supply(key)}. It is never "
+            "given a default outside the Docker lab")
+
+
 def problems(entries: Sequence[HostEntry]) -> list[str]:
     """Every password present, none of them the lab's public defaults outside the lab, and
     none that would break the files they are written to."""
     found = []
     for key in SECRET_KEYS:
-        missing = sorted(e.name for e in entries if not e.data.get(key))
+        missing = sorted(e.name for e in entries if not e.data.get(key) and needs(e, key))
         if missing:
-            found.append(
-                f"{key} is not set for {', '.join(missing)}: {_how_to_supply(key)}. It is "
-                "never given a default outside the Docker lab"
-            )
+            found.append(missing_message(key, missing))
         public = sorted(
             e.name for e in entries
             if e.data.get(key) and not e.data.get("allow_lab_default_passwords")

@@ -21,10 +21,12 @@ from pgcluster.control import tls
 from pgcluster.control.session import Session
 from pgcluster.errors import ClusterStateError
 from pgcluster.facts.lock import OperationLock
+from pgcluster.facts.patroni import PatroniMembers
 from pgcluster.facts.postgres import Archiver
 from pgcluster.lab.docker import container_status
 from pgcluster.model.cluster import Node
 from pgcluster.model.layout import Layout
+from pgcluster.model.patroni import PatroniView
 from pgcluster.model.units import human_bytes
 
 DEFAULT_MAX_LAG_BYTES = 64 * 1024 * 1024
@@ -84,6 +86,10 @@ class Report:
     last_backup: dict[str, Any] | None
     collected_at: float
     warnings: list[str] = field(default_factory=list)
+    # "patroni" when Patroni manages the cluster (its members as patronictl lists them in
+    # `patroni`), else "manual".
+    engine: str = "manual"
+    patroni: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,10 +237,39 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
     tls_issues, warnings = certificate_findings(nodes, renew_days)
     warnings += lock_findings(session)
     issues += tls_issues
+    view = patroni_view(session)
+    if view is not None:
+        max_lag = session.data(session.cluster.nodes[0]).get("patroni_maximum_lag_on_failover")
+        issues += patroni_findings(view, primary.name if primary else None,
+                                   int(max_lag) if max_lag is not None else None)
+        warnings += view.notes()
     return Report(healthy=not issues, issues=issues,
                   primary=primary.name if primary else None, nodes=nodes,
                   replication=replication, archiver=archiver, last_backup=last_backup,
-                  collected_at=time.time(), warnings=warnings)
+                  collected_at=time.time(), warnings=warnings,
+                  engine="manual" if view is None else "patroni",
+                  patroni=None if view is None else [asdict(m) for m in view.members])
+
+
+def patroni_view(session: Session) -> PatroniView | None:
+    """The cluster as Patroni lists it, from the first reachable node where it answers;
+    None where no node runs Patroni (the manual engine)."""
+    for node in session.cluster.nodes:
+        if session.reachable(node):
+            view = session.fact(node, PatroniMembers)
+            if view is not None:
+                return view
+    return None
+
+
+def patroni_findings(view: PatroniView, primary: str | None,
+                     max_lag_bytes: int | None) -> list[str]:
+    """What Patroni's view adds to the report: its own problems, and a leader that is not
+    the server that accepts writes (Patroni and PostgreSQL disagree: never healthy)."""
+    found = view.problems(max_lag_bytes)
+    if view.leader and primary and view.leader != primary:
+        found.append(f"Patroni's leader is {view.leader} but {primary} accepts writes")
+    return found
 
 
 def lock_findings(session: Session) -> list[str]:
@@ -298,6 +333,14 @@ def format_report(report: Report) -> str:
         for owner, s in slots:
             lines.append(f"{s['slot']:<24}{owner:<22}{'yes' if s['active'] else 'no':<8}"
                          f"{s['wal_status'] or '-':<11}{human_bytes(s['retained_bytes'])}")
+    if report.patroni is not None:
+        lines.append("")
+        lines.append(f"{'PATRONI MEMBER':<22}{'ROLE':<15}{'STATE':<12}{'TL':>3}  {'LAG':>10}  TAGS")
+        for m in report.patroni:
+            tags = ",".join(sorted(k for k, v in (m.get("tags") or {}).items() if v)) or "-"
+            lag = "-" if m["lag_bytes"] is None else human_bytes(m["lag_bytes"])
+            lines.append(f"{m['name']:<22}{m['role']:<15}{m['state']:<12}"
+                         f"{m['timeline'] or '-'!s:>3}  {lag:>10}  {tags}")
     if report.archiver:
         a = report.archiver
         lines.append("")

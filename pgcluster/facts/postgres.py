@@ -116,6 +116,12 @@ _NODE_SQL = " union all ".join(
         "select 'receiver_timeline=' || received_tli from pg_stat_wal_receiver",
         "select 'sender_host=' || coalesce(sender_host, '') from pg_stat_wal_receiver",
         "select 'sender_port=' || coalesce(sender_port::text, '') from pg_stat_wal_receiver",
+        # Seconds since the primary last sent anything, and how long a live one may stay
+        # silent: a replica pings after half of wal_receiver_timeout (milliseconds).
+        "select 'receiver_silence=' || extract(epoch from now() - last_msg_receipt_time) "
+        "from pg_stat_wal_receiver where last_msg_receipt_time is not null",
+        "select 'receiver_timeout_ms=' || setting from pg_settings "
+        "where name = 'wal_receiver_timeout'",
         "select 'primary_conninfo=' || current_setting('primary_conninfo')",
         "select 'primary_slot_name=' || current_setting('primary_slot_name')",
         "select 'current_lsn=' || pg_current_wal_lsn() where not pg_is_in_recovery()",

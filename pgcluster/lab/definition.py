@@ -43,6 +43,9 @@ class Lab:
     source: str = DEFAULT_LAB  # what PGCLUSTER_LAB was set to (a name or a .toml path)
     scratch_address: str | None = None  # optional in the lab file; default: subnet .250
     scratch_port: int | None = None  # optional; default: the highest published port + 1
+    # Optional [data] table: host data every node of this lab gets on top of group_data
+    # (e.g. ha_engine = "patroni" in lab/patroni.toml). Checked like group_data.
+    data: tuple[tuple[str, object], ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -85,6 +88,7 @@ class Lab:
             # Clients on this machine connect to 127.0.0.1 (the published port) with
             # sslmode=verify-full: the certificate names that address too.
             "tls_extra_names": ["localhost", self.bind_address],
+            **dict(self.data),
         }
 
     @property
@@ -131,6 +135,7 @@ def load_lab(name: str | None = None) -> Lab:
         nodes=tuple(LabNode(**node) for node in raw["nodes"]),
         scratch_address=raw.get("scratch_address"),
         scratch_port=raw.get("scratch_port"),
+        data=tuple(sorted(raw.get("data", {}).items())),
         source=lab_selector(name),
     )
     _check(lab, path)

@@ -92,6 +92,30 @@ def accepts_writes(topology: Topology, node: Node) -> bool:
     return bool(state.get("running") and not state.get("in_recovery"))
 
 
+# Seconds a live primary may take, beyond half of wal_receiver_timeout, to answer its
+# replica's ping (network and scheduling delays).
+PING_MARGIN = 5.0
+
+
+def hears_from(live: Mapping[str, Any], address: str) -> bool:
+    """Whether a replica's WAL receiver proves that the primary at `address` is alive: it
+    streams from it and has heard from it recently. A receiver pings its primary after
+    half of wal_receiver_timeout without a message, and a live primary answers at once,
+    so a longer silence proves nothing (a primary killed, or powered off, closes no
+    connection: its replicas show a stream until wal_receiver_timeout). Unknown silence
+    counts as heard: the doubt goes to refusing."""
+    if not live.get("running") or live.get("receiver_status") != "streaming" \
+            or live.get("sender_host") != address:
+        return False
+    silence, timeout_ms = live.get("receiver_silence"), live.get("receiver_timeout_ms")
+    try:
+        silent = float(silence)
+        allowed = int(timeout_ms) / 2000 + PING_MARGIN
+    except (TypeError, ValueError):
+        return True
+    return int(timeout_ms) == 0 or silent <= allowed
+
+
 def plan_failover(topology: Topology, reachable: set[str], target_name: str | None = None,
                   force: bool = False, limits: FailoverLimits = FailoverLimits(),
                   archive: ArchiveState | None = None, now: float | None = None) -> Plan:
@@ -110,16 +134,17 @@ def plan_failover(topology: Topology, reachable: set[str], target_name: str | No
         )
     if old.host not in reachable:
         streaming = [n.name for n in topology.replicas if n.host in reachable
-                     and topology.live[n.host].get("running")
-                     and topology.live[n.host].get("receiver_status") == "streaming"
-                     and topology.live[n.host].get("sender_host") == old.address]
+                     and hears_from(topology.live[n.host], old.address)]
         if streaming:
             raise ClusterStateError(
                 f"{' and '.join(streaming)} still stream{'s' if len(streaming) == 1 else ''} "
                 f"WAL from {old.name}: the primary is alive, only unreachable from here. "
                 f"Promoting now would make two primaries, and pgcluster cannot fence what it "
                 f"cannot reach (even with --force). Stop PostgreSQL on {old.name} yourself "
-                "(or power it off), then run the failover again."
+                "(or power it off), then run the failover again. (A replica of a primary "
+                "that died without closing its connections shows a stream until it has "
+                "heard nothing for half of wal_receiver_timeout: run the failover again "
+                "then.)"
             )
     candidates = [
         n for n in topology.replicas

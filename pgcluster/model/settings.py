@@ -723,6 +723,7 @@ RENDERED = {
     "max_slot_wal_keep_size": "max_slot_wal_keep_size",
     "hot_standby": "hot_standby",
     "hot_standby_feedback": "hot_standby_feedback",
+    "wal_receiver_timeout": "wal_receiver_timeout",
     "wal_log_hints": "wal_log_hints",
     "synchronous_commit": "synchronous_commit",
     "archive_mode": "archive_mode",

@@ -113,3 +113,31 @@ def dcs_configuration(wanted: Mapping[str, Any]):
     yield from private_upload(yaml.safe_dump(patch, default_flow_style=False), path)
     yield (f"{patronictl('edit-config', '--apply', path, '--force', '--quiet')}; "
            f"rc=$?; rm -f {path}; exit $rc")
+
+
+@operation()
+def patronictl_change(command: str, what: str):
+    """Run a patronictl switchover, failover or reinit and fail when it did not do it:
+    3.0.2 exits 0 even when the REST API refused, so its words are checked
+    (model.patroni.command_result); the next step checks the leader in the DCS."""
+    yield "\n".join([
+        f"out=$({command} 2>&1); rc=$?",
+        'printf "%s\\n" "$out"',
+        '[ "$rc" -eq 0 ] || exit "$rc"',
+        "if printf '%s\\n' \"$out\" | grep -Eq 'failed, details:|falling back to DCS|"
+        "status unknown|Error:|is not the leader|not a member'; then",
+        f'  echo {shlex.quote(f"patronictl did not {what}")}": $out" >&2',
+        "  exit 1",
+        "fi",
+    ])
+
+
+@operation()
+def member_service(layout: Layout, running: bool):
+    """Start or stop Patroni on this node (it starts or stops PostgreSQL with it)."""
+    services = host.get_fact(HaServices, postgresql_service=layout.service)
+    active = bool(services.get("patroni", {}).get("active"))
+    if active == running:
+        host.noop(f"Patroni is {'running' if running else 'stopped'}")
+        return
+    yield f"systemctl {'start' if running else 'stop'} patroni"

@@ -30,7 +30,7 @@ from pgcluster.model.topology import Topology
 from pgcluster.operations import postgres as operations
 from pgcluster.operations import promotion
 from pgcluster.operations.conditional import only_if
-from pgcluster.steps import live
+from pgcluster.steps import live, patroni
 from pgcluster.steps.live import flag
 
 
@@ -137,7 +137,15 @@ def _new_primary_duties(plan: Plan, event: str, detail: str) -> None:
             database=data["database_name"], schema=data["database_schema"], port=_port())
 
 
+def _patroni(topology: Topology) -> bool:
+    """Whether Patroni manages this cluster: then it alone makes the change (steps.patroni)."""
+    return live.engine(topology) == "patroni"
+
+
 def failover(plan: Plan) -> None:
+    if _patroni(plan.topology):
+        patroni.failover(plan)
+        return
     me = plan.topology.cluster.node(host.name)
     only_if(host.name == plan.old_primary.host and plan.fence, promotion.stop_server,
             name=f"Fence {plan.old_primary.name}: stop it before promoting",
@@ -155,6 +163,9 @@ def failover(plan: Plan) -> None:
 
 
 def switchover(plan: Plan) -> None:
+    if _patroni(plan.topology):
+        patroni.switchover(plan)
+        return
     me = plan.topology.cluster.node(host.name)
     only_if(host.name == plan.old_primary.host, promotion.stop_server,
             name=f"Stop {plan.old_primary.name} cleanly (fast shutdown)",
@@ -173,6 +184,9 @@ def switchover(plan: Plan) -> None:
 
 
 def rejoin(topology: Topology, node: Node) -> None:
+    if _patroni(topology):
+        patroni.rejoin(topology, node, reclone=flag(host.data.get("allow_reclone")))
+        return
     me = topology.cluster.node(host.name)
     here_primary = host.name == topology.primary.host
     only_if(here_primary, operations.replication_slot,
@@ -203,6 +217,12 @@ def service(topology: Topology, action: str, nodes: list[Node]) -> None:
     if action not in ("start", "stop"):
         raise ClusterStateError(f"unknown service action {action!r}: use start or stop")
     as_primary = action == "start" and flag(host.data.get("start_as_primary"))
+    if _patroni(topology):
+        if as_primary:
+            raise ClusterStateError("start --as-primary: Patroni elects the primary itself "
+                                    "(the leader race); start the node without it")
+        patroni.service(topology, action, nodes)
+        return
     if as_primary:
         decisions.check_start_as_primary(topology, nodes)
     op = promotion.start_server if action == "start" else promotion.stop_server

@@ -10,7 +10,9 @@ from pyinfra import host, inventory, logger
 from pyinfra.api import State
 from pyinfra.api.state import BaseStateCallback
 
+from pgcluster.control import secrets
 from pgcluster.control.preflight import validate_inventory
+from pgcluster.errors import ConfigError
 from pgcluster.facts.patroni import HaServices
 from pgcluster.facts.postgres import node_state
 from pgcluster.model.cluster import Cluster, HostEntry, Node
@@ -86,6 +88,11 @@ def engine(topology: Topology) -> str:
                 h.data.dict()).service) for h in state.inventory.iter_activated_hosts()}
             running = running_engine(services, topology.live)
             chosen = decide_engine(host.data.get("ha_engine") or None, running)
+            lacking = [h.name for h in state.inventory.iter_activated_hosts()
+                       if not h.data.get("patroni_rest_password")]
+            if chosen == "patroni" and lacking:
+                raise ConfigError(secrets.missing_message("patroni_rest_password", lacking)
+                                  + " (Patroni runs this cluster)")
             if running and chosen != running:
                 logger.warning(f"pgcluster: ha_engine = {chosen!r}: Patroni takes over the "
                                "running cluster in place (data kept, replicas not cloned)")

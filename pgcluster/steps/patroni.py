@@ -10,6 +10,8 @@ first could otherwise win an empty leader race and promote itself.
 
 from __future__ import annotations
 
+import time
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
@@ -18,10 +20,13 @@ from pyinfra.operations import apt, systemd
 from pgcluster.control import tls
 from pgcluster.control.templating import render_template, template_context
 from pgcluster.model import patroni as model
+from pgcluster.model.cluster import Node
+from pgcluster.model.failover import Plan
 from pgcluster.model.layout import ETCD_ENVIRONMENT, ETCD_TLS_DIR, PATRONI_CONFIG, Layout
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
 from pgcluster.operations import patroni as operations
+from pgcluster.operations import postgres, promotion
 from pgcluster.operations.conditional import only_if
 from pgcluster.operations.files import Content, Directory
 
@@ -92,3 +97,93 @@ def patroni(topology: Topology) -> None:
     only_if(here, operations.dcs_configuration,
             name="The DCS's configuration as group_data says (ttl, loop_wait, ...)",
             wanted=model.dcs_config(data, topology.cluster))
+
+
+# ------------------------------------------------------- the operator's commands, by Patroni
+# The same commands and the same gates as the manual engine (pgcluster.model.failover plans
+# them: lag, long transactions, unreachable is not dead), but Patroni does the change: it
+# holds the leader key, so pgcluster never promotes, stops or re-points a server behind its
+# back. Two managers of one cluster would be the surest way to two primaries.
+
+
+def _timeout(key: str, default: int) -> int:
+    return int(host.data.get(key) or default)
+
+
+def _after_change(plan: Plan, event: str, detail: str) -> None:
+    here = host.name == plan.new_primary.host
+    data = host.data.dict()
+    only_if(here, operations.wait_for_leader,
+            name=f"{plan.new_primary.name} holds the leader key",
+            member=plan.new_primary.name, timeout=_timeout("promote_timeout", 60) + 60)
+    only_if(here, promotion.record_event,
+            name=f"Record the {event} in logs_replicacion and the events log",
+            event=event, node_name=plan.new_primary.name, detail=detail,
+            database=data["database_name"], schema=data["database_schema"],
+            port=int(data["postgresql_port"]))
+    only_if(here and bool(plan.followers), postgres.wait_for_replicas,
+            name=f"The others stream from {plan.new_primary.name} (Patroni re-points them)",
+            application_names=[n.name for n in plan.followers],
+            timeout=_timeout("replica_wait_timeout", 180), port=int(data["postgresql_port"]))
+
+
+@deploy("Switchover by Patroni")
+def switchover(plan: Plan) -> None:
+    old, new = plan.old_primary, plan.new_primary
+    only_if(host.name == old.host, operations.patronictl_change,
+            name=f"patronictl switchover {old.name} -> {new.name}",
+            command=model.switchover_command(old.name, new.name),
+            what=f"switch over from {old.name} to {new.name}")
+    _after_change(plan, "switchover", f"{old.name} -> {new.name} (Patroni)")
+
+
+@deploy("Failover by Patroni")
+def failover(plan: Plan) -> None:
+    """Patroni fails over by itself once the leader key expires; this is the operator's
+    failover (a chosen target, or before patroni_ttl has run out), run on the target."""
+    new = plan.new_primary
+    only_if(host.name == new.host, operations.patronictl_change,
+            name=f"patronictl failover to {new.name}",
+            command=model.failover_command(new.name), what=f"fail over to {new.name}")
+    evidence = f"; {plan.evidence.describe(time.time())}" if plan.evidence else ""
+    _after_change(plan, "failover", f"promovido {new.name} por Patroni; primario anterior "
+                                    f"{plan.old_primary.name}{evidence}")
+
+
+@deploy("Rejoin by Patroni")
+def rejoin(topology: Topology, node: Node, reclone: bool) -> None:
+    """Patroni rejoins a node by itself (pg_rewind when it diverged) as soon as it runs;
+    with allow_reclone, `patronictl reinit` clones it again from the leader instead."""
+    data = host.data.dict()
+    layout = Layout.from_data(data)
+    here = host.name == node.host
+    only_if(here, operations.member_service, name=f"Patroni runs on {node.name}",
+            layout=layout, running=True)
+    only_if(here and reclone, operations.patronictl_change,
+            name=f"patronictl reinit {node.name} (a new copy from the leader)",
+            command=model.patronictl("reinit", str(data["patroni_scope"]), node.name,
+                                     "--force", "--wait"),
+            what=f"reinitialise {node.name}")
+    only_if(host.name == topology.primary.host, postgres.wait_for_replicas,
+            name=f"{node.name} streams from {topology.primary.name}",
+            application_names=[node.name], timeout=_timeout("replica_wait_timeout", 180),
+            port=int(data["postgresql_port"]))
+
+
+@deploy("Patroni: stop or start")
+def service(topology: Topology, action: str, nodes: list[Node]) -> None:
+    """Stop: the replicas first, the leader last (a leader stopped first hands over to a
+    replica: that is a switchover, not a stop). Start: the last leader first, then the
+    replicas, which follow it (started first, a replica would win the leader race with
+    less WAL than the stopped leader)."""
+    layout = Layout.from_data(host.data.dict())
+    ordered = [*topology.replicas, topology.primary]
+    if action == "start":
+        ordered.reverse()
+    for node in ordered:
+        only_if(host.name == node.host and node in nodes, operations.member_service,
+                name=f"{action.capitalize()} Patroni (and PostgreSQL) on {node.name}",
+                layout=layout, running=action == "start")
+        if action == "start" and node == topology.primary:
+            only_if(host.name == node.host and node in nodes, operations.wait_for_leader,
+                    name=f"{node.name} holds the leader key", member=node.name)

@@ -89,6 +89,17 @@ def target_node(topology: Topology, req: RestoreRequest) -> tuple[Node, bool]:
     return node, forced is not None
 
 
+def refuse_under_patroni(engine: str) -> None:
+    """A restore in place under Patroni would need Patroni stopped on every node and the
+    cluster's DCS state removed (a new system identifier): not done by pgcluster yet, and
+    never behind Patroni's back. A scratch node is outside the cluster and always works."""
+    if engine == "patroni":
+        raise ClusterStateError(
+            "refusing: Patroni manages this cluster, and pgcluster does not restore a node of "
+            "a Patroni cluster in place. Restore onto the lab's scratch node (pgcluster "
+            "restore --scratch), or onto a separate host (inventory with one node)")
+
+
 def check(topology: Topology, node: Node, forced: bool) -> None:
     """Refuse what would lose or split data, before anything is touched."""
     live = topology.live.get(node.host, {})

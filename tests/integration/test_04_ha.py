@@ -19,7 +19,7 @@ import pytest
 
 from pgcluster.control import secrets, tls
 from pgcluster.control.writer import Writer, conninfo
-from pgcluster.lab.definition import Lab
+from pgcluster.lab.definition import Lab, LabNode
 from pgcluster.model.lock import LOCK_FILE, new_record
 from tests.conftest import REPO, run_pyinfra, totals
 from tests.integration.conftest import (
@@ -262,6 +262,13 @@ def test_no_empty_primary_over_the_clusters_data(ha_lab: Lab) -> None:
     healthy(ha_lab)
 
 
+def heard_nothing_for(node: LabNode, seconds: float) -> bool:
+    """The node's WAL receiver has had no message for `seconds`, or has given up."""
+    rows = query(node, "select extract(epoch from now() - last_msg_receipt_time), status "
+                       "from pg_stat_wal_receiver")
+    return not rows or rows[0][1] != "streaming" or float(rows[0][0]) > seconds
+
+
 def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab: Lab) -> None:
     """The standby loses its network while the primary goes on writing (the read-only
     replica receives it), then the primary dies (killed: no last segment reaches the
@@ -281,6 +288,13 @@ def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab
         subprocess.run([*docker, "connect", "--ip", standby.address, ha_lab.network,
                         standby.name], check=True)
     try:
+        # A killed primary closes no connection: until its replicas have heard nothing for
+        # longer than a live primary allows (half of wal_receiver_timeout, then a margin),
+        # their streams count as proof that it lives, and the failover is refused.
+        refused = pgcluster_cli(ha_lab, "failover", "--yes")
+        assert refused.returncode != 0 and "still stream" in refused.stdout + refused.stderr
+        wait_for(lambda: all(heard_nothing_for(n, 13) for n in (standby, readonly)),
+                 timeout=45, interval=1, what="the replicas to hear nothing from the primary")
         env = env_of(ha_lab, PGCLUSTER_ALLOW_DOWN="1")
         lag = run_pyinfra("inventory/docker.py", "deploys/failover.py", "--data",
                           "failover_max_lag_bytes=0", env=env)

@@ -55,7 +55,8 @@ def test_no_default_passwords_outside_the_lab(monkeypatch: pytest.MonkeyPatch,
         load_inventory(inventory)
     assert "PGCLUSTER_ADMIN_PASSWORD" in str(caught.value)
     assert "PGCLUSTER_REPLICATION_PASSWORD" in str(caught.value)
-    assert "PGCLUSTER_PATRONI_REST_PASSWORD" in str(caught.value)  # like every other
+    # Patroni's only where ha_engine = "patroni" (tests/unit/control/test_preflight.py).
+    assert "PGCLUSTER_PATRONI_REST_PASSWORD" not in str(caught.value)
 
 
 # The code a cluster deploy runs on the nodes; the lab's own parts (steps/lab.py,

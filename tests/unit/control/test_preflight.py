@@ -42,6 +42,13 @@ def test_lab_defaults_never_apply_to_other_inventories(monkeypatch) -> None:
         check_inventory(groups, "inventory/production.py")
     assert "admin_password is not set for db1, db2" in str(caught.value)
     assert "replication_password is not set" in str(caught.value)
+    # Patroni's password only where Patroni runs.
+    assert "patroni_rest_password" not in str(caught.value)
+    patroni = {"ha_engine": "patroni"}
+    groups = inventory(primary=[("db1", {"node_address": "10.0.0.1", **patroni})],
+                       standby=[("db2", {"node_address": "10.0.0.2", **patroni})])
+    with pytest.raises(ConfigError) as caught:
+        check_inventory(groups, "inventory/production.py")
     assert "patroni_rest_password is not set for db1, db2" in str(caught.value)
 
 

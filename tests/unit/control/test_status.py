@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pgcluster.control.status import NodeStatus, Report, certificate_findings
+from dataclasses import asdict
+
+from pgcluster.control.status import NodeStatus, Report, certificate_findings, patroni_findings
 from pgcluster.control.status import format_report as render_status
+from pgcluster.model.patroni import parse_members
 
 PRIMARY = {"running": True, "in_recovery": False, "data": True, "standby_signal": False}
 
@@ -37,3 +40,33 @@ def test_certificates_expired_are_issues_and_near_expiry_warnings() -> None:
     text = render_status(report)
     assert "TLS certificates expire in: fresh 364 d, soon 12 d" in text
     assert text.rstrip().endswith(warnings[0]) and "HEALTHY" in text
+
+
+MEMBERS = """[{"Cluster": "pgcluster", "Member": "db1", "Host": "10.0.0.1", "Role": "Leader",
+  "State": "running", "TL": 3},
+ {"Cluster": "pgcluster", "Member": "db2", "Host": "10.0.0.2", "Role": "Replica",
+  "State": "streaming", "TL": 3, "Lag in MB": 0},
+ {"Cluster": "pgcluster", "Member": "db3", "Host": "10.0.0.3", "Role": "Replica",
+  "State": "streaming", "TL": 3, "Lag in MB": 0, "Tags": {"nofailover": true}}]"""
+
+
+def test_patroni_agreeing_with_postgresql_adds_nothing_and_is_shown() -> None:
+    view = parse_members(MEMBERS)
+    assert patroni_findings(view, "db1", 1024 * 1024) == []
+    report = Report(healthy=True, issues=[], primary="db1", nodes=[], replication=[],
+                    archiver=None, last_backup=None, collected_at=0, engine="patroni",
+                    patroni=[asdict(m) for m in view.members])
+    text = render_status(report)
+    assert "PATRONI MEMBER" in text
+    assert [line.split()[:3] for line in text.splitlines() if line.startswith("db")] == [
+        ["db1", "leader", "running"], ["db2", "replica", "streaming"],
+        ["db3", "replica", "streaming"]]
+    assert "nofailover" in text
+
+
+def test_a_leader_that_is_not_the_writer_is_an_issue() -> None:
+    found = patroni_findings(parse_members(MEMBERS), "db2", None)
+    assert found == ["Patroni's leader is db1 but db2 accepts writes"]
+    stopped = parse_members(MEMBERS.replace('"State": "streaming", "TL": 3, "Lag in MB": 0}',
+                                            '"State": "stopped"}'))
+    assert any("db2 is stopped" in f for f in patroni_findings(stopped, "db1", None))

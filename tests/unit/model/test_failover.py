@@ -139,6 +139,29 @@ def test_a_replica_streaming_from_an_unreachable_primary_proves_it_alive() -> No
             failover.plan_failover(topology(live), {"db2", "db3"}, force=force)
 
 
+@pytest.mark.parametrize(("silence", "timeout_ms", "heard"), [
+    ("3.2", "15000", True),  # within the ping interval: the primary answered lately
+    ("12.4", "15000", True),  # 7.5 s ping + 5 s margin
+    ("12.6", "15000", False),  # a live primary would have answered the ping by now
+    ("400", "0", True),  # wal_receiver_timeout = 0: no pings, so silence proves nothing
+    (None, "15000", True),  # unknown: the doubt goes to refusing
+])
+def test_a_stream_proves_life_only_while_the_primary_answers(silence: str | None,
+                                                             timeout_ms: str,
+                                                             heard: bool) -> None:
+    live = {**standby(), "receiver_timeout_ms": timeout_ms}
+    if silence is not None:
+        live["receiver_silence"] = silence
+    assert failover.hears_from(live, "10.0.0.1") is heard
+    assert failover.hears_from(live, "10.0.0.9") is False  # streams from someone else
+
+
+def test_replicas_of_a_killed_primary_no_longer_hold_the_failover_back() -> None:
+    silent = {**standby(), "receiver_silence": "20", "receiver_timeout_ms": "15000"}
+    plan = failover.plan_failover(topology({"db2": silent, "db3": silent}), {"db2", "db3"})
+    assert plan.new_primary.name == "db2"
+
+
 def test_the_target_furthest_behind_the_known_end_of_wal_is_refused_unless_forced() -> None:
     live = lost_primary(db2=standby(receive="0/3000000", status=""),
                         db3=standby(receive="0/5000000", status=""))

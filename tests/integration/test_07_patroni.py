@@ -1,0 +1,138 @@
+"""The Patroni engine on a lab of its own (lab/patroni.toml: pgpat-*, 172.23.0.0/16, ports
+27432-27434, ha_engine = "patroni"): etcd and Patroni on every node, deployed with the same
+deploys/cluster.py; the cluster fails over by itself when its primary dies, the read-only
+replica is never promoted, and the old primary comes back as a replica, never as a second
+primary.
+
+The tests of this module share one lab and run in order: each leaves the cluster healthy
+for the next (a new leader after the failover test).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from pgcluster.lab.definition import Lab, LabNode
+from pgcluster.model.patroni import PatroniView, parse_members
+from tests.conftest import run_pyinfra, totals
+from tests.integration.conftest import built_lab, connect, node_host, pgcluster_cli, query, wait_for
+
+LAB = "patroni"
+ENV = {"PGCLUSTER_LAB": LAB}
+CLUSTER = ["inventory/docker.py", "deploys/cluster.py"]
+PATRONICTL = "patronictl -c /etc/patroni/config.yml"
+
+
+@pytest.fixture(scope="module")
+def patroni_lab() -> Iterator[Lab]:
+    yield from built_lab(LAB)
+
+
+def members(lab: Lab, on: LabNode | None = None) -> PatroniView:
+    """The cluster as Patroni lists it, read on `on` (default: the first node that answers)."""
+    for node in [on] if on else lab.nodes:
+        result = node_host(node).run(f"{PATRONICTL} list -f json")
+        if result.rc == 0:
+            return parse_members(result.stdout)
+    raise AssertionError(f"patronictl list failed on every node: {result.stderr}")
+
+
+def in_recovery(node: LabNode) -> bool:
+    return query(node, "select pg_is_in_recovery()")[0][0]
+
+
+def writer(lab: Lab) -> LabNode:
+    """The one node that accepts writes (asserts there is exactly one)."""
+    writers = []
+    for node in lab.nodes:
+        try:
+            if not in_recovery(node):
+                writers.append(node)
+        except psycopg.Error:
+            pass
+    assert len(writers) == 1, f"nodes accepting writes: {[n.name for n in writers]}"
+    return writers[0]
+
+
+def healthy(lab: Lab, leader: str) -> bool:
+    view = members(lab)
+    return view.leader == leader and not view.problems() and all(
+        m.timeline == view.member(leader).timeline for m in view.members)
+
+
+def test_patroni_bootstraps_the_cluster_every_replica_streaming(patroni_lab: Lab) -> None:
+    primary = patroni_lab.node("primary")
+    wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="3 healthy members")
+    view = members(patroni_lab)
+    assert sorted(m.name for m in view.members) == sorted(patroni_lab.containers)
+    assert view.member(patroni_lab.node("readonly").name).nofailover
+    assert not view.member(patroni_lab.node("standby").name).nofailover
+    assert writer(patroni_lab) == primary
+    streaming = dict(query(primary, "select application_name, state from pg_stat_replication"))
+    assert streaming == {patroni_lab.node("standby").name: "streaming",
+                         patroni_lab.node("readonly").name: "streaming"}
+    # The seed's schema, roles and data, on the replicas too.
+    for node in patroni_lab.nodes:
+        assert query(node, "select count(*) from usuarios")[0][0] >= 3
+    # Debian's unit no longer manages PostgreSQL: Patroni does, alone.
+    host = node_host(primary)
+    assert host.service("postgresql@15-main").is_enabled is False
+    assert host.service("patroni").is_running and host.service("etcd").is_running
+
+
+def test_a_second_deploy_reports_zero_changes(patroni_lab: Lab) -> None:
+    result = run_pyinfra(*CLUSTER, env=ENV, json_output=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = totals(result)
+    assert counts["error"] == 0 and counts["no_change"] > 50
+    assert counts["success"] == 0, f"a re-run changed {counts['success']} operation(s)"
+
+
+def test_status_shows_patronis_view(patroni_lab: Lab) -> None:
+    result = pgcluster_cli(patroni_lab, "status", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["engine"] == "patroni" and report["healthy"], report["issues"]
+    leader = [m["name"] for m in report["patroni"] if m["role"] == "leader"]
+    assert leader == [report["primary"]] == [patroni_lab.node("primary").name]
+
+
+def test_a_killed_primary_is_replaced_by_the_standby_by_itself(patroni_lab: Lab) -> None:
+    primary, standby, readonly = (patroni_lab.node(r) for r in ("primary", "standby",
+                                                                 "readonly"))
+    with connect(primary) as conn:
+        conn.execute("create table if not exists patroni_drill (id int primary key, at text)")
+        conn.execute("insert into patroni_drill values (1, 'before the failover')")
+    wait_for(lambda: query(readonly, "select count(*) from patroni_drill")[0][0] == 1,
+             timeout=30, what="the row on the read-only replica")
+    killed = time.monotonic()
+    subprocess.run(["docker", "kill", primary.name], check=True, capture_output=True)
+    wait_for(lambda: not in_recovery(standby), timeout=90, interval=1,
+             what=f"{standby.name} promoted by Patroni")
+    took = time.monotonic() - killed
+    assert in_recovery(readonly), "the read-only replica (nofailover) was promoted"
+    with connect(standby) as conn:
+        conn.execute("insert into patroni_drill values (2, 'after the failover')")
+    # The read-only replica follows the new leader by itself.
+    wait_for(lambda: query(readonly, "select count(*) from patroni_drill")[0][0] == 2,
+             timeout=60, what="the read-only replica following the new leader")
+    assert in_recovery(readonly)
+    print(f"failover by Patroni: {took:.1f}s from the kill to a writable {standby.name}")
+
+
+def test_the_old_primary_comes_back_as_a_replica(patroni_lab: Lab) -> None:
+    primary, standby = patroni_lab.node("primary"), patroni_lab.node("standby")
+    subprocess.run(["docker", "start", primary.name], check=True, capture_output=True)
+    wait_for(lambda: healthy(patroni_lab, standby.name), timeout=120, interval=1,
+             what=f"{primary.name} back as a replica of {standby.name}")
+    assert writer(patroni_lab) == standby
+    assert in_recovery(primary)
+    assert query(primary, "select count(*) from patroni_drill")[0][0] == 2
+    view = members(patroni_lab, on=primary)
+    assert view.member(primary.name).role == "replica"

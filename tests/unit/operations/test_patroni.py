@@ -1,0 +1,81 @@
+"""The Patroni engine's operations, facts in and commands out: what each yields on a node in
+each state, and that a node already right gets no command (a re-run changes nothing)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from pgcluster.facts.patroni import EtcdHealth, HaServices, PatroniMembers
+from pgcluster.facts.postgres import PgNode
+from pgcluster.model.layout import Layout
+from pgcluster.model.patroni import parse_members
+from pgcluster.operations import patroni
+from tests.unit.fakes import FakeHost, run_operation, sql, text
+
+LAYOUT = Layout(15, "main")
+PRIMARY = {"running": True, "in_recovery": False, "data": True}
+STANDBY = {"running": True, "in_recovery": True, "data": True}
+DEBIAN = {"postgresql": {"active": True, "enabled": True},
+          "patroni": {"active": False, "enabled": False}}
+HANDED_OVER = {"postgresql": {"active": False, "enabled": False},
+               "patroni": {"active": True, "enabled": True}}
+LEADER = parse_members('[{"Member": "db1", "Host": "10.0.0.1", "Role": "Leader", '
+                       '"State": "running", "TL": 1}]')
+
+
+def run(monkeypatch: pytest.MonkeyPatch, on: FakeHost, op, **kwargs) -> list:
+    return run_operation(monkeypatch, patroni, on, op, **kwargs)
+
+
+def test_debian_hands_a_running_primary_over_after_resetting_a_failover_override(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    on = FakeHost(facts={HaServices: DEBIAN, PgNode: PRIMARY})
+    commands = run(monkeypatch, on, patroni.hand_over_from_debian, layout=LAYOUT)
+    assert sql(commands) == ["ALTER SYSTEM RESET synchronous_standby_names"]
+    assert text(commands).splitlines()[-2:] == [
+        "systemctl stop postgresql@15-main", "systemctl disable --quiet postgresql@15-main"]
+
+
+def test_a_standby_is_handed_over_without_sql_and_a_handed_over_node_gets_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    standby = FakeHost(facts={HaServices: DEBIAN, PgNode: STANDBY})
+    assert sql(run(monkeypatch, standby, patroni.hand_over_from_debian, layout=LAYOUT)) == []
+    done = FakeHost(facts={HaServices: HANDED_OVER, PgNode: PRIMARY})
+    assert run(monkeypatch, done, patroni.hand_over_from_debian, layout=LAYOUT) == []
+    assert done.noops and "Patroni manages PostgreSQL" in done.noops[0]
+
+
+def test_waits_end_at_once_when_already_true(monkeypatch: pytest.MonkeyPatch) -> None:
+    on = FakeHost(facts={EtcdHealth: True, PatroniMembers: LEADER})
+    assert run(monkeypatch, on, patroni.wait_for_etcd) == []
+    assert run(monkeypatch, on, patroni.wait_for_leader, member="db1") == []
+    waiting = run(monkeypatch, on, patroni.wait_for_leader, member="db2", timeout=7)
+    assert "seq 7" in text(waiting) and "db2 is not the leader after 7s" in text(waiting)
+
+
+def test_member_service_changes_only_what_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    on = FakeHost(facts={HaServices: HANDED_OVER})
+    assert run(monkeypatch, on, patroni.member_service, layout=LAYOUT, running=True) == []
+    assert text(run(monkeypatch, on, patroni.member_service, layout=LAYOUT,
+                    running=False)) == "systemctl stop patroni"
+
+
+@pytest.mark.parametrize(("output", "ok"), [
+    ('Successfully switched over to "db2"', True),
+    ("Switchover failed, details: 503, Switchover failed", False),
+    ("Error: db9 is not the leader of cluster pgcluster", False),
+])
+def test_a_patronictl_change_fails_on_its_words_not_only_its_status(output: str,
+                                                                      ok: bool) -> None:
+    """patronictl 3.0.2 exits 0 when the REST API refused: the command checks its output
+    (run here for real, with a stand-in patronictl that prints and exits 0)."""
+    fake = f"printf '%s\\n' {output!r}"
+    (command,) = list(patroni.patronictl_change._inner(command=fake, what="switch over"))
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                            check=False)
+    assert (result.returncode == 0) is ok, result.stderr
+    assert output in result.stdout
+    if not ok:
+        assert "patronictl did not switch over" in result.stderr
