@@ -190,7 +190,8 @@ class PgNode(FactBase):
         for key in ("system_identifier", "cluster_state", "timeline", "receiver_status",
                     "receiver_timeline", "sender_host", "sender_port", "primary_conninfo",
                     "primary_slot_name", "checkpoint_lsn", "current_lsn", "receive_lsn",
-                    "replay_lsn", "replay_paused", "wal_received_at"):
+                    "replay_lsn", "replay_paused", "wal_received_at", "receiver_silence",
+                    "receiver_timeout_ms"):
             state[key] = raw.get(key) or None
         if not state["running"]:
             # A stopped node's role is what its data directory says.
