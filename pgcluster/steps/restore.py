@@ -102,14 +102,7 @@ def refuse_under_patroni(engine: str) -> None:
 
 def check(topology: Topology, node: Node, forced: bool) -> None:
     """Refuse what would lose or split data, before anything is touched."""
-    live = topology.live.get(node.host, {})
-    if live.get("running") and not forced:
-        raise ClusterStateError(
-            f"refusing: {node.name} runs a PostgreSQL server. Restoring stops it and moves its "
-            f"data directory aside (never deleted): name it explicitly to go on "
-            f"(pgcluster restore --force-node {node.name}; pyinfra --data "
-            f"restore_force_node={node.name})"
-        )
+    # A second primary first: naming the node (--force-node) would not change that.
     others = [n for n in topology.cluster.nodes if n.host != node.host
               and topology.live.get(n.host, {}).get("running")
               and not topology.live[n.host].get("in_recovery")]
@@ -119,6 +112,14 @@ def check(topology: Topology, node: Node, forced: bool) -> None:
             "a second primary (split brain). Stop it first if the whole cluster is to go back "
             "in time, or restore onto a scratch node (pgcluster restore --scratch) to look at "
             "the past without touching the cluster"
+        )
+    live = topology.live.get(node.host, {})
+    if live.get("running") and not forced:
+        raise ClusterStateError(
+            f"refusing: {node.name} runs a PostgreSQL server. Restoring stops it and moves its "
+            f"data directory aside (never deleted): name it explicitly to go on "
+            f"(pgcluster restore --force-node {node.name}; pyinfra --data "
+            f"restore_force_node={node.name})"
         )
 
 

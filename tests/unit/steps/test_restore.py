@@ -50,11 +50,17 @@ def test_restore_refuses_running_servers_and_second_primaries() -> None:
         target_node(topology, request_from({}, env={}))
     node, forced = target_node(topology, request_from({"restore_node": "standby"}, env={}))
     assert (node.host, forced) == ("db2", False)
-    with pytest.raises(ClusterStateError, match="refusing: db2 runs a PostgreSQL server"):
+    # Another primary runs: that is the reason, named or not (forcing would not help).
+    with pytest.raises(ClusterStateError, match="db1 is the running primary"):
         check(topology, node, forced)
     node, forced = target_node(topology, request_from({"restore_force_node": "db2"}, env={}))
     with pytest.raises(ClusterStateError, match="db1 is the running primary"):
         check(topology, node, forced)
+    # No other primary, but the node runs: it must be named to be stopped.
+    alone = decide(cluster(), {"db1": STOPPED, "db2": STANDBY, "db3": STANDBY})
+    node, forced = target_node(alone, request_from({"restore_node": "db2"}, env={}))
+    with pytest.raises(ClusterStateError, match="refusing: db2 runs a PostgreSQL server"):
+        check(alone, node, forced)
     # The primary itself, named: allowed (the whole cluster goes back in time).
     node, forced = target_node(topology, request_from({"restore_force_node": "db1"}, env={}))
     check(topology, node, forced)
