@@ -63,8 +63,10 @@ def etcd(topology: Topology) -> None:
     )
     # On every node at once (pyinfra runs a step on all hosts together): a member started
     # alone waits for a quorum.
-    systemd.service(name="etcd runs (restarted when its configuration changed)",
-                    service="etcd", running=True, enabled=True, restarted=files.did_change)
+    systemd.service(name="etcd runs, and starts at boot", service="etcd", running=True,
+                    enabled=True)
+    systemd.service(name="etcd restarts: its configuration changed", service="etcd",
+                    restarted=True, _if=files.did_change)
     operations.wait_for_etcd(name="etcd answers on every node",
                              port=int(data["etcd_client_port"]))
 
@@ -88,9 +90,12 @@ def patroni(topology: Topology) -> None:
         only_if(mine, operations.hand_over_from_debian,
                 name=f"{what}: Debian's {layout.service} hands PostgreSQL over to Patroni",
                 layout=layout, port=port)
+        only_if(mine, systemd.service, name=f"{what}: Patroni runs, and starts at boot",
+                service="patroni", running=True, enabled=True)
+        # Patroni re-reads its configuration on a reload (SIGHUP), without a restart.
         only_if(mine, systemd.service,
-                name=f"{what}: Patroni runs (reloaded when its configuration changed)",
-                service="patroni", running=True, enabled=True, reloaded=config.did_change)
+                name=f"{what}: Patroni reloads its changed configuration",
+                service="patroni", reloaded=True, _if=config.did_change)
         if first:
             only_if(here, operations.wait_for_leader,
                     name=f"{leader.name} holds the leader key", member=leader.name)

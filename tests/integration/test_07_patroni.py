@@ -79,7 +79,7 @@ def test_patroni_bootstraps_the_cluster_every_replica_streaming(patroni_lab: Lab
                          patroni_lab.node("readonly").name: "streaming"}
     # The seed's schema, roles and data, on the replicas too.
     for node in patroni_lab.nodes:
-        assert query(node, "select count(*) from usuarios")[0][0] >= 3
+        assert query(node, "select count(*) from proyecto.usuarios")[0][0] >= 3
     # Debian's unit no longer manages PostgreSQL: Patroni does, alone.
     host = node_host(primary)
     assert host.service("postgresql@15-main").is_enabled is False
