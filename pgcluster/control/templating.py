@@ -229,7 +229,7 @@ def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster,
         # Every other node, address:port, as the start guard asks them.
         "peers": " ".join(f"{m.address}:{m.port}" for m in cluster.nodes if m.name != node.name),
         # Patroni's and etcd's files as data (pgcluster.model.patroni), built only by the
-        # templates that call them: templates/patroni/config.yml.j2, templates/etcd/etcd.j2.
+        # templates that call them: templates/patroni/patroni.yml.j2, templates/etcd/etcd.j2.
         "patroni_config": partial(patroni_config, data, node, cluster),
         "etcd_environment": partial(etcd_environment, data, node, cluster),
     }

@@ -81,7 +81,7 @@ def patroni(topology: Topology) -> None:
     ctx = template_context(data, node, topology.cluster)
     config = content.contents(
         name=f"Patroni's configuration ({PATRONI_CONFIG}, it holds passwords)",
-        files=[Content(PATRONI_CONFIG, render_template("patroni/config.yml.j2", ctx), "600",
+        files=[Content(PATRONI_CONFIG, render_template("patroni/patroni.yml.j2", ctx), "600",
                        "postgres", "postgres", secret=True)],
     )
     port = int(data["postgresql_port"])

@@ -18,10 +18,20 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from pgcluster.control.writer import Writer, conninfo
 from pgcluster.lab.definition import Lab, LabNode
 from pgcluster.model.patroni import PatroniView, parse_members
 from tests.conftest import run_pyinfra, totals
-from tests.integration.conftest import built_lab, connect, node_host, pgcluster_cli, query, wait_for
+from tests.integration.conftest import (
+    ADMIN,
+    built_lab,
+    connect,
+    lab_ca,
+    node_host,
+    pgcluster_cli,
+    query,
+    wait_for,
+)
 
 LAB = "patroni"
 ENV = {"PGCLUSTER_LAB": LAB}
@@ -136,3 +146,71 @@ def test_the_old_primary_comes_back_as_a_replica(patroni_lab: Lab) -> None:
     assert query(primary, "select count(*) from patroni_drill")[0][0] == 2
     view = members(patroni_lab, on=primary)
     assert view.member(primary.name).role == "replica"
+
+
+def a_writer(lab: Lab) -> Writer:
+    """A client writing without pause through every node's port (libpq's multi-host
+    string, target_session_attrs=read-write), recording every acknowledged commit."""
+    return Writer(conninfo([n.published_port for n in lab.nodes], *ADMIN,
+                           sslrootcert=lab_ca())).start()
+
+
+def test_a_switchover_under_a_writer_loses_no_acknowledged_commit(patroni_lab: Lab) -> None:
+    primary, readonly = patroni_lab.node("primary"), patroni_lab.node("readonly")
+    assert members(patroni_lab).leader == patroni_lab.node("standby").name
+    client = a_writer(patroni_lab)
+    time.sleep(2)
+    started = time.time()
+    result = pgcluster_cli(patroni_lab, "switchover", "--to", primary.name, "--yes")
+    time.sleep(2)
+    client.stop()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert members(patroni_lab).leader == primary.name and writer(patroni_lab) == primary
+    assert len(client.acknowledged) > 100
+    first = client.first_ack_after(started, str(primary.published_port))
+    assert first is not None, "no write acknowledged by the new primary"
+    assert client.missing() == [], "acknowledged commits lost in a switchover"
+    assert in_recovery(readonly)
+    wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="every member back")
+    print(f"switchover by Patroni: first write on {primary.name} {first - started:.1f}s after "
+          "the command started")
+
+
+def test_postgresql_killed_under_a_living_patroni_is_restarted_in_place(
+        patroni_lab: Lab) -> None:
+    """The postmaster dies (SIGKILL) while Patroni and the leader key live: Patroni starts it
+    again as the primary (within primary_start_timeout), with no failover."""
+    primary = patroni_lab.node("primary")
+    timeline = members(patroni_lab).member(primary.name).timeline
+    host = node_host(primary)
+    host.run("kill -KILL $(head -1 /var/lib/postgresql/15/main/postmaster.pid)")
+    wait_for(lambda: not in_recovery(primary), timeout=60, interval=1,
+             what="PostgreSQL back on the leader")
+    with connect(primary) as conn:
+        conn.execute("insert into patroni_drill values (3, 'after the crash')")
+    view = members(patroni_lab)
+    assert view.leader == primary.name and view.member(primary.name).timeline == timeline
+    wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="every member back")
+
+
+def test_one_etcd_member_lost_fails_nothing_over(patroni_lab: Lab) -> None:
+    primary, readonly = patroni_lab.node("primary"), patroni_lab.node("readonly")
+    node_host(readonly).run("systemctl stop etcd")
+    try:
+        # Longer than the leader key lives: a lost quorum would have shown by now.
+        time.sleep(25)
+        assert members(patroni_lab, on=primary).leader == primary.name
+        assert writer(patroni_lab) == primary
+        with connect(primary) as conn:
+            conn.execute("insert into patroni_drill values (4, 'two etcd members of three')")
+        wait_for(lambda: query(readonly, "select count(*) from patroni_drill where id = 4")
+                 [0][0] == 1, timeout=30, what="the row on the read-only replica")
+    finally:
+        node_host(readonly).run("systemctl start etcd")
+    wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="every member back")
+
+
+def test_the_deploy_after_the_faults_changes_nothing(patroni_lab: Lab) -> None:
+    result = run_pyinfra(*CLUSTER, env=ENV, json_output=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert totals(result)["success"] == 0

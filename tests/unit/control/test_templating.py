@@ -143,7 +143,7 @@ def test_rendering_is_deterministic() -> None:
     for template in ("postgresql/postgresql.conf.j2", "postgresql/pg_hba.conf.j2",
                      "node/node.env.j2", "cron/pgcluster.j2", "sql/seed.sql.j2",
                      "systemd/postgresql-guard.conf.j2", "sql/privileges.sql.j2",
-                     "patroni/config.yml.j2", "etcd/etcd.j2"):
+                     "patroni/patroni.yml.j2", "etcd/etcd.j2"):
         assert rendered(template) == rendered(template)
 
 
@@ -289,7 +289,7 @@ def patroni_yaml(node: str, **data) -> tuple[dict, dict]:
     and the model's dict it was rendered from."""
     c = cluster(**data)
     values = {**ALL, **SECRETS, **data}
-    text = render_template("patroni/config.yml.j2", template_context(values, c.node(node), c))
+    text = render_template("patroni/patroni.yml.j2", template_context(values, c.node(node), c))
     return yaml.safe_load(text), patroni_config(values, c.node(node), c)
 
 
@@ -300,7 +300,7 @@ def test_node_names_yaml_reads_as_booleans_stay_names() -> None:
     c = Cluster.from_entries(entries)
     values = {**ALL, **SECRETS}
     for node in c.nodes:
-        text = render_template("patroni/config.yml.j2", template_context(values, node, c))
+        text = render_template("patroni/patroni.yml.j2", template_context(values, node, c))
         assert yaml.safe_load(text) == patroni_config(values, node, c)
         assert set(yaml.safe_load(text)["bootstrap"]["dcs"]["slots"]) == {"on", "no", "y"}
 
