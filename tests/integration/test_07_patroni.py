@@ -188,7 +188,8 @@ def test_postgresql_killed_under_a_living_patroni_is_restarted_in_place(
     wait_for(lambda: not in_recovery(primary), timeout=60, interval=1,
              what="PostgreSQL back on the leader")
     with connect(primary) as conn:
-        conn.execute("insert into patroni_drill values (3, 'after the crash')")
+        conn.execute("insert into patroni_drill values (3, 'after the crash') "
+                     "on conflict do nothing")
     assert members(patroni_lab).leader == primary.name
     assert in_recovery(standby), "the standby was promoted: a failover, not a restart"
     wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="every member back")
@@ -203,7 +204,8 @@ def test_one_etcd_member_lost_fails_nothing_over(patroni_lab: Lab) -> None:
         assert members(patroni_lab, on=primary).leader == primary.name
         assert writer(patroni_lab) == primary
         with connect(primary) as conn:
-            conn.execute("insert into patroni_drill values (4, 'two etcd members of three')")
+            conn.execute("insert into patroni_drill values (4, 'two etcd members of three') "
+                         "on conflict do nothing")
         wait_for(lambda: query(readonly, "select count(*) from patroni_drill where id = 4")
                  [0][0] == 1, timeout=30, what="the row on the read-only replica")
     finally:
