@@ -60,10 +60,36 @@ def built_lab(name: str) -> Iterator[Lab]:
         destroy_lab(env)
     for args in (["@local", "deploys/lab.py"], ["inventory/docker.py", "deploys/cluster.py"]):
         result = run_pyinfra(*args, env=env)
-        assert result.returncode == 0, f"pyinfra {' '.join(args)} failed:\n{result.stderr[-4000:]}"
+        assert result.returncode == 0, (f"pyinfra {' '.join(args)} failed:\n"
+                                        f"{result.stderr[-4000:]}\n{node_diagnostics(name)}")
     yield load_lab(name)
     if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
         destroy_lab(env)
+
+
+# What a failed build leaves to read, per node: which services run, and the last words of
+# PostgreSQL, Patroni and etcd (a failure in CI cannot be looked at afterwards).
+DIAGNOSTICS = (
+    "systemctl is-active postgresql@15-main patroni etcd 2>&1 | paste -sd ' '; "
+    "journalctl --no-pager -q -n 400 -u patroni -u etcd -u postgresql@15-main 2>&1 "
+    "| grep -v 'no action' | tail -n 30 | cut -c1-300; "
+    "tail -n 20 /var/log/postgresql/*.log 2>/dev/null | cut -c1-300; "
+    "[ -r /etc/patroni/config.yml ] && runuser -u postgres -- "
+    "patronictl -c /etc/patroni/config.yml list 2>&1"
+)
+
+
+def node_diagnostics(name: str) -> str:
+    try:
+        nodes = load_lab(name).nodes
+    except Exception as exc:  # the definition itself may be what failed
+        return f"(no diagnostics: {exc})"
+    parts = []
+    for node in nodes:
+        out = subprocess.run(["docker", "exec", node.name, "sh", "-c", DIAGNOSTICS],
+                             capture_output=True, text=True, timeout=60, check=False)
+        parts.append(f"===== {node.name}\n{(out.stdout + out.stderr)[-4000:]}")
+    return "\n".join(parts)
 
 
 @pytest.fixture(scope="session")
