@@ -641,6 +641,11 @@ class PatroniView:
         for member in self.members:
             if member is leader or member.is_leader:
                 continue
+            if member.healthy and member.timeline is None:
+                found.append(f"{member.name} runs on no known timeline: its Patroni cannot "
+                             "read it (a replication connection to localhost, which "
+                             "pg_hba.conf and the certificate must let in), nor decide a "
+                             "pg_rewind")
             if leader and leader.timeline is not None and member.timeline is not None \
                     and member.timeline != leader.timeline:
                 found.append(f"{member.name} is on timeline {member.timeline}, the leader "

@@ -295,8 +295,11 @@ def clone_replica(layout: Layout, conninfo: str, slot: str, port: int = 5432):
 
 
 @operation()
-def wait_for_replicas(application_names: list[str], timeout: int = 180, port: int = 5432):
-    """Wait until pg_stat_replication on this (primary) node shows every replica streaming."""
+def wait_for_replicas(application_names: list[str], timeout: int = 180, port: int = 5432,
+                      explain: str | None = None):
+    """Wait until pg_stat_replication on this (primary) node shows every replica streaming.
+    On a timeout, what pg_stat_replication does show, and the output of `explain` (a
+    command: under Patroni, its members' states), to say where to look."""
     rows = _query("select application_name, state from pg_stat_replication", port=port) or []
     streaming = {name for name, state in rows if state == "streaming"}
     missing = [name for name in application_names if name not in streaming]
@@ -306,6 +309,7 @@ def wait_for_replicas(application_names: list[str], timeout: int = 180, port: in
     sql = "select coalesce(string_agg(application_name, ' ' order by 1), '') " \
           "from pg_stat_replication where state = 'streaming'"
     wanted = " ".join(shlex.quote(n) for n in application_names)
+    seen = "select application_name, client_addr, state from pg_stat_replication order by 1"
     yield "\n".join(
         [
             f"for _ in $(seq {int(timeout)}); do",
@@ -318,6 +322,9 @@ def wait_for_replicas(application_names: list[str], timeout: int = 180, port: in
             "  sleep 1",
             "done",
             f'echo "not streaming after {int(timeout)}s:$missing" >&2',
+            "echo 'pg_stat_replication on this node:' >&2",
+            f"{psql_command(seen, port=port, rows=False)} >&2",
+            *([f"{explain} >&2"] if explain else []),
             "exit 1",
         ]
     )

@@ -15,6 +15,7 @@ import time
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import apt, systemd
 
 from pgcluster.control import tls
@@ -85,6 +86,12 @@ def patroni(topology: Topology) -> None:
                        "postgres", "postgres", secret=True)],
     )
     port = int(data["postgresql_port"])
+    # Read before any operation runs: whether Patroni ran before this deploy. A Patroni
+    # started by it has read the new file already, and a SIGHUP in its first second, before
+    # it sets its handler, kills it for good (systemd's Restart=on-failure does not restart
+    # a process a SIGHUP ended).
+    was_running = bool(host.get_fact(SystemdStatus, services=["patroni.service"])
+                       .get("patroni.service"))
     for first, what in ((True, f"the primary, {leader.name}"), (False, "the replicas")):
         mine = here == first
         only_if(mine, operations.hand_over_from_debian,
@@ -92,8 +99,8 @@ def patroni(topology: Topology) -> None:
                 layout=layout, port=port)
         only_if(mine, systemd.service, name=f"{what}: Patroni runs, and starts at boot",
                 service="patroni", running=True, enabled=True)
-        # Patroni re-reads its configuration on a reload (SIGHUP), without a restart.
-        only_if(mine, systemd.service,
+        # A running Patroni re-reads its configuration on a reload (SIGHUP), no restart.
+        only_if(mine and was_running, systemd.service,
                 name=f"{what}: Patroni reloads its changed configuration",
                 service="patroni", reloaded=True, _if=config.did_change)
         if first:

@@ -13,6 +13,7 @@ from pyinfra.operations import systemd
 
 from pgcluster.model.conninfo import primary_conninfo
 from pgcluster.model.layout import Layout
+from pgcluster.model.patroni import patronictl
 from pgcluster.model.topology import Topology
 from pgcluster.operations import postgres as operations
 from pgcluster.operations.conditional import only_if
@@ -62,4 +63,6 @@ def wait(topology: Topology) -> None:
         application_names=[r.name for r in topology.replicas],
         timeout=int(host.data.get("replica_wait_timeout", 180)),
         port=int(host.data.get("postgresql_port", 5432)),
+        # Patroni makes the replicas: its view says which one is stuck, and why.
+        explain=patronictl("list") if host.data.get("ha_engine") == "patroni" else None,
     )

@@ -11,6 +11,7 @@ for the next (a new leader after the failover test).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -94,6 +95,12 @@ def test_patroni_bootstraps_the_cluster_every_replica_streaming(patroni_lab: Lab
     host = node_host(primary)
     assert host.service("postgresql@15-main").is_enabled is False
     assert host.service("patroni").is_running and host.service("etcd").is_running
+    # A Patroni the deploy started got no reload: a SIGHUP before Patroni sets its handler
+    # kills it, and systemd does not restart a process a SIGHUP ended. (A kept lab may have
+    # been reloaded by earlier runs: only a lab built by this run is read.)
+    for node in [] if os.environ.get("PGCLUSTER_TEST_REUSE") == "1" else patroni_lab.nodes:
+        journal = node_host(node).check_output("journalctl --no-pager -q -u patroni")
+        assert "Reloading patroni.service" not in journal, f"{node.name} got a reload"
 
 
 def test_a_second_deploy_reports_zero_changes(patroni_lab: Lab) -> None:

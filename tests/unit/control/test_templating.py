@@ -88,11 +88,11 @@ def test_synchronous_standbys_exclude_the_node_itself() -> None:
     assert "synchronous_commit = on" in conf_for("db1", **data)
 
 
-def rendered(template: str, node: str = "db1", **data) -> str:
+def rendered(template: str, node: str = "db1", engine: str = "manual", **data) -> str:
     c = cluster(**data)
     entry_data = {**ALL, **data, "admin_password": "a", "replication_password": "r:p\\w",
                   "rewind_password": "rw", "app_password": "ap"}
-    return render_template(template, template_context(entry_data, c.node(node), c))
+    return render_template(template, template_context(entry_data, c.node(node), c, engine))
 
 
 def settings(text: str) -> dict[str, str]:
@@ -196,8 +196,8 @@ def test_node_env_holds_no_secret() -> None:
     assert "PASSWORD" not in text.upper().replace("PASSWORDS STAY", "")
 
 
-def hba_rules(**data) -> list[list[str]]:
-    text = rendered("postgresql/pg_hba.conf.j2", **data)
+def hba_rules(engine: str = "manual", **data) -> list[list[str]]:
+    text = rendered("postgresql/pg_hba.conf.j2", engine=engine, **data)
     return [r for r in (line.split("#")[0].split() for line in text.splitlines()) if r]
 
 
@@ -232,6 +232,19 @@ def test_pg_hba_without_client_networks_lets_no_password_login_in_over_the_netwo
     accepted = [r for r in rules if r[0] == "hostssl"]
     assert {r[2] for r in accepted} == {"all", "replicator", "rewinder"}
     assert {r[3] for r in accepted if r[2] == "all"} == {"127.0.0.1/32", "::1/128"}
+
+
+def test_under_patroni_the_replication_role_may_also_come_from_localhost() -> None:
+    """Patroni reads its own server's timeline over a replication connection to localhost
+    before it decides how a replica rejoins: refused, a diverged replica never rejoins."""
+    local = [["hostssl", "replication", "replicator", address, "scram-sha-256"]
+             for address in ("127.0.0.1/32", "::1/128")]
+    patroni = hba_rules(engine="patroni")
+    assert all(rule in patroni for rule in local)
+    # before the replication role's refusal everywhere else (first match wins)
+    assert max(patroni.index(r) for r in local) < patroni.index(
+        ["host", "all", "replicator", "all", "reject"])
+    assert not any(rule in hba_rules() for rule in local)
 
 
 def test_postgresql_conf_turns_tls_on() -> None:

@@ -174,3 +174,14 @@ def test_tls_settings_are_validated(settings: dict, message: str) -> None:
 def test_client_options_verify_the_server_and_bind_the_password_exchange() -> None:
     assert tls_options("/x/ca.crt") == {
         "sslmode": "verify-full", "sslrootcert": "/x/ca.crt", "channel_binding": "require"}
+
+
+def test_under_patroni_a_node_certificate_also_names_localhost(tmp_path: Path) -> None:
+    """Patroni reads its own server's timeline over a replication connection to localhost,
+    verify-full: the name must be in the certificate (the manual engine does not need it)."""
+    assert tls.node_names({}, "db1", "10.0.0.1") == ["db1", "10.0.0.1"]
+    assert tls.node_names({"ha_engine": "patroni", "tls_extra_names": ["db1.example.net"]},
+                          "db1", "10.0.0.1") == ["db1", "10.0.0.1", "db1.example.net",
+                                                 "localhost"]
+    patroni = tls.node_material(data(tmp_path, ha_engine="patroni"), "db1", "10.0.0.1", now=NOW)
+    assert "localhost" in tls.names_of(tls.load_certs(patroni.cert)[0])

@@ -431,6 +431,17 @@ def test_a_replica_on_an_old_timeline_or_too_far_behind() -> None:
             in view.problems(max_lag_bytes=1048576))
 
 
+def test_a_running_replica_whose_patroni_cannot_read_its_timeline() -> None:
+    # As 3.0.2 lists a replica whose replication connection to localhost is refused: no TL.
+    text = OUTPUT[("healthy", "patronictl")].replace(
+        '"Role": "Replica", "State": "running", "TL": 2, "Lag in MB": 0',
+        '"Role": "Replica", "State": "running", "Lag in MB": 0', 1)
+    assert text != OUTPUT[("healthy", "patronictl")]
+    problems = parse_members(text).problems()
+    assert len(problems) == 1 and problems[0].startswith("db2 runs on no known timeline")
+    assert "pg_hba.conf" in problems[0]
+
+
 def test_an_empty_cluster_and_output_that_is_not_patroni_s() -> None:
     assert parse_members("[]").problems()[0].startswith("Patroni reports no members")
     for bad in ("Error: Provided config file /etc/patroni/config.yml not existing", "{}",

@@ -1,0 +1,206 @@
+"""More faults the Patroni engine must survive, on a fresh Patroni lab (lab/patroni.toml),
+each under a writer that records every acknowledged commit (libpq multi-host string,
+target_session_attrs=read-write, reconnecting on error):
+
+- the leader's container stopped (docker stop): Patroni hands over at once, nothing lost;
+- the leader cut off the network: it stops accepting writes before the other takes over (a
+  writer inside it, on its local socket, proves no write is acknowledged on both sides),
+  and back on the network it rejoins as a replica by pg_rewind;
+- etcd's quorum lost: nothing is promoted, the leader keeps writing (failsafe_mode);
+- a failover with synchronous_mode on: no acknowledged commit lost.
+
+The read-only replica is never promoted; a deploy afterwards changes nothing. The tests
+share the lab and run in order; each finds the leader it left.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pgcluster.control.writer import TABLE, Writer, conninfo
+from pgcluster.lab.definition import Lab, LabNode
+from tests.conftest import run_pyinfra, totals
+from tests.integration.conftest import ADMIN, built_lab, connect, lab_ca, node_host, query, wait_for
+from tests.integration.test_07_patroni import healthy, in_recovery, members, writer
+
+LAB = "patroni"
+ENV = {"PGCLUSTER_LAB": LAB}
+CLUSTER = ["inventory/docker.py", "deploys/cluster.py"]
+TTL = 20  # group_data's patroni_ttl
+
+
+@pytest.fixture(scope="module")
+def patroni_lab() -> Iterator[Lab]:
+    yield from built_lab(LAB)
+
+
+def roles(lab: Lab) -> tuple[LabNode, LabNode, LabNode]:
+    """(the leader, the other promotable node, the read-only replica), as they are now."""
+    view = members(lab)
+    leader = next(n for n in lab.nodes if n.name == view.leader)
+    readonly = lab.node("readonly")
+    other = next(n for n in lab.nodes if n not in (leader, readonly))
+    return leader, other, readonly
+
+
+def a_writer(lab: Lab) -> Writer:
+    return Writer(conninfo([n.published_port for n in lab.nodes], *ADMIN,
+                           sslrootcert=lab_ca())).start()
+
+
+def first_write_on(node: LabNode) -> float | None:
+    """When the first row the writer committed on `node` was inserted (epoch seconds; its
+    commit came later)."""
+    rows = query(node, f"select extract(epoch from min(at))::float8 from {TABLE} "
+                       "where split_part(written_on, '/', 1) = %s", (node.address,))
+    return rows[0][0]
+
+
+def test_a_stopped_leader_hands_over_at_once_losing_nothing(patroni_lab: Lab) -> None:
+    leader, other, readonly = roles(patroni_lab)
+    client = a_writer(patroni_lab)
+    time.sleep(2)
+    stopped = time.time()
+    # systemd stops Patroni, which stops PostgreSQL (its WAL reaches the replicas first) and
+    # gives the leader key up: no ttl to wait for.
+    subprocess.run(["docker", "stop", "-t", "60", leader.name], check=True, capture_output=True)
+    wait_for(lambda: not in_recovery(other), timeout=60, interval=0.5,
+             what=f"{other.name} promoted")
+    time.sleep(2)
+    client.stop()
+    first = client.first_ack_after(stopped, str(other.published_port))
+    assert first is not None, f"no write acknowledged on {other.name}"
+    assert client.missing() == [], "acknowledged commits lost on a graceful stop"
+    assert in_recovery(readonly), "the read-only replica was promoted"
+    print(f"leader stopped: first write on {other.name} {first - stopped:.1f}s after docker stop")
+    subprocess.run(["docker", "start", leader.name], check=True, capture_output=True)
+    wait_for(lambda: healthy(patroni_lab, other.name), timeout=120, interval=1,
+             what=f"{leader.name} back as a replica")
+    assert writer(patroni_lab) == other
+
+
+LOCAL_WRITER = """
+end=$((SECONDS + {seconds}))
+while [ "$SECONDS" -lt "$end" ]; do
+    if PGOPTIONS='-c statement_timeout=2000' runuser -u postgres -- psql -XAtq -d proyecto_db \
+        -c "insert into proyecto.partition_drill (note) values ('local')" >/dev/null 2>&1
+    then date +%s.%N >> /tmp/partition-acks
+    fi
+    sleep 0.05
+done
+"""
+
+
+def test_a_partitioned_leader_stops_writing_before_another_takes_over(patroni_lab: Lab) -> None:
+    leader, other, readonly = roles(patroni_lab)
+    with connect(leader) as conn:
+        conn.execute("create table if not exists proyecto.partition_drill "
+                     "(id bigserial primary key, note text)")
+    host = node_host(leader)
+    host.run("rm -f /tmp/partition-acks")
+    client = a_writer(patroni_lab)
+    subprocess.run(["docker", "exec", "-d", leader.name, "bash", "-c",
+                    LOCAL_WRITER.format(seconds=TTL + 45)], check=True)
+    time.sleep(2)
+    cut = time.time()
+    subprocess.run(["docker", "network", "disconnect", patroni_lab.network, leader.name],
+                   check=True, capture_output=True)
+    try:
+        wait_for(lambda: not in_recovery(other), timeout=TTL + 40, interval=0.5,
+                 what=f"{other.name} promoted")
+        took = time.time() - cut
+        time.sleep(5)
+        client.stop()
+        assert in_recovery(readonly), "the read-only replica was promoted"
+        acks = [float(t) for t in host.check_output("cat /tmp/partition-acks").split()]
+        after_cut = [t for t in acks if t > cut]
+        assert after_cut, "the local writer acknowledged nothing after the cut: it proves nothing"
+        first_new = first_write_on(other)
+        assert first_new is not None, f"no write committed on {other.name}"
+        # The old leader's last acknowledged write came before the new leader's first one.
+        assert max(after_cut) < first_new, (
+            f"{leader.name} acknowledged a write {max(after_cut) - first_new:.2f}s after "
+            f"{other.name} took its first: two primaries")
+        print(f"partition: {leader.name} stopped writing {max(after_cut) - cut:.1f}s after the "
+              f"cut, {other.name} writable after {took:.1f}s")
+    finally:
+        client.stop()
+        subprocess.run(["docker", "network", "connect", "--ip", leader.address,
+                        patroni_lab.network, leader.name], check=False, capture_output=True)
+    # Back on the network it follows the new leader; its writes after the cut were never
+    # replicated, so its timeline diverged: Patroni rewinds it.
+    wait_for(lambda: healthy(patroni_lab, other.name), timeout=180, interval=1,
+             what=f"{leader.name} rejoined as a replica")
+    assert "pg_rewind" in host.check_output("journalctl --no-pager -q -u patroni"), \
+        f"{leader.name} rejoined without pg_rewind"
+    assert writer(patroni_lab) == other
+    assert in_recovery(leader)
+
+
+def test_etcd_quorum_lost_promotes_nothing_and_the_leader_keeps_writing(
+        patroni_lab: Lab) -> None:
+    """failsafe_mode (group_data's default): without the DCS the leader stays primary while
+    every member's Patroni answers it; no replica can take a leader key."""
+    leader, other, readonly = roles(patroni_lab)
+    for node in (other, readonly):
+        node_host(node).run("systemctl stop etcd")
+    try:
+        time.sleep(TTL + 10)
+        assert writer(patroni_lab) == leader, "the writer changed without a DCS"
+        with connect(leader) as conn:
+            conn.execute("insert into proyecto.partition_drill (note) values ('no quorum')")
+        assert in_recovery(other) and in_recovery(readonly)
+    finally:
+        for node in (other, readonly):
+            node_host(node).run("systemctl start etcd")
+    wait_for(lambda: healthy(patroni_lab, leader.name), timeout=90, interval=1,
+             what="every member back with the quorum")
+    assert writer(patroni_lab) == leader
+
+
+def sync_standby(lab: Lab) -> str | None:
+    out = node_host(lab.node("readonly")).check_output(
+        "patronictl -c /etc/patroni/config.yml list -f json")
+    return next((m["Member"] for m in json.loads(out) if m["Role"] == "Sync Standby"), None)
+
+
+def test_a_failover_with_synchronous_mode_loses_no_acknowledged_commit(
+        patroni_lab: Lab) -> None:
+    leader, other, readonly = roles(patroni_lab)
+    sync = json.dumps([leader.name, other.name])
+    result = run_pyinfra(*CLUSTER, "--data", f"synchronous_standbys={sync}", env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    wait_for(lambda: sync_standby(patroni_lab) == other.name, timeout=60,
+             what=f"{other.name} the synchronous standby")
+    client = a_writer(patroni_lab)
+    time.sleep(3)
+    killed = time.time()
+    subprocess.run(["docker", "kill", leader.name], check=True, capture_output=True)
+    wait_for(lambda: not in_recovery(other), timeout=TTL + 40, interval=0.5,
+             what=f"{other.name} promoted")
+    time.sleep(2)
+    client.stop()
+    assert len(client.acknowledged) > 50
+    assert client.missing() == [], "acknowledged commits lost with synchronous_mode"
+    assert in_recovery(readonly), "the read-only replica was promoted"
+    first = client.first_ack_after(killed, str(other.published_port))
+    print(f"sync failover: first write on {other.name} "
+          f"{(first - killed) if first else float('nan'):.1f}s after the kill")
+    subprocess.run(["docker", "start", leader.name], check=True, capture_output=True)
+    wait_for(lambda: healthy(patroni_lab, other.name), timeout=120, interval=1,
+             what=f"{leader.name} back as a replica")
+    # Back to group_data's asynchronous replication; then a re-run changes nothing.
+    back = run_pyinfra(*CLUSTER, env=ENV)
+    assert back.returncode == 0, back.stderr[-3000:]
+    wait_for(lambda: sync_standby(patroni_lab) is None, timeout=60, what="synchronous_mode off")
+
+
+def test_the_deploy_after_the_faults_changes_nothing(patroni_lab: Lab) -> None:
+    result = run_pyinfra(*CLUSTER, env=ENV, json_output=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert totals(result)["success"] == 0
