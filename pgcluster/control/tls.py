@@ -180,11 +180,13 @@ def wanted_names(node_name: str, node_address: str, extra: Sequence[str] | None 
     return names
 
 
-def node_names(data: Mapping[str, Any], node_name: str, node_address: str) -> list[str]:
-    """wanted_names with the inventory's tls_extra_names and, under Patroni, localhost:
-    Patroni connects to its own server by that name, verify-full like any client."""
+def node_names(data: Mapping[str, Any], node_name: str, node_address: str,
+               engine: str = "manual") -> list[str]:
+    """wanted_names with the inventory's tls_extra_names and, under Patroni (the run's
+    engine: a running Patroni cluster is one with ha_engine unset too), localhost: Patroni
+    connects to its own server by that name, verify-full like any client."""
     extra = list(data.get("tls_extra_names") or [])
-    if data.get("ha_engine") == "patroni":
+    if engine == "patroni":
         extra.append("localhost")
     return wanted_names(node_name, node_address, extra)
 
@@ -330,11 +332,11 @@ def _generated_ca(directory: Path, data: Mapping[str, Any], now: datetime
 
 
 def node_material(data: Mapping[str, Any], node_name: str, node_address: str,
-                  now: datetime | None = None) -> NodeTLS:
+                  now: datetime | None = None, engine: str = "manual") -> NodeTLS:
     """The CA bundle, certificate and key for one node, issuing or renewing its certificate
     in tls_dir when needed (or the user's own files, as they are)."""
     now = _now(now)
-    names = node_names(data, node_name, node_address)
+    names = node_names(data, node_name, node_address, engine)
     if data.get("tls_cert_file"):  # the user's own certificate: used as it is
         return NodeTLS(ca_bundle=Path(str(data["tls_ca_file"])).read_text(),
                        cert=Path(str(data["tls_cert_file"])).read_text(),
@@ -431,7 +433,8 @@ def _supplied_tls_problems(entry: HostEntry, node: Node, renew_days: int) -> lis
             found.append(f"the CA in tls_ca_file expires on "
                          f"{cas[0].not_valid_after_utc:%Y-%m-%d}: renew it")
         if cert and key and cas:
-            names = node_names(data, node.name, node.address)
+            # Checked before any node is read: the engine asked for is all there is yet.
+            names = node_names(data, node.name, node.address, data.get("ha_engine") or "manual")
             found += [f"tls_cert_file on {name} {problem}" for problem in chain_problems(
                 load_certs(cert)[0], load_key(key), cas, names, renew_days)]
     except ValueError as exc:

@@ -93,7 +93,7 @@ def postgresql(topology: Topology, engine: str = "manual") -> None:
             *(Content(f"{layout.conf_dir}/{target}", render_template(template, ctx), mode,
                       "postgres", "postgres")
               for template, (target, mode) in CONFIG_FILES.items()),
-            *_tls_files(data, topology, layout),
+            *_tls_files(data, topology, layout, engine),
         ],
     )
     content.contents(
@@ -126,11 +126,11 @@ def postgresql(topology: Topology, engine: str = "manual") -> None:
     )
 
 
-def _tls_files(data: dict, topology: Topology, layout: Layout) -> list[Content]:
+def _tls_files(data: dict, topology: Topology, layout: Layout, engine: str) -> list[Content]:
     """The node's CA bundle, certificate and key (made or renewed on the control machine
     when needed, see pgcluster.tls); a change reloads the server, which reads them again."""
     node = topology.cluster.node(host.name)
-    material = tls.node_material(data, node.name, node.address)
+    material = tls.node_material(data, node.name, node.address, engine=engine)
     if material.issued:
         logger.warning(f"pgcluster: new TLS certificate for {node.name}: {material.issued}")
     return [

@@ -47,7 +47,7 @@ def etcd(topology: Topology) -> None:
     data = host.data.dict()
     node = topology.cluster.node(host.name)
     ctx = template_context(data, node, topology.cluster)
-    material = tls.node_material(data, node.name, node.address)
+    material = tls.node_material(data, node.name, node.address, engine="patroni")
     content.directories(
         name="etcd's TLS files and data directory",
         dirs=[Directory(ETCD_TLS_DIR, "750", "etcd", "etcd"),

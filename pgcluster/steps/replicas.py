@@ -56,7 +56,7 @@ def clone(topology: Topology) -> None:
 
 
 @deploy("Wait for streaming replication")
-def wait(topology: Topology) -> None:
+def wait(topology: Topology, engine: str = "manual") -> None:
     only_if(
         topology.is_primary(host.name) and bool(topology.replicas), operations.wait_for_replicas,
         name="Every replica streams from the primary",
@@ -64,5 +64,5 @@ def wait(topology: Topology) -> None:
         timeout=int(host.data.get("replica_wait_timeout", 180)),
         port=int(host.data.get("postgresql_port", 5432)),
         # Patroni makes the replicas: its view says which one is stuck, and why.
-        explain=patronictl("list") if host.data.get("ha_engine") == "patroni" else None,
+        explain=patronictl("list") if engine == "patroni" else None,
     )

@@ -18,4 +18,4 @@ def build(topology: Topology, engine: str) -> None:
     else:
         primary.initialise(topology, engine)
         replicas.clone(topology)
-    replicas.wait(topology)
+    replicas.wait(topology, engine)
