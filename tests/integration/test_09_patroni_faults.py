@@ -7,6 +7,7 @@ target_session_attrs=read-write, reconnecting on error):
   writer inside it, on its local socket, proves no write is acknowledged on both sides),
   and back on the network it rejoins as a replica by pg_rewind;
 - etcd's quorum lost: nothing is promoted, the leader keeps writing (failsafe_mode);
+- a failover with synchronous_mode on: no acknowledged commit lost.
 
 The read-only replica is never promoted; a deploy afterwards changes nothing. The tests
 share the lab and run in order; each finds the leader it left.
@@ -14,6 +15,7 @@ share the lab and run in order; each finds the leader it left.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -159,6 +161,43 @@ def test_etcd_quorum_lost_promotes_nothing_and_the_leader_keeps_writing(
     wait_for(lambda: healthy(patroni_lab, leader.name), timeout=90, interval=1,
              what="every member back with the quorum")
     assert writer(patroni_lab) == leader
+
+
+def sync_standby(lab: Lab) -> str | None:
+    out = node_host(lab.node("readonly")).check_output(
+        "patronictl -c /etc/patroni/config.yml list -f json")
+    return next((m["Member"] for m in json.loads(out) if m["Role"] == "Sync Standby"), None)
+
+
+def test_a_failover_with_synchronous_mode_loses_no_acknowledged_commit(
+        patroni_lab: Lab) -> None:
+    leader, other, readonly = roles(patroni_lab)
+    sync = json.dumps([leader.name, other.name])
+    result = run_pyinfra(*CLUSTER, "--data", f"synchronous_standbys={sync}", env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    wait_for(lambda: sync_standby(patroni_lab) == other.name, timeout=60,
+             what=f"{other.name} the synchronous standby")
+    client = a_writer(patroni_lab)
+    time.sleep(3)
+    killed = time.time()
+    subprocess.run(["docker", "kill", leader.name], check=True, capture_output=True)
+    wait_for(lambda: not in_recovery(other), timeout=TTL + 40, interval=0.5,
+             what=f"{other.name} promoted")
+    time.sleep(2)
+    client.stop()
+    assert len(client.acknowledged) > 50
+    assert client.missing() == [], "acknowledged commits lost with synchronous_mode"
+    assert in_recovery(readonly), "the read-only replica was promoted"
+    first = client.first_ack_after(killed, str(other.published_port))
+    print(f"sync failover: first write on {other.name} "
+          f"{(first - killed) if first else float('nan'):.1f}s after the kill")
+    subprocess.run(["docker", "start", leader.name], check=True, capture_output=True)
+    wait_for(lambda: healthy(patroni_lab, other.name), timeout=120, interval=1,
+             what=f"{leader.name} back as a replica")
+    # Back to group_data's asynchronous replication; then a re-run changes nothing.
+    back = run_pyinfra(*CLUSTER, env=ENV)
+    assert back.returncode == 0, back.stderr[-3000:]
+    wait_for(lambda: sync_standby(patroni_lab) is None, timeout=60, what="synchronous_mode off")
 
 
 def test_the_deploy_after_the_faults_changes_nothing(patroni_lab: Lab) -> None:
