@@ -30,19 +30,20 @@ leader of the moment, in this order):
 - postgres_kill: SIGKILL to the leader's postmaster (Patroni restarts it in place: no
   failover expected);
 - partition: the leader disconnected from the lab network (reconnected afterwards);
-- switchover: `pgcluster switchover --to` the other promotable node.
+- switchover: `pgcluster switchover --to` the other promotable node;
+- sync_kill: `docker kill` of the leader with synchronous_mode on (redeployed with
+  synchronous_standbys = both promotable nodes, and back to group_data's afterwards).
 
 For each: time from the fault (not from a command, as for the manual engine) to the first
 write acknowledged by the new primary (for postgres_kill: the first after a failed one;
 goals: 5 s for stop and switchover, ttl + 5 = 25 s for kill and partition), the longest
-write gap,
-committed rows and rows lost (goal 0 for the switchover), time until the read-only replica
-streams from the new primary, whether the read-only replica was ever promoted (it must
-never be), and, from when the old leader is brought back (docker start, network connect;
-for the switchover: from the command), the time until it streams from the new primary. The
-cluster must be healthy again (3 members running, one timeline, a leader) before the next
-fault; every wait is bounded (180 s) and records None when it runs out, and a fault whose
-cluster never got healthy is skipped.
+write gap, committed rows and rows lost (goal 0 for the switchover and sync_kill), time
+until the read-only replica streams from the new primary, whether the read-only replica was
+ever promoted (it must never be), and, from when the old leader is brought back (docker
+start, network connect; for the switchover: from the command), the time until it streams
+from the new primary. The cluster must be healthy again (3 members running, one timeline, a
+leader) before the next fault; every wait is bounded (180 s) and records None when it runs
+out, and a fault whose cluster never got healthy is skipped.
 
 Prints the figures and a table, and saves them to bench/results/failover.json (only the
 engines this run measured).
@@ -87,15 +88,16 @@ MANUAL_GOALS = {"to_first_write_on_new_primary_s": 5,
 TTL = 20  # group_data's patroni_ttl: how long a dead leader's key outlives it
 PATRONI_GOALS = {"graceful_stop_and_switchover_first_write_s": 5,
                  "kill_and_partition_first_write_s": TTL + 5,
-                 "switchover_lost": 0}
+                 "switchover_lost": 0,
+                 "sync_kill_lost": 0}
 WAIT = 180  # seconds any Patroni wait may take; past it the figure is None, not a hang
 PATRONICTL = ("patronictl", "-c", "/etc/patroni/config.yml")
 POSTMASTER_KILL = "kill -KILL $(head -1 /var/lib/postgresql/15/main/postmaster.pid)"
-PATRONI_FAULTS = ("stop", "kill", "postgres_kill", "partition", "switchover")
+PATRONI_FAULTS = ("stop", "kill", "postgres_kill", "partition", "switchover", "sync_kill")
 # How long each fault's command may run: docker stop waits up to its -t 60 for the node to
 # shut down; a switchover is a pyinfra deploy.
 FAULT_TIMEOUT = {"stop": 90, "kill": 60, "postgres_kill": 60, "partition": 60,
-                 "switchover": 300}
+                 "switchover": 300, "sync_kill": 60}
 # libpq options for the Patroni writer only: if Docker forwards the published ports without
 # its userland proxy, a connection to a node cut off the network gets no reset and would
 # hang the writer until the kernel gives up (minutes); these make it fail in seconds. They
@@ -376,6 +378,7 @@ def fault_command(lab: Lab, kind: str, roles: Roles) -> list[str]:
     return {
         "stop": ["docker", "stop", "-t", "60", leader],
         "kill": ["docker", "kill", leader],
+        "sync_kill": ["docker", "kill", leader],
         "postgres_kill": ["docker", "exec", leader, "sh", "-c", POSTMASTER_KILL],
         "partition": ["docker", "network", "disconnect", lab.network, leader],
         "switchover": [sys.executable, "-m", "pgcluster", "switchover", "--to",
@@ -385,7 +388,7 @@ def fault_command(lab: Lab, kind: str, roles: Roles) -> list[str]:
 
 def return_command(lab: Lab, kind: str, old: LabNode) -> list[str] | None:
     """How the faulted node is brought back; None when it comes back by itself."""
-    if kind in ("stop", "kill"):
+    if kind in ("stop", "kill", "sync_kill"):
         return ["start", old.name]
     if kind == "partition":
         # Its own address again: the other members and the certificates know it by it.
@@ -453,9 +456,27 @@ def patroni_fault(lab: Lab, kind: str, roles: Roles) -> dict[str, Any]:
     return figures
 
 
+def synchronous(lab: Lab, on: bool) -> bool:
+    """Redeploy with synchronous_mode on (both promotable nodes may be the synchronous
+    standby) or back to group_data's; True once Patroni shows it so."""
+    promotable = [n.name for n in lab.nodes if n.role != "readonly"]
+    extra = ["--data", f"synchronous_standbys={json.dumps(promotable)}"] if on else []
+    if pyinfra("inventory/docker.py", "deploys/cluster.py", *extra).returncode != 0:
+        return False
+
+    def shown() -> bool:
+        view = patroni_view(lab)
+        return view is not None and any(m.role == "sync_standby" for m in view.members) == on
+
+    return wait_until(shown, timeout=60) is not None
+
+
 def patroni_runs(lab: Lab) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for kind in PATRONI_FAULTS:
+        if kind == "sync_kill" and not synchronous(lab, on=True):
+            results[kind] = {"skipped": "synchronous_mode did not come on"}
+            continue
         roles = settle(lab)
         if roles is None:
             # A fault on a cluster still recovering from the last one measures nothing.
@@ -463,6 +484,7 @@ def patroni_runs(lab: Lab) -> dict[str, dict[str, Any]]:
             continue
         results[kind] = patroni_fault(lab, kind, roles)
         print(f"patroni {kind}: {json.dumps(results[kind])}", flush=True)
+    synchronous(lab, on=False)
     return results
 
 
@@ -474,7 +496,10 @@ def patroni_goals_met(figures: Mapping[str, Mapping[str, Any]]) -> dict[str, boo
     def within(values: list[float | None], limit: float) -> bool | None:
         return None if None in values else all(v <= limit for v in values if v is not None)
 
-    switchover_lost = figures.get("switchover", {}).get("committed_rows_lost")
+    def none_lost(kind: str) -> bool | None:
+        value = figures.get(kind, {}).get("committed_rows_lost")
+        return None if value is None else value <= PATRONI_GOALS[f"{kind}_lost"]
+
     return {
         "graceful_stop_and_switchover_first_write_s": within(
             first_writes("stop", "switchover"),
@@ -482,8 +507,8 @@ def patroni_goals_met(figures: Mapping[str, Mapping[str, Any]]) -> dict[str, boo
         "kill_and_partition_first_write_s": within(
             first_writes("kill", "partition"),
             PATRONI_GOALS["kill_and_partition_first_write_s"]),
-        "switchover_lost": None if switchover_lost is None
-        else switchover_lost <= PATRONI_GOALS["switchover_lost"],
+        "switchover_lost": none_lost("switchover"),
+        "sync_kill_lost": none_lost("sync_kill"),
     }
 
 
