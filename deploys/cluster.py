@@ -6,8 +6,9 @@ Validates the inventory, reads who is primary from the nodes and which engine ru
 installs PostgreSQL 15, renders its configuration, initialises the primary once and clones
 each replica only when it is not already streaming from that primary (manual engine), or
 runs etcd and Patroni, which do it (ha_engine = "patroni": `make cluster HA=patroni`),
-then installs the backup scripts, their cron schedule and the backup registry. A second
-run changes nothing.
+then installs the backup scripts, their cron schedule and the backup registry; under
+Patroni a setting that needs a restart is applied last, rolling (replicas, a switchover,
+the old leader). A second run changes nothing.
 """
 
 from pgcluster.steps import backups, configure, install, live, replication
@@ -18,3 +19,4 @@ install.postgresql()
 configure.postgresql(topology, engine)
 replication.build(topology, engine)
 backups.schedule(topology)
+replication.finish(topology, engine)

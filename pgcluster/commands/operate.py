@@ -235,14 +235,20 @@ def _service(args: argparse.Namespace, action: str) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    """The node's PostgreSQL log (last --lines lines; -f follows it)."""
+    """The node's PostgreSQL log (last --lines lines; -f follows it); under Patroni, the
+    journal of its patroni unit, which holds PostgreSQL's output and Patroni's."""
     with Session(args.inventory, env=ALLOW_DOWN) as session:
         node = session.cluster.find(args.node)
         if not session.reachable(node):
             print(f"{node.name} is unreachable", file=sys.stderr)
             return 1
         log = Layout.from_data(session.data(node)).log_file
-        command = f"tail -n {int(args.lines)} {'-F ' if args.follow else ''}{log}"
+        # Under Patroni, PostgreSQL's output is Patroni's (pg_ctl started by it): its
+        # journal holds both, in order. Debian's unit writes the log file.
+        lines, follow = int(args.lines), args.follow
+        command = (f"if systemctl is-active --quiet patroni; then journalctl --no-pager -q "
+                   f"-u patroni -n {lines}{' -f' if follow else ''}; "
+                   f"else tail -n {lines} {'-F ' if follow else ''}{log}; fi")
         if args.follow:
             try:
                 session.host(node).run_shell_command(command, print_output=True)

@@ -8,10 +8,12 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from pgcluster.facts.postgres import query_command, query_rows
 from pgcluster.model.layout import ETCD_TLS_DIR, PATRONI_CONFIG
 from pgcluster.model.patroni import PatroniOutputError, PatroniView, parse_members, patronictl
 
 _NONE = "__pgcluster_no_patroni__"
+PENDING_SETTINGS = "select name from pg_settings where pending_restart order by name"
 
 
 class HaServices(FactBase):
@@ -75,3 +77,20 @@ class EtcdHealth(FactBase):
 
     def process(self, output: list[str]) -> bool:
         return bool(output) and output[-1].strip() == "yes"
+
+
+class PendingSettings(FactBase):
+    """The settings this node's PostgreSQL waits for a restart to take (pg_settings'
+    pending_restart after a reload of postgresql.conf): names, empty when none or when
+    the server is down. Patroni flags only what it changed itself (the DCS's parameters),
+    so pgcluster's own file is checked here."""
+
+    def command(self, port: int = 5432) -> str:
+        return query_command(PENDING_SETTINGS, port=port)
+
+    def process(self, output: list[str]) -> list[str]:
+        rows = query_rows(output) or []
+        return [row[0] for row in rows if row and row[0]]
+
+    def default(self) -> list[str]:
+        return []

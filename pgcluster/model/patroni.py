@@ -675,6 +675,19 @@ class PatroniView:
         return found
 
 
+def restart_candidate(view: PatroniView) -> PatroniMember | None:
+    """Whom a leader that waits for a restart hands over to first, so that the cluster's
+    writes pause for one switchover, not for a restart: a running replica that may be
+    promoted, the synchronous standby first (under synchronous_mode Patroni promotes no
+    other), then the one least behind. None: nobody could take over."""
+    able = [m for m in view.members if not m.is_leader and m.healthy and not m.nofailover
+            and m.timeline is not None]
+    if any(m.role == "sync_standby" for m in view.members):
+        able = [m for m in able if m.role == "sync_standby"]
+    able.sort(key=lambda m: (m.lag_bytes is None, m.lag_bytes or 0, m.name))
+    return able[0] if able else None
+
+
 def _load(text: str | bytes | Any) -> Any:
     if not isinstance(text, str | bytes):
         return text

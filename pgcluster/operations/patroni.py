@@ -14,10 +14,23 @@ import yaml
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
-from pgcluster.facts.patroni import EtcdHealth, HaServices, PatroniMembers
+from pgcluster.facts.patroni import (
+    PENDING_SETTINGS,
+    EtcdHealth,
+    HaServices,
+    PatroniMembers,
+    PendingSettings,
+)
 from pgcluster.facts.postgres import node_state, psql_command
 from pgcluster.model.layout import UPLOAD_DIR, Layout
-from pgcluster.model.patroni import dcs_patch, list_command, patronictl
+from pgcluster.model.patroni import (
+    PatroniMember,
+    dcs_patch,
+    list_command,
+    patronictl,
+    restart_candidate,
+    switchover_command,
+)
 from pgcluster.operations.files import private_upload
 
 
@@ -141,3 +154,161 @@ def member_service(layout: Layout, running: bool):
         host.noop(f"Patroni is {'running' if running else 'stopped'}")
         return
     yield f"systemctl {'start' if running else 'stop'} patroni"
+
+
+# ------------------------------------------------------------- restarts, one node at a time
+# A setting PostgreSQL takes only at a restart (Patroni's pending_restart flag for the DCS's
+# parameters, pg_settings' for pgcluster's own postgresql.conf) is applied replicas first,
+# one at a time, each streaming again before the next; then the leader hands over by a
+# switchover and restarts as a replica. Writes pause for one switchover, never for a
+# restart, and never more than one member is down.
+
+
+def _pending(member: PatroniMember, port: int) -> list[str]:
+    """Why this node's member waits for a restart; empty when it does not."""
+    why = [f"setting {name}" for name in host.get_fact(PendingSettings, port=port)]
+    if member.pending_restart:
+        why.append("Patroni's pending restart")
+    return why
+
+
+def _member_test(member: str, condition: str) -> str:
+    """A shell test on `member`'s row of patronictl list (r: {} when it is not listed)."""
+    test = ("import json, sys; rows = [r for r in json.load(sys.stdin) "
+            f"if r.get('Member') == {member!r}]; r = rows[0] if rows else {{}}; "
+            f"sys.exit(0 if ({condition}) else 1)")
+    return f"{list_command()} 2>/dev/null | python3 -c {shlex.quote(test)}"
+
+
+RUNNING = "r.get('State') in ('running', 'streaming') and r.get('TL') is not None"
+# Running and (a replica) streaming: patronictl shows its lag.
+STREAMING = (f"{RUNNING} and (r.get('Role') == 'Leader' "
+             "or isinstance(r.get('Lag in MB'), (int, float)))")
+# ... with no restart pending.
+READY = f"{STREAMING} and not r.get('Pending restart')"
+LEADS = "r.get('Role') == 'Leader'"
+
+
+def _wait(test: str, what: str, timeout: int) -> str:
+    return "\n".join([
+        f"for _ in $(seq {int(timeout)}); do",
+        f"  {test} && exit 0",
+        "  sleep 1",
+        "done",
+        f'echo "{what}: not after {int(timeout)}s; see patronictl list and journalctl -u '
+        'patroni" >&2',
+        "exit 1",
+    ])
+
+
+def _restart_command(scope: str, member: str) -> str:
+    """patronictl restart, through the REST API; 3.0.2 exits 0 even when it failed, so its
+    words are checked."""
+    command = patronictl("restart", scope, member, "--force")
+    return "\n".join([
+        f"out=$({command} 2>&1); rc=$?",
+        'printf "%s\\n" "$out"',
+        f"if [ \"$rc\" -ne 0 ] || ! printf '%s\\n' \"$out\" | grep -q 'Success: restart on "
+        f"member {member}'; then",
+        f'  echo "patronictl did not restart {member}: $out" >&2',
+        "  exit 1",
+        "fi",
+    ])
+
+
+def _say(text: str) -> str:
+    return f"echo {shlex.quote(text)}"
+
+
+@operation()
+def settle(seconds: int):
+    """Give every Patroni one HA loop to act on a changed configuration (its own file, or
+    the DCS's), so that the pending restarts it then flags are seen."""
+    yield f"sleep {int(seconds)}"
+
+
+@operation()
+def restart_replica_if_pending(scope: str, member: str, port: int = 5432, timeout: int = 180,
+                               final: bool = False):
+    """This node's member, a replica, restarted by Patroni if a setting waits for it; it
+    streams again before the operation ends, so the next replica's restart never overlaps.
+    `final`: the last pass, after the primary's restart: nothing may wait any more (before
+    it, a replica may keep a lowered max_connections & co. pending: Patroni starts it with
+    the primary's higher value, which a hot standby needs)."""
+    view = host.get_fact(PatroniMembers)
+    me = next((m for m in view.members if m.name == member), None) if view else None
+    if me is None or me.is_leader:
+        host.noop(f"{member} is not a replica Patroni reports")
+        return
+    why = _pending(me, port)
+    if not why:
+        host.noop(f"{member} waits for no restart")
+        return
+    yield _say(f"restarting {member} for: {', '.join(why)}")
+    yield _restart_command(scope, member)
+    yield _wait(_member_test(member, READY if final else STREAMING),
+                f"{member} streaming" + (" with nothing pending" if final else ""), timeout)
+
+
+@operation()
+def hand_over_and_restart_if_pending(scope: str, member: str, port: int = 5432,
+                                     timeout: int = 180):
+    """This node's member, the leader, if a setting waits for a restart: a switchover to
+    the best replica (model.patroni.restart_candidate), after which Patroni starts the old
+    leader again as a replica, with the new settings; a restart then only if anything still
+    waits. With no replica able to take over it restarts in place, a short write outage,
+    and says so."""
+    view = host.get_fact(PatroniMembers)
+    me = next((m for m in view.members if m.name == member), None) if view else None
+    if view is None or me is None or not me.is_leader:
+        host.noop(f"{member} is not the leader")
+        return
+    why = ", ".join(_pending(me, port))
+    if not why:
+        host.noop(f"{member} waits for no restart")
+        return
+    candidate = restart_candidate(view)
+    if candidate is None:
+        yield _say(f"no replica can take over from {member}: restarting it in place for: "
+                   f"{why}") + " >&2"
+        yield _restart_command(scope, member)
+        yield _wait(_member_test(member, READY), f"{member} back", timeout)
+        return
+    target = candidate.name
+    yield _say(f"{member} hands over to {target}, then restarts as a replica, for: {why}")
+    yield from patronictl_change._inner(  # type: ignore[attr-defined]
+        command=switchover_command(member, target),
+        what=f"switch over from {member} to {target}")
+    yield _wait(_member_test(target, LEADS), f"{target} the leader", timeout)
+    yield _wait(_member_test(member, RUNNING), f"{member} running as a replica", timeout)
+    flagged = _member_test(member, "r.get('Pending restart')")
+    pending_here = psql_command(PENDING_SETTINGS, port=port)
+    restart = _restart_command(scope, member).replace("\n", "\n  ")
+    yield "\n".join([
+        f'if {flagged} || [ -n "$({pending_here} 2>/dev/null)" ]; then',
+        f"  {restart}",
+        "fi",
+    ])
+    yield _wait(_member_test(member, STREAMING), f"{member} streaming from {target}", timeout)
+
+
+@operation()
+def restart_leader_if_pending(scope: str, member: str, port: int = 5432, timeout: int = 180):
+    """This node's member, if it leads now and a setting still waits: restarted in place.
+    After the switchover that happens only when a setting was lowered that a replica must
+    hold at least at the primary's value (max_connections, max_worker_processes,
+    max_wal_senders, max_prepared_transactions, max_locks_per_transaction): the new leader
+    ran with the higher one, and only its restart lowers it (Patroni's own advice: the
+    primary first, then the replicas)."""
+    view = host.get_fact(PatroniMembers)
+    me = next((m for m in view.members if m.name == member), None) if view else None
+    if me is None or not me.is_leader:
+        host.noop(f"{member} is not the leader")
+        return
+    why = ", ".join(_pending(me, port))
+    if not why:
+        host.noop(f"{member} waits for no restart")
+        return
+    yield _say(f"restarting the leader {member} in place for: {why}")
+    yield _restart_command(scope, member)
+    yield _wait(_member_test(member, READY), f"{member} leading with nothing pending", timeout)

@@ -106,9 +106,55 @@ def patroni(topology: Topology) -> None:
         if first:
             only_if(here, operations.wait_for_leader,
                     name=f"{leader.name} holds the leader key", member=leader.name)
-    only_if(here, operations.dcs_configuration,
-            name="The DCS's configuration as group_data says (ttl, loop_wait, ...)",
-            wanted=model.dcs_config(data, topology.cluster))
+    dcs = only_if(here, operations.dcs_configuration,
+                  name="The DCS's configuration as group_data says (ttl, loop_wait, ...)",
+                  wanted=model.dcs_config(data, topology.cluster))
+    CHANGED[host.name] = [config, dcs]
+
+
+# What each host's deploy changed that Patroni acts on in its next HA loop (its file, the
+# DCS's configuration): restart_pending waits that loop out before it looks for pending
+# restarts. Filled while the deploy is planned, read when it executes.
+CHANGED: dict[str, list] = {}
+
+
+def _changed() -> bool:
+    return any(meta.is_complete() and meta.did_change() for metas in CHANGED.values()
+               for meta in metas)
+
+
+@deploy("Patroni: the restarts that settings wait for, rolling")
+def restart_pending(topology: Topology) -> None:
+    """The replicas one at a time, each streaming again before the next; then the leader
+    hands over by a switchover and restarts as a replica: writes pause for one switchover.
+    A lowered setting that a replica must hold at the primary's value still waits after
+    that; then the new leader restarts in place, and the replicas once more. Last in the
+    deploy, as it moves the leader the steps before it were planned with. (A change of
+    pgcluster's postgresql.conf shows in pg_settings at once, its reload waited for; one of
+    Patroni's file or of the DCS only after Patroni's next loop.)"""
+    data = host.data.dict()
+    scope, port = str(data["patroni_scope"]), int(data["postgresql_port"])
+    timeout = _timeout("replica_wait_timeout", 180)
+    here = topology.cluster.node(host.name)
+    operations.settle(name="One Patroni HA loop, for a changed configuration to be flagged",
+                      seconds=int(data["patroni_loop_wait"]) + 2, _if=_changed)
+    for replica in topology.replicas:
+        only_if(host.name == replica.host, operations.restart_replica_if_pending,
+                name=f"{replica.name}: restarted by Patroni if a setting waits for it",
+                scope=scope, member=replica.name, port=port, timeout=timeout)
+    only_if(host.name == topology.primary.host, operations.hand_over_and_restart_if_pending,
+            name=f"{topology.primary.name}: if a setting waits for a restart, a switchover, "
+                 "then the restart as a replica",
+            scope=scope, member=topology.primary.name, port=port, timeout=timeout)
+    # Whoever leads now (decided when it executes).
+    operations.restart_leader_if_pending(
+        name="The leader restarted in place if a lowered setting still waits",
+        scope=scope, member=here.name, port=port, timeout=timeout)
+    for node in topology.cluster.nodes:
+        only_if(host.name == node.host, operations.restart_replica_if_pending,
+                name=f"{node.name}: restarted again if a setting still waits (after the "
+                     "leader's restart)",
+                scope=scope, member=node.name, port=port, timeout=timeout, final=True)
 
 
 # ------------------------------------------------------- the operator's commands, by Patroni

@@ -19,3 +19,10 @@ def build(topology: Topology, engine: str) -> None:
         primary.initialise(topology, engine)
         replicas.clone(topology)
     replicas.wait(topology, engine)
+
+
+def finish(topology: Topology, engine: str) -> None:
+    """Last in the deploy: under Patroni, the restarts that changed settings wait for,
+    rolling (it may move the leader by a switchover)."""
+    if engine == "patroni":
+        patroni.restart_pending(topology)

@@ -158,10 +158,12 @@ def ha_lab() -> Iterator[Lab]:
     yield from built_lab(os.environ.get("PGCLUSTER_TEST_HA_LAB", "ha"))
 
 
-def pgcluster_cli(lab: Lab, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python -m pgcluster ARGS` against a lab, as an operator runs it."""
+def pgcluster_cli(lab: Lab, *args: str, timeout: int = 600,
+                  stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m pgcluster ARGS` against a lab, as an operator runs it (`stdin`: what the
+    operator types)."""
     return subprocess.run([sys.executable, "-m", "pgcluster", *args], cwd=REPO,
-                          env={**os.environ, "PGCLUSTER_LAB": lab.source},
+                          env={**os.environ, "PGCLUSTER_LAB": lab.source}, input=stdin,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 

@@ -10,6 +10,7 @@ for the next (a new leader after the failover test).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -120,6 +121,24 @@ def test_status_shows_patronis_view(patroni_lab: Lab) -> None:
     assert leader == [report["primary"]] == [patroni_lab.node("primary").name]
 
 
+def test_monitor_logs_psql_and_the_menu_work_under_patroni(patroni_lab: Lab) -> None:
+    primary, standby = patroni_lab.node("primary"), patroni_lab.node("standby")
+    shown = pgcluster_cli(patroni_lab, "psql", "standby", "-c", "select pg_is_in_recovery()")
+    assert shown.returncode == 0 and shown.stdout.split()[2] == "t", shown.stdout + shown.stderr
+    # PostgreSQL's output under Patroni is in the patroni unit's journal, with Patroni's.
+    logs = pgcluster_cli(patroni_lab, "logs", "standby", "-n", "400")
+    assert logs.returncode == 0, logs.stderr
+    assert "started streaming WAL from primary" in logs.stdout, logs.stdout[-2000:]
+    assert f"I am {standby.name}" in logs.stdout or "no action" in logs.stdout
+    monitor = pgcluster_cli(patroni_lab, "monitor", "--count", "1", "--interval", "1")
+    assert monitor.returncode == 0, monitor.stdout + monitor.stderr
+    assert primary.name in monitor.stdout and "leader" in monitor.stdout.lower()
+    # The seed's menu: 2 status, then 0 quit.
+    menu = pgcluster_cli(patroni_lab, "menu", stdin="2\n0\n", timeout=300)
+    assert menu.returncode == 0, menu.stdout[-2000:] + menu.stderr[-2000:]
+    assert "leader" in menu.stdout.lower() and primary.name in menu.stdout
+
+
 def test_a_killed_primary_is_replaced_by_the_standby_by_itself(patroni_lab: Lab) -> None:
     primary, standby, readonly = (patroni_lab.node(r) for r in ("primary", "standby",
                                                                  "readonly"))
@@ -218,6 +237,56 @@ def test_one_etcd_member_lost_fails_nothing_over(patroni_lab: Lab) -> None:
     finally:
         node_host(readonly).run("systemctl start etcd")
     wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="every member back")
+
+
+def settings(node: LabNode) -> tuple[str, str]:
+    return tuple(query(node, "select current_setting('shared_buffers'), "
+                             "current_setting('max_connections')")[0])
+
+
+def longest_gap(client: Writer) -> float:
+    times = sorted(at for _, at, _ in client.acknowledged)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+def change_settings(lab: Lab, *data: str) -> tuple[Writer, subprocess.CompletedProcess]:
+    """A deploy with `data` (--data k=v each) under a writer."""
+    client = a_writer(lab)
+    time.sleep(2)
+    args = [arg for item in data for arg in ("--data", item)]
+    result = run_pyinfra(*CLUSTER, *args, env=ENV)
+    time.sleep(2)
+    client.stop()
+    return client, result
+
+
+def test_settings_that_need_a_restart_are_applied_rolling_by_one_switchover(
+        patroni_lab: Lab) -> None:
+    """shared_buffers (pgcluster's own postgresql.conf) raised and max_connections (a DCS
+    parameter) raised: the replicas restart one at a time, the leader hands over by one
+    switchover, nothing acknowledged is lost and the longest write pause is the
+    switchover's. Lowered again, Patroni keeps the replicas at the primary's higher
+    max_connections until the leader restarted: the deploy restarts it in place, then the
+    replicas. Each time every member runs the values asked for, nothing left pending, the
+    read-only replica never leads, and a second run with the same data changes nothing."""
+    readonly = patroni_lab.node("readonly")
+    for data, wanted in ((("shared_buffers=160MB", "max_connections=120"), ("160MB", "120")),
+                         ((), ("128MB", "100"))):
+        leader = members(patroni_lab).leader
+        client, result = change_settings(patroni_lab, *data)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert client.missing() == [], "acknowledged commits lost in the rolling restart"
+        view = members(patroni_lab)
+        assert view.leader not in (None, readonly.name)
+        assert not any(m.pending_restart for m in view.members), view
+        for node in patroni_lab.nodes:
+            assert settings(node) == wanted, node.name
+        assert healthy(patroni_lab, view.leader)
+        print(f"rolling restart {data or 'back'}: leader {leader} -> {view.leader}, longest "
+              f"write pause {longest_gap(client):.1f}s, {len(client.acknowledged)} commits")
+        args = [arg for item in data for arg in ("--data", item)]
+        again = run_pyinfra(*CLUSTER, *args, env=ENV, json_output=True)
+        assert again.returncode == 0 and totals(again)["success"] == 0, again.stdout[-3000:]
 
 
 def test_the_deploy_after_the_faults_changes_nothing(patroni_lab: Lab) -> None:

@@ -32,6 +32,7 @@ from pgcluster.model.patroni import (
     parse_members,
     patroni_config,
     patroni_tags,
+    restart_candidate,
     switchover_command,
 )
 from tests.unit.helpers import ALL, SECRETS, cluster, entry, three_nodes
@@ -496,3 +497,21 @@ def test_no_failover_candidate_when_the_standby_is_down() -> None:
     one = parse_cluster('{"members": [{"name": "lab", "role": "leader", "state": "running",'
                         ' "host": "127.0.0.1", "port": 5432, "timeline": 1}]}')
     assert one.problems() == []  # a one-node lab has no failover to lose
+
+
+def test_the_restart_candidate_is_a_promotable_running_replica_sync_first() -> None:
+    def view(*rows: str) -> Any:
+        return parse_members("[" + ", ".join(rows) + "]")
+
+    leader = '{"Member": "db1", "Host": "h1", "Role": "Leader", "State": "running", "TL": 2}'
+    behind = ('{"Member": "db2", "Host": "h2", "Role": "Replica", "State": "running", '
+              '"TL": 2, "Lag in MB": 5}')
+    close = ('{"Member": "db3", "Host": "h3", "Role": "Replica", "State": "running", '
+             '"TL": 2, "Lag in MB": 0}')
+    readonly = ('{"Member": "db4", "Host": "h4", "Role": "Replica", "State": "running", '
+                '"TL": 2, "Lag in MB": 0, "Tags": {"nofailover": true}}')
+    stopped = '{"Member": "db5", "Host": "h5", "Role": "Replica", "State": "stopped"}'
+    assert restart_candidate(view(leader, behind, close, readonly)).name == "db3"
+    sync = behind.replace('"Replica"', '"Sync Standby"')
+    assert restart_candidate(view(leader, sync, close, readonly)).name == "db2"
+    assert restart_candidate(view(leader, readonly, stopped)) is None

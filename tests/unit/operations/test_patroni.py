@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from pgcluster.facts.patroni import EtcdHealth, HaServices, PatroniMembers
+from pgcluster.facts.patroni import EtcdHealth, HaServices, PatroniMembers, PendingSettings
 from pgcluster.facts.postgres import PgNode
 from pgcluster.model.layout import Layout
 from pgcluster.model.patroni import parse_members
@@ -79,3 +79,63 @@ def test_a_patronictl_change_fails_on_its_words_not_only_its_status(output: str,
     assert output in result.stdout
     if not ok:
         assert "patronictl did not switch over" in result.stderr
+
+
+# ------------------------------------------------------------------ rolling restarts
+CLUSTER = parse_members(
+    '[{"Member": "db1", "Host": "10.0.0.1", "Role": "Leader", "State": "running", "TL": 2, '
+    '"Pending restart": "*"}, '
+    '{"Member": "db2", "Host": "10.0.0.2", "Role": "Replica", "State": "running", "TL": 2, '
+    '"Lag in MB": 0}, '
+    '{"Member": "db3", "Host": "10.0.0.3", "Role": "Replica", "State": "running", "TL": 2, '
+    '"Lag in MB": 0, "Pending restart": "*", "Tags": {"nofailover": true}}]')
+
+
+def test_a_replica_is_restarted_only_when_a_setting_waits_for_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    quiet = FakeHost(facts={PatroniMembers: CLUSTER, PendingSettings: []})
+    assert run(monkeypatch, quiet, patroni.restart_replica_if_pending, scope="pg",
+               member="db2") == []
+    assert quiet.noops == ["db2 waits for no restart"]
+    # pgcluster's own file: pg_settings says so, though Patroni has not flagged it.
+    by_file = FakeHost(facts={PatroniMembers: CLUSTER, PendingSettings: ["shared_buffers"]})
+    commands = text(run(monkeypatch, by_file, patroni.restart_replica_if_pending, scope="pg",
+                        member="db2"))
+    assert "restarting db2 for: setting shared_buffers" in commands
+    assert "patronictl -c /etc/patroni/config.yml restart pg db2 --force" in commands
+    assert "'Success: restart on member db2'" in commands  # 3.0.2 exits 0 on failure too
+    # Patroni's flag (a DCS parameter), on the read-only replica.
+    flagged = FakeHost(facts={PatroniMembers: CLUSTER, PendingSettings: []})
+    assert "restart pg db3 --force" in text(run(
+        monkeypatch, flagged, patroni.restart_replica_if_pending, scope="pg", member="db3"))
+    # The leader is never restarted by the replicas' step.
+    leader = FakeHost(facts={PatroniMembers: CLUSTER, PendingSettings: ["shared_buffers"]})
+    assert run(monkeypatch, leader, patroni.restart_replica_if_pending, scope="pg",
+               member="db1") == []
+
+
+def test_a_leader_waiting_for_a_restart_hands_over_to_a_promotable_replica_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    on = FakeHost(facts={PatroniMembers: CLUSTER, PendingSettings: []})
+    commands = text(run(monkeypatch, on, patroni.hand_over_and_restart_if_pending,
+                        scope="pg", member="db1"))
+    # db3 is nofailover: the switchover goes to db2, then db1 restarts only if still pending.
+    assert "db1 hands over to db2, then restarts as a replica" in commands
+    assert "switchover --leader db1 --candidate db2 --force" in commands
+    assert commands.index("switchover") < commands.index("restart pg db1 --force")
+    assert "db2 the leader" in commands and "db1 streaming from db2" in commands
+
+
+def test_a_leader_with_nothing_pending_or_nobody_to_take_over(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settled = parse_members(
+        '[{"Member": "db1", "Host": "10.0.0.1", "Role": "Leader", "State": "running", '
+        '"TL": 2}]')
+    quiet = FakeHost(facts={PatroniMembers: settled, PendingSettings: []})
+    assert run(monkeypatch, quiet, patroni.hand_over_and_restart_if_pending, scope="pg",
+               member="db1") == []
+    alone = FakeHost(facts={PatroniMembers: settled, PendingSettings: ["shared_buffers"]})
+    commands = text(run(monkeypatch, alone, patroni.hand_over_and_restart_if_pending,
+                        scope="pg", member="db1"))
+    assert "no replica can take over from db1: restarting it in place" in commands
+    assert "switchover" not in commands and "restart pg db1 --force" in commands
