@@ -447,6 +447,13 @@ def patroni_fault(lab: Lab, kind: str, roles: Roles) -> dict[str, Any]:
     if back is not None:
         result = docker(*back, timeout=90)
         figures["return_command_exit"] = result.returncode if result else None
+        if kind == "partition" and (result is None or result.returncode != 0):
+            # Docker 20.10 may leave the old interface in the container's namespace ("conflicts
+            # with existing route"): the node is half back, without its published port. A
+            # restart rebuilds its network; the figure then includes a crash recovery.
+            figures["return_error"] = (result.stderr.strip() if result else "timed out")[-300:]
+            restarted = docker("restart", "-t", "10", old.name, timeout=90)
+            figures["return_restart_exit"] = restarted.returncode if restarted else None
         streaming = wait_until(lambda: follows(old, new, or_as_primary_sees_it=True),
                                timeout=WAIT)
         figures["returned_node_streaming_s"] = since(streaming, returned)

@@ -130,8 +130,15 @@ def test_a_partitioned_leader_stops_writing_before_another_takes_over(patroni_la
               f"cut, {other.name} writable after {took:.1f}s")
     finally:
         client.stop()
-        subprocess.run(["docker", "network", "connect", "--ip", leader.address,
-                        patroni_lab.network, leader.name], check=False, capture_output=True)
+        back = subprocess.run(["docker", "network", "connect", "--ip", leader.address,
+                               patroni_lab.network, leader.name], check=False,
+                              capture_output=True, text=True)
+        if back.returncode != 0:
+            # Docker 20.10 may leave the old interface in the container ("conflicts with
+            # existing route"): half back, without its published port. A restart rebuilds it.
+            print(f"network connect failed ({back.stderr.strip()}); restarting {leader.name}")
+            subprocess.run(["docker", "restart", "-t", "10", leader.name], check=True,
+                           capture_output=True)
     # Back on the network it follows the new leader; its writes after the cut were never
     # replicated, so its timeline diverged: Patroni rewinds it.
     wait_for(lambda: healthy(patroni_lab, other.name), timeout=180, interval=1,
