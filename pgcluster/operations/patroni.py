@@ -32,6 +32,7 @@ from pgcluster.model.patroni import (
     switchover_command,
 )
 from pgcluster.operations.files import private_upload
+from pgcluster.operations.postgres import wait_for_replicas
 
 
 class DcsConfig(FactBase):
@@ -246,8 +247,23 @@ def restart_replica_if_pending(scope: str, member: str, port: int = 5432, timeou
         return
     yield _say(f"restarting {member} for: {', '.join(why)}")
     yield _restart_command(scope, member)
-    yield _wait(_member_test(member, READY if final else STREAMING),
-                f"{member} streaming" + (" with nothing pending" if final else ""), timeout)
+    yield _wait(_member_test(member, STREAMING), f"{member} streaming", timeout)
+    if not final:
+        return
+    # Patroni read the replica's pg_control before it started, where the primary's old,
+    # higher max_connections & co. stay until the replica replays the primary's parameter
+    # change: once caught up, a second restart takes the lowered values.
+    flagged = _member_test(member, "r.get('Pending restart')")
+    caught_up = _member_test(member, f"{STREAMING} and r.get('Lag in MB') == 0")
+    restart = _restart_command(scope, member).replace("\n", "\n  ")
+    yield "\n".join([
+        f"if {flagged}; then",
+        f"  for _ in $(seq {int(timeout)}); do {caught_up} && break; sleep 1; done",
+        f"  {restart}",
+        "fi",
+    ])
+    yield _wait(_member_test(member, READY), f"{member} streaming with nothing pending",
+                timeout)
 
 
 @operation()
@@ -312,3 +328,18 @@ def restart_leader_if_pending(scope: str, member: str, port: int = 5432, timeout
     yield _say(f"restarting the leader {member} in place for: {why}")
     yield _restart_command(scope, member)
     yield _wait(_member_test(member, READY), f"{member} leading with nothing pending", timeout)
+
+
+@operation()
+def followers_stream_if_leader(member: str, names: list[str], port: int = 5432,
+                               timeout: int = 180):
+    """If this node's member leads now (a rolling restart may have moved the leader): wait
+    until every other member streams from it, as pg_stat_replication shows (Patroni's lag
+    figure is known before a restarted replica streams again). Nothing elsewhere."""
+    view = host.get_fact(PatroniMembers)
+    if view is None or view.leader != member:
+        host.noop(f"{member} does not lead")
+        return
+    yield from wait_for_replicas._inner(  # type: ignore[attr-defined]
+        application_names=[n for n in names if n != member], timeout=timeout, port=port,
+        explain=list_command())

@@ -155,6 +155,10 @@ def restart_pending(topology: Topology) -> None:
                 name=f"{node.name}: restarted again if a setting still waits (after the "
                      "leader's restart)",
                 scope=scope, member=node.name, port=port, timeout=timeout, final=True)
+    operations.followers_stream_if_leader(
+        name="Every member streams from whoever leads now",
+        member=here.name, names=[n.name for n in topology.cluster.nodes], port=port,
+        timeout=timeout)
 
 
 # ------------------------------------------------------- the operator's commands, by Patroni

@@ -240,8 +240,9 @@ def test_one_etcd_member_lost_fails_nothing_over(patroni_lab: Lab) -> None:
 
 
 def settings(node: LabNode) -> tuple[str, str]:
-    return tuple(query(node, "select current_setting('shared_buffers'), "
-                             "current_setting('max_connections')")[0])
+    shared_buffers, max_connections = query(node, "select current_setting('shared_buffers'), "
+                                                  "current_setting('max_connections')")[0]
+    return shared_buffers, max_connections
 
 
 def longest_gap(client: Writer) -> float:
@@ -270,8 +271,11 @@ def test_settings_that_need_a_restart_are_applied_rolling_by_one_switchover(
     replicas. Each time every member runs the values asked for, nothing left pending, the
     read-only replica never leads, and a second run with the same data changes nothing."""
     readonly = patroni_lab.node("readonly")
-    for data, wanted in ((("shared_buffers=160MB", "max_connections=120"), ("160MB", "120")),
-                         ((), ("128MB", "100"))):
+    before = settings(readonly)  # the lab's group data
+    raised = f"{int(before[1]) + 20}"
+    for data, wanted in ((("shared_buffers=160MB", f"max_connections={raised}"),
+                          ("160MB", raised)),
+                         ((), before)):
         leader = members(patroni_lab).leader
         client, result = change_settings(patroni_lab, *data)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
