@@ -11,7 +11,8 @@
 # it when it has not read the new timeline's history yet; a standby that replays it can
 # follow nobody, and Patroni, which judged it by its replay position a moment earlier, never
 # rewinds it. Refused, PostgreSQL reads the history and asks for the new timeline's copy.
-# Only in standby mode: a restore may be aimed at another branch on purpose.
+# Only for a running standby's recovery: a restore may be aimed at another branch on purpose,
+# and pg_rewind (the server stopped) needs the diverged node's own WAL past the fork.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
@@ -22,7 +23,8 @@ PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
 # timeline's history says its timeline ended (prints why).
 orphaned() {
     local name=$1 seg_size=$2 newest timeline parent switch _
-    if ! [[ $name =~ ^[0-9A-F]{24}$ ]] || [ ! -f "$DATA_DIR/standby.signal" ]; then
+    if ! [[ $name =~ ^[0-9A-F]{24}$ ]] || [ ! -f "$DATA_DIR/standby.signal" ] \
+            || [ ! -f "$DATA_DIR/postmaster.pid" ]; then
         return 1
     fi
     newest=$(find "$WAL_ARCHIVE_DIR" -maxdepth 1 -name '????????.history' -printf '%f\n' \

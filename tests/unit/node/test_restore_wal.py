@@ -41,6 +41,7 @@ def test_a_standby_is_not_given_what_a_lost_primary_archived_past_the_promotion(
     segment 5 and its segment 6 of timeline 1 are in no surviving history; segment 4 is, and
     so is everything of timeline 2."""
     node.data_dir(standby=True)
+    node.running(primary=False)
     (node.archive / "00000002.history").write_text(HISTORY)
     for name in ("000000010000000000000004", "000000010000000000000005",
                  "000000010000000000000006", "000000020000000000000005"):
@@ -64,6 +65,7 @@ def test_a_standby_is_not_given_what_a_lost_primary_archived_past_the_promotion(
 def test_a_switch_point_on_a_segment_boundary_leaves_the_whole_segment_before_it(
         node: FakeNode) -> None:
     node.data_dir(standby=True)
+    node.running(primary=False)
     (node.archive / "00000002.history").write_text("1\t0/6000000\tno recovery target\n")
     (node.archive / "00000003.history").write_text(
         "1\t0/6000000\tno recovery target\n2\t0/8000028\tno recovery target\n")
@@ -77,9 +79,22 @@ def test_a_switch_point_on_a_segment_boundary_leaves_the_whole_segment_before_it
                      "000000020000000000000007": 0, "000000020000000000000008": 1}
 
 
-def test_a_restore_outside_standby_mode_may_take_any_branch(node: FakeNode) -> None:
-    node.data_dir(standby=False)
+def test_a_restore_outside_standby_mode_or_pg_rewind_may_take_any_branch(
+        node: FakeNode) -> None:
+    """A restore (recovery.signal) may be aimed at another branch; pg_rewind runs
+    restore_command on a stopped standby and needs its own WAL past the fork."""
     (node.archive / "00000002.history").write_text(HISTORY)
     (node.archive / "000000010000000000000006").write_bytes(b"x" * SEGMENT)
-    assert node.run("restore-wal", "000000010000000000000006",
-                    str(node.root / "out")).returncode == 0
+
+    def code() -> int:
+        return node.run("restore-wal", "000000010000000000000006",
+                        str(node.root / "out")).returncode
+
+    node.data_dir(standby=False)
+    node.running(primary=False)
+    assert code() == 0
+    (node.data / "postmaster.pid").unlink()
+    node.data_dir(standby=True)
+    assert code() == 0  # stopped: pg_rewind
+    node.running(primary=False)
+    assert code() == 1
