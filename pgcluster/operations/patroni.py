@@ -343,3 +343,13 @@ def followers_stream_if_leader(member: str, names: list[str], port: int = 5432,
     yield from wait_for_replicas._inner(  # type: ignore[attr-defined]
         application_names=[n for n in names if n != member], timeout=timeout, port=port,
         explain=list_command())
+
+
+@operation()
+def forget_cluster(scope: str):
+    """patronictl remove: the cluster's keys in the DCS (leader, members, last position,
+    history, configuration) deleted, for a restored node to start a new history. 3.0.2 asks
+    for the name and "Yes I am aware", and for the leader's name when one holds the lock:
+    that last answer is never given, so a cluster with a leader is never removed."""
+    yield (f"printf '%s\\n%s\\n' {shlex.quote(scope)} 'Yes I am aware' | "
+           f"{patronictl('remove', scope)}")

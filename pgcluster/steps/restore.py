@@ -21,6 +21,7 @@ from pyinfra.api import deploy
 
 from pgcluster.errors import ClusterStateError, ConfigError
 from pgcluster.facts.backups import BackupRepository
+from pgcluster.facts.patroni import HaServices
 from pgcluster.model.backups import (
     RECOVERY_ACTIONS,
     RecoveryTarget,
@@ -31,7 +32,7 @@ from pgcluster.model.backups import (
 from pgcluster.model.cluster import Node
 from pgcluster.model.layout import Layout
 from pgcluster.model.topology import Topology
-from pgcluster.operations import jobs
+from pgcluster.operations import jobs, patroni
 from pgcluster.operations.conditional import only_if
 
 # Parameters: --data restore_<key>=... on the pyinfra command line, or PGCLUSTER_RESTORE_<KEY>.
@@ -89,15 +90,27 @@ def target_node(topology: Topology, req: RestoreRequest) -> tuple[Node, bool]:
     return node, forced is not None
 
 
-def refuse_under_patroni(engine: str) -> None:
-    """A restore in place under Patroni would need Patroni stopped on every node and the
-    cluster's DCS state removed (a new system identifier): not done by pgcluster yet, and
-    never behind Patroni's back. A scratch node is outside the cluster and always works."""
-    if engine == "patroni":
+def check_patroni(topology: Topology, engine: str) -> None:
+    """Under Patroni, an in-place restore takes the whole cluster back in time: Patroni must
+    be stopped on every node first (pgcluster stop), or a replica's Patroni, seeing no
+    leader, would promote it while the restore runs, and the cluster's state in the DCS
+    (leader, last position, history) would refuse the restored node as too far behind."""
+    if engine != "patroni":
+        return
+    running = []
+    for target in host.state.inventory.iter_activated_hosts():
+        layout = Layout.from_data(target.data.dict())
+        services = target.get_fact(HaServices, postgresql_service=layout.service)
+        if (services.get("patroni") or {}).get("active"):
+            running.append(topology.cluster.node(target.name).name)
+    if running:
         raise ClusterStateError(
-            "refusing: Patroni manages this cluster, and pgcluster does not restore a node of "
-            "a Patroni cluster in place. Restore onto the lab's scratch node (pgcluster "
-            "restore --scratch), or onto a separate host (inventory with one node)")
+            f"refusing: Patroni runs on {', '.join(sorted(running))}. An in-place restore of a "
+            "Patroni cluster takes the whole cluster back in time: stop it first (pgcluster "
+            "stop: Patroni on every node, the leader last), restore, then pgcluster start (the "
+            "others rejoin the restored node by pg_rewind, or with pgcluster rejoin NODE "
+            "--reclone). To look at the past without touching the cluster: pgcluster restore "
+            "--scratch")
 
 
 def check(topology: Topology, node: Node, forced: bool) -> None:
@@ -124,7 +137,7 @@ def check(topology: Topology, node: Node, forced: bool) -> None:
 
 
 @deploy("Restore a backup")
-def restore(topology: Topology, req: RestoreRequest) -> None:
+def restore(topology: Topology, req: RestoreRequest, engine: str = "manual") -> None:
     data = host.data.dict()
     layout = Layout.from_data(data)
     node, forced = target_node(topology, req)
@@ -154,3 +167,22 @@ def restore(topology: Topology, req: RestoreRequest) -> None:
         port=int(data["postgresql_port"]),
         timeout=int(data["restore_timeout"]) + 600,
     )
+    if engine == "patroni":
+        _to_patroni(node, here, data, layout)
+
+
+def _to_patroni(node: Node, here: bool, data: dict, layout: Layout) -> None:
+    """The restored node, a primary under Debian's unit, handed to Patroni as a new
+    cluster history: the DCS's old state removed, then Patroni takes the running server
+    over (as in a take-over of a manual cluster) and leads. The other nodes stay stopped
+    until the operator starts them."""
+    scope = str(data["patroni_scope"])
+    only_if(here, patroni.forget_cluster, name=f"Remove the Patroni cluster {scope} from the "
+            "DCS (its leader, positions and history are the past's)", scope=scope)
+    only_if(here, patroni.hand_over_from_debian,
+            name=f"Debian's {layout.service} hands the restored server over to Patroni",
+            layout=layout, port=int(data["postgresql_port"]))
+    only_if(here, patroni.member_service, name=f"Patroni runs on {node.name}", layout=layout,
+            running=True)
+    only_if(here, patroni.wait_for_leader, name=f"{node.name} leads the restored cluster",
+            member=node.name)

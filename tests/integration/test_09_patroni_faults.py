@@ -7,7 +7,9 @@ target_session_attrs=read-write, reconnecting on error):
   writer inside it, on its local socket, proves no write is acknowledged on both sides),
   and back on the network it rejoins as a replica by pg_rewind;
 - etcd's quorum lost: nothing is promoted, the leader keeps writing (failsafe_mode);
-- a failover with synchronous_mode on: no acknowledged commit lost.
+- a failover with synchronous_mode on: no acknowledged commit lost;
+- an in-place restore to a time: refused while Patroni runs; after `pgcluster stop` the
+  leader goes back in time and leads, and `pgcluster start` brings the others back.
 
 The read-only replica is never promoted; a deploy afterwards changes nothing. The tests
 share the lab and run in order; each finds the leader it left.
@@ -25,7 +27,16 @@ import pytest
 from pgcluster.control.writer import TABLE, Writer, conninfo
 from pgcluster.lab.definition import Lab, LabNode
 from tests.conftest import run_pyinfra, totals
-from tests.integration.conftest import ADMIN, built_lab, connect, lab_ca, node_host, query, wait_for
+from tests.integration.conftest import (
+    ADMIN,
+    built_lab,
+    connect,
+    lab_ca,
+    node_host,
+    pgcluster_cli,
+    query,
+    wait_for,
+)
 from tests.integration.test_07_patroni import healthy, in_recovery, members, writer
 
 LAB = "patroni"
@@ -205,6 +216,44 @@ def test_a_failover_with_synchronous_mode_loses_no_acknowledged_commit(
     back = run_pyinfra(*CLUSTER, env=ENV)
     assert back.returncode == 0, back.stderr[-3000:]
     wait_for(lambda: sync_standby(patroni_lab) is None, timeout=60, what="synchronous_mode off")
+
+
+def test_an_in_place_restore_takes_the_cluster_back_and_the_others_rejoin(
+        patroni_lab: Lab) -> None:
+    """Refused while Patroni runs; after `pgcluster stop`, the leader is restored to a time
+    (its rows then, not after), leads a new history, and `pgcluster start` brings the
+    others back as its replicas (pg_rewind onto the restored timeline)."""
+    leader, other, readonly = roles(patroni_lab)
+    backup = pgcluster_cli(patroni_lab, "backup", "full")
+    assert backup.returncode == 0, backup.stdout[-2000:] + backup.stderr[-2000:]
+    with connect(leader) as conn:
+        conn.execute("create table restore_drill (id int primary key, note text)")
+        conn.execute("insert into restore_drill values (1, 'before the target')")
+        time.sleep(1.5)
+        target = conn.execute("select now()").fetchone()[0].isoformat()
+        time.sleep(1.5)
+        conn.execute("insert into restore_drill values (2, 'after the target')")
+        conn.execute("select pg_switch_wal()")
+    time.sleep(3)  # the segment with the commit after the target archived
+    refused = pgcluster_cli(patroni_lab, "restore", "--node", leader.name, "--time", target,
+                            "--yes")
+    assert refused.returncode != 0 and "Patroni runs on" in refused.stdout + refused.stderr
+    assert writer(patroni_lab) == leader  # nothing was touched
+    stopped = pgcluster_cli(patroni_lab, "stop")
+    assert stopped.returncode == 0, stopped.stdout[-2000:] + stopped.stderr[-2000:]
+    restored = pgcluster_cli(patroni_lab, "restore", "--node", leader.name, "--time", target,
+                             "--yes")
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    assert members(patroni_lab, on=leader).leader == leader.name
+    assert query(leader, "select id from restore_drill order by id") == [(1,)]
+    started = pgcluster_cli(patroni_lab, "start")
+    assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+    wait_for(lambda: healthy(patroni_lab, leader.name), timeout=180, interval=1,
+             what="the others back as replicas of the restored leader")
+    assert writer(patroni_lab) == leader and in_recovery(other) and in_recovery(readonly)
+    for node in (other, readonly):
+        wait_for(lambda n=node: query(n, "select id from restore_drill order by id") == [(1,)],
+                 timeout=30, what=f"the restored rows on {node.name}")
 
 
 def test_the_deploy_after_the_faults_changes_nothing(patroni_lab: Lab) -> None:
