@@ -25,6 +25,7 @@ from pgcluster.facts.postgres import node_state, psql_command
 from pgcluster.model.layout import UPLOAD_DIR, Layout
 from pgcluster.model.patroni import (
     PatroniMember,
+    PatroniView,
     dcs_patch,
     list_command,
     patronictl,
@@ -173,6 +174,22 @@ def _pending(member: PatroniMember, port: int) -> list[str]:
     return why
 
 
+def _waiting(member: str, port: int, leader: bool
+             ) -> tuple[PatroniView, list[str]] | None:
+    """Patroni's view and why this node's member waits for a restart, when it is in the
+    role asked (the leader, or a replica) and something waits; else None, said as a no-op."""
+    view = host.get_fact(PatroniMembers)
+    me = next((m for m in view.members if m.name == member), None) if view else None
+    if view is None or me is None or me.is_leader != leader:
+        host.noop(f"{member} is not {'the leader' if leader else 'a replica Patroni reports'}")
+        return None
+    why = _pending(me, port)
+    if not why:
+        host.noop(f"{member} waits for no restart")
+        return None
+    return view, why
+
+
 def _member_test(member: str, condition: str) -> str:
     """A shell test on `member`'s row of patronictl list (r: {} when it is not listed)."""
     test = ("import json, sys; rows = [r for r in json.load(sys.stdin) "
@@ -236,16 +253,10 @@ def restart_replica_if_pending(scope: str, member: str, port: int = 5432, timeou
     `final`: the last pass, after the primary's restart: nothing may wait any more (before
     it, a replica may keep a lowered max_connections & co. pending: Patroni starts it with
     the primary's higher value, which a hot standby needs)."""
-    view = host.get_fact(PatroniMembers)
-    me = next((m for m in view.members if m.name == member), None) if view else None
-    if me is None or me.is_leader:
-        host.noop(f"{member} is not a replica Patroni reports")
+    waiting = _waiting(member, port, leader=False)
+    if waiting is None:
         return
-    why = _pending(me, port)
-    if not why:
-        host.noop(f"{member} waits for no restart")
-        return
-    yield _say(f"restarting {member} for: {', '.join(why)}")
+    yield _say(f"restarting {member} for: {', '.join(waiting[1])}")
     yield _restart_command(scope, member)
     yield _wait(_member_test(member, STREAMING), f"{member} streaming", timeout)
     if not final:
@@ -274,15 +285,10 @@ def hand_over_and_restart_if_pending(scope: str, member: str, port: int = 5432,
     leader again as a replica, with the new settings; a restart then only if anything still
     waits. With no replica able to take over it restarts in place, a short write outage,
     and says so."""
-    view = host.get_fact(PatroniMembers)
-    me = next((m for m in view.members if m.name == member), None) if view else None
-    if view is None or me is None or not me.is_leader:
-        host.noop(f"{member} is not the leader")
+    waiting = _waiting(member, port, leader=True)
+    if waiting is None:
         return
-    why = ", ".join(_pending(me, port))
-    if not why:
-        host.noop(f"{member} waits for no restart")
-        return
+    view, why = waiting[0], ", ".join(waiting[1])
     candidate = restart_candidate(view)
     if candidate is None:
         yield _say(f"no replica can take over from {member}: restarting it in place for: "
@@ -316,16 +322,10 @@ def restart_leader_if_pending(scope: str, member: str, port: int = 5432, timeout
     max_wal_senders, max_prepared_transactions, max_locks_per_transaction): the new leader
     ran with the higher one, and only its restart lowers it (Patroni's own advice: the
     primary first, then the replicas)."""
-    view = host.get_fact(PatroniMembers)
-    me = next((m for m in view.members if m.name == member), None) if view else None
-    if me is None or not me.is_leader:
-        host.noop(f"{member} is not the leader")
+    waiting = _waiting(member, port, leader=True)
+    if waiting is None:
         return
-    why = ", ".join(_pending(me, port))
-    if not why:
-        host.noop(f"{member} waits for no restart")
-        return
-    yield _say(f"restarting the leader {member} in place for: {why}")
+    yield _say(f"restarting the leader {member} in place for: {', '.join(waiting[1])}")
     yield _restart_command(scope, member)
     yield _wait(_member_test(member, READY), f"{member} leading with nothing pending", timeout)
 
