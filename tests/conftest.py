@@ -23,3 +23,10 @@ def run_pyinfra(*args: str, env: dict | None = None, json_output: bool = False,
 def totals(result: subprocess.CompletedProcess) -> dict:
     """The results totals of a `pyinfra --json` run (changed operations are 'success')."""
     return json.loads(result.stdout)["results"]["totals"]
+
+
+def changed(result: subprocess.CompletedProcess) -> list[str]:
+    """The operations of a `pyinfra --json` run that changed something, with their hosts:
+    what to show when a run should have changed nothing."""
+    return [f"{op['name']}: {', '.join(op['success'])}"
+            for op in json.loads(result.stdout)["results"]["operations"] if op["success"]]

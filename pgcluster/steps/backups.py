@@ -66,8 +66,9 @@ def schedule(topology: Topology) -> None:
                      files=[Content(CRON_FILE, render_template("cron/pgcluster.j2", ctx))])
     systemd.service(name="cron runs the backup schedule", service="cron", running=True,
                     enabled=True)
-    only_if(
-        here, content.contents,
+    # On every node: whichever is primary after a failover or switchover has it already,
+    # so the next deploy need not write it there.
+    content.contents(
         name="Backup registry SQL",
         files=[sql_file(REGISTRY_SQL, render_template("sql/backups.sql.j2",
                                              {**ctx, "registry_version": REGISTRY_VERSION}))],
