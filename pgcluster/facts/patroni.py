@@ -8,12 +8,14 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from pgcluster import NODE_DIR
 from pgcluster.facts.postgres import query_command, query_rows
 from pgcluster.model.layout import ETCD_TLS_DIR, PATRONI_CONFIG
 from pgcluster.model.patroni import PatroniOutputError, PatroniView, parse_members, patronictl
 
 _NONE = "__pgcluster_no_patroni__"
 PENDING_SETTINGS = "select name from pg_settings where pending_restart order by name"
+BACKPORT = NODE_DIR / "patroni-backport.py"
 
 
 class HaServices(FactBase):
@@ -94,3 +96,19 @@ class PendingSettings(FactBase):
 
     def default(self) -> list[str]:
         return []
+
+
+class PatroniBackport(FactBase):
+    """Whether Patroni's etcd3 leader-key renewal is fixed on this node
+    (pgcluster/node/patroni-backport.py --check): "fixed", "unfixed" (Patroni 3.0.2's
+    code) or "unknown" (another version, or Patroni not installed)."""
+
+    def command(self) -> str:
+        return (f"python3 -c {shlex.quote(BACKPORT.read_text())} --check 2>/dev/null "
+                "|| echo unknown")
+
+    def process(self, output: list[str]) -> str:
+        return output[-1].strip() if output else "unknown"
+
+    def default(self) -> str:
+        return "unknown"

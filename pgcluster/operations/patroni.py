@@ -15,9 +15,11 @@ from pyinfra import host
 from pyinfra.api import FactBase, operation
 
 from pgcluster.facts.patroni import (
+    BACKPORT,
     PENDING_SETTINGS,
     EtcdHealth,
     HaServices,
+    PatroniBackport,
     PatroniMembers,
     PendingSettings,
 )
@@ -353,3 +355,23 @@ def forget_cluster(scope: str):
     that last answer is never given, so a cluster with a leader is never removed."""
     yield (f"printf '%s\\n%s\\n' {shlex.quote(scope)} 'Yes I am aware' | "
            f"{patronictl('remove', scope)}")
+
+
+@operation()
+def backport_etcd3_fix():
+    """Patroni 3.0.2's etcd3 leader-key renewal made 3.0.3's (pgcluster/node/
+    patroni-backport.py): a leader back from a partition longer than ttl must never
+    overwrite the key another member won meanwhile. Another Patroni version is left alone."""
+    found = host.get_fact(PatroniBackport)
+    if found != "unfixed":
+        host.noop("Patroni's etcd3 leader-key renewal is fixed" if found == "fixed" else
+                  "Patroni is not 3.0.2: its own etcd3 code is used")
+        return
+    yield f"python3 -c {shlex.quote(BACKPORT.read_text())} --apply"
+
+
+@operation()
+def maintenance(paused: bool):
+    """patronictl pause or resume, waiting until every member has seen it. Paused, Patroni
+    changes nothing and a Patroni that stops leaves PostgreSQL running."""
+    yield patronictl("pause" if paused else "resume", "--wait")

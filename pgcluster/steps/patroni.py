@@ -40,6 +40,18 @@ def install() -> None:
     if any(package not in installed for package in PACKAGES):
         apt.update(name="Refresh the package index")
     apt.packages(name="Install Patroni and etcd", packages=PACKAGES, no_recommends=True)
+    FIXED[host.name] = operations.backport_etcd3_fix(
+        name="Patroni 3.0.2: 3.0.3's etcd3 fix (a leader back from a partition never takes "
+             "the key another member won)")
+
+
+# Each host's backport of the etcd3 fix (install), read by patroni(): a Patroni that ran
+# the old code restarts, under maintenance mode.
+FIXED: dict = {}
+
+
+def _fixed() -> bool:
+    return any(meta.is_complete() and meta.did_change() for meta in FIXED.values())
 
 
 @deploy("etcd, Patroni's DCS")
@@ -110,6 +122,19 @@ def patroni(topology: Topology) -> None:
                   name="The DCS's configuration as group_data says (ttl, loop_wait, ...)",
                   wanted=model.dcs_config(data, topology.cluster))
     CHANGED[host.name] = [config, dcs]
+    # A running Patroni that got the etcd3 fix restarts to load it; paused, so that neither
+    # its stop stops PostgreSQL nor anything fails over meanwhile. Last, after any reload:
+    # a SIGHUP in a just-started Patroni's first second would kill it.
+    fixed = FIXED.get(host.name)
+    if was_running and fixed is not None:
+        only_if(here, operations.maintenance, name="Maintenance mode, for Patroni's restart",
+                paused=True, _if=_fixed)
+        systemd.service(name="Patroni restarts with the fixed etcd3 code", service="patroni",
+                        restarted=True, _if=fixed.did_change)
+        only_if(here, operations.wait_for_leader, name=f"{leader.name} leads again",
+                member=leader.name, _if=_fixed)
+        only_if(here, operations.maintenance, name="Maintenance mode over", paused=False,
+                _if=_fixed)
 
 
 # What each host's deploy changed that Patroni acts on in its next HA loop (its file, the
