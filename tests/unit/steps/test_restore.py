@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from pgcluster.errors import ClusterStateError, ConfigError
+from pgcluster.facts.patroni import HaServices
 from pgcluster.model.backups import (
     FullBackup,
 )
 from pgcluster.model.topology import decide
+from pgcluster.steps import restore
 from pgcluster.steps.restore import check, request_from, target_node
+from tests.unit.fakes import FakeHost
 from tests.unit.helpers import cluster
 
 
@@ -71,3 +74,36 @@ def test_restore_refuses_running_servers_and_second_primaries() -> None:
     topology = decide(cluster(), {"db1": STOPPED, "db2": STANDBY, "db3": STANDBY})
     node, forced = target_node(topology, request_from({"restore_node": "db1"}, env={}))
     check(topology, node, forced)
+
+
+class Inventory:
+    def __init__(self, hosts: list) -> None:
+        self.hosts = hosts
+
+    def iter_activated_hosts(self) -> list:
+        return self.hosts
+
+
+def patroni_hosts(active: dict[str, bool]) -> list:
+    hosts = [FakeHost(name, facts={HaServices: {"patroni": {"active": on}}},
+                      data={"postgresql_version": 15, "postgresql_cluster": "main"})
+             for name, on in active.items()]
+    for h in hosts:
+        h.state.inventory = Inventory(hosts)  # type: ignore[attr-defined]
+    return hosts
+
+
+def test_an_in_place_restore_under_patroni_needs_patroni_stopped_everywhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica's Patroni that ran during the restore would promote it: refused, naming
+    where it runs and the way to do it; with Patroni stopped everywhere, and under the
+    manual engine, nothing is refused here."""
+    topology = decide(cluster(), {"db1": {}, "db2": {}, "db3": {}}, strict=False)
+    hosts = patroni_hosts({"db1": False, "db2": True, "db3": False})
+    monkeypatch.setattr(restore, "host", hosts[0])
+    with pytest.raises(ClusterStateError, match=r"Patroni runs on db2\..*pgcluster stop"):
+        restore.check_patroni(topology, "patroni")
+    restore.check_patroni(topology, "manual")
+    stopped = patroni_hosts({"db1": False, "db2": False, "db3": False})
+    monkeypatch.setattr(restore, "host", stopped[0])
+    restore.check_patroni(topology, "patroni")
