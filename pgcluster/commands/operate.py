@@ -133,12 +133,18 @@ def cmd_failover(args: argparse.Namespace) -> int:
 
 def cmd_switchover(args: argparse.Namespace) -> int:
     """Planned change of primary with no data loss; the old primary becomes a standby."""
+    data = {"switchover_target": args.to, **({"force": "yes"} if args.force else {})}
+    if args.yes:
+        # Nothing to show before asking: straight to the deploy, which reads the topology
+        # and refuses two primaries itself before any host is touched (about 1.5 s less
+        # between the command and the switch).
+        run = deploy(args, "deploys/switchover.py", data, reachable(args.inventory))
+        return _result(args, run, "Switchover", f"to {args.to}")
     before, hosts = report(args.inventory)
     require_single_primary(before)
     if not confirm(f"Switch over: make {args.to} the primary and {before.primary} a standby?",
                    args.yes):
         return 1
-    data = {"switchover_target": args.to, **({"force": "yes"} if args.force else {})}
     run = deploy(args, "deploys/switchover.py", data, hosts)
     return _result(args, run, "Switchover", f"{before.primary} -> {args.to}")
 
