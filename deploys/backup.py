@@ -11,5 +11,6 @@ ones cron runs (backup-full, backup-incr, backup-verify, backup-retention).
 
 from pgcluster.steps import backups, live
 
-topology = live.topology()
-backups.now(topology, *backups.requested_kind())
+if live.database_node():  # an etcd-only host (the `etcd` group's) holds no backup
+    topology = live.topology()
+    backups.now(topology, *backups.requested_kind())

@@ -5,7 +5,8 @@
 Validates the inventory, reads who is primary from the nodes and which engine runs it,
 installs PostgreSQL 15, renders its configuration, initialises the primary once and clones
 each replica only when it is not already streaming from that primary (manual engine), or
-runs etcd and Patroni, which do it (ha_engine = "patroni": `make cluster HA=patroni`),
+runs etcd and Patroni, which do it (ha_engine = "patroni": `make cluster HA=patroni`;
+etcd on the hosts of an `etcd` inventory group when there is one),
 then installs the backup scripts, their cron schedule and the backup registry; under
 Patroni a setting that needs a restart is applied last, rolling (replicas, a switchover,
 the old leader). A second run changes nothing.
@@ -15,8 +16,11 @@ from pgcluster.steps import backups, configure, install, live, replication
 
 topology = live.topology(operation="cluster deploy")
 engine = live.engine(topology)
-install.postgresql()
-configure.postgresql(topology, engine)
+database = live.database_node()  # not an etcd-only host (the `etcd` group's): etcd only
+if database:
+    install.postgresql()
+    configure.postgresql(topology, engine)
 replication.build(topology, engine)
-backups.schedule(topology)
-replication.finish(topology, engine)
+if database:
+    backups.schedule(topology)
+    replication.finish(topology, engine)

@@ -7,6 +7,7 @@ Refuses when the primary still accepts writes (force=yes stops it first). Never 
 the read-only replica. `python -m pgcluster failover` asks first, then runs this.
 """
 
-from pgcluster.steps import ha
+from pgcluster.steps import ha, live
 
-ha.failover(ha.plan_failover())
+if live.database_node():  # never an etcd-only host (the `etcd` group's)
+    ha.failover(ha.plan_failover())

@@ -7,6 +7,7 @@ Re-points a standby, or resynchronises a diverged node with pg_rewind; only with
 allow_reclone=yes does it fall back to a fresh base backup (the old data is kept aside).
 """
 
-from pgcluster.steps import ha
+from pgcluster.steps import ha, live
 
-ha.rejoin(*ha.plan_rejoin())
+if live.database_node():  # never an etcd-only host (the `etcd` group's)
+    ha.rejoin(*ha.plan_rejoin())

@@ -17,11 +17,12 @@ from pyinfra import host
 
 from pgcluster.steps import backups, configure, install, live, restore
 
-topology = live.topology(operation="restore")
-engine = live.engine(topology)
-request = restore.request_from(host.data.dict())
-restore.check_patroni(topology, engine)
-install.postgresql()
-configure.postgresql(topology, engine)
-backups.scripts(topology)
-restore.restore(topology, request, engine)
+if live.database_node():  # never an etcd-only host (the `etcd` group's)
+    topology = live.topology(operation="restore")
+    engine = live.engine(topology)
+    request = restore.request_from(host.data.dict())
+    restore.check_patroni(topology, engine)
+    install.postgresql()
+    configure.postgresql(topology, engine)
+    backups.scripts(topology)
+    restore.restore(topology, request, engine)

@@ -11,6 +11,7 @@ from pyinfra import host
 from pgcluster.steps import ha, live
 
 action = str(host.data.get("service_action"))
-# Stopping a node is the way out of a split brain, so it is the one change allowed then.
-topology = live.topology(strict=action != "stop", operation=f"service {action}")
-ha.service(topology, action, ha.nodes_from_data(topology))
+if live.database_node():  # an etcd-only host (the `etcd` group's) keeps its etcd running
+    # Stopping a node is the way out of a split brain, so it is the one change allowed then.
+    topology = live.topology(strict=action != "stop", operation=f"service {action}")
+    ha.service(topology, action, ha.nodes_from_data(topology))

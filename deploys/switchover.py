@@ -8,6 +8,7 @@ stops the primary cleanly, waits until the target has received all of its WAL, p
 the target and re-points every other node, the old primary included.
 """
 
-from pgcluster.steps import ha
+from pgcluster.steps import ha, live
 
-ha.switchover(ha.plan_switchover())
+if live.database_node():  # never an etcd-only host (the `etcd` group's)
+    ha.switchover(ha.plan_switchover())

@@ -28,6 +28,10 @@ def _hosts(role: str) -> list:
 primary = _hosts("primary")
 standby = _hosts("standby")
 readonly = _hosts("readonly")
+# Containers that run etcd only, where the lab has them (lab/etcd.toml): Patroni's DCS on
+# hosts of its own. Without them etcd runs on the three nodes.
+if _lab.etcd:
+    etcd = [(f"@lab/{node.name}", _lab.etcd_host_data(node)) for node in _lab.etcd]
 
 check_inventory(globals(), __file__)
 if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":

@@ -59,5 +59,9 @@ primary = [_node("db1", "198.51.100.10")]
 standby = [_node("db2", "198.51.100.11")]
 # The read-only replica: serves reads, never promoted.
 readonly = [_node("db3", "198.51.100.12")]
+# With ha_engine = "patroni" (group_data/all.py), etcd runs on the three nodes above; to
+# give Patroni's DCS hosts of its own (docs/patroni.md), list three (or five) small hosts:
+# etcd = [_node("etcd1", "198.51.100.20"), _node("etcd2", "198.51.100.21"),
+#         _node("etcd3", "198.51.100.22")]
 
 check_inventory(globals(), __file__)

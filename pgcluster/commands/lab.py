@@ -51,6 +51,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             url = connect_command(lab.bind_address, node.published_port, ca_file)
         print(f"{node.name:<22}{node.role:<10}{node.address:<15}{url}")
+    for node in lab.etcd:  # the `etcd` group: Patroni's DCS, no PostgreSQL
+        print(f"{node.name:<22}{node.role:<10}{node.address:<15}(etcd only: no PostgreSQL)")
     if standins:
         # No lab defaults apply to an SSH inventory.
         print("\nPasswords: those the deploy had (PGCLUSTER_*_PASSWORD, or "

@@ -28,7 +28,7 @@ from secrets import token_urlsafe  # the standard library's, not this module
 from pgcluster import REPO_ROOT
 from pgcluster.control.tls import private_dir
 from pgcluster.errors import ConfigError
-from pgcluster.model.cluster import HostEntry
+from pgcluster.model.cluster import HostEntry, is_etcd_only
 
 # Every password the deploy needs, by group data key. patroni_rest_password guards the
 # changes of Patroni's REST API (switchover, restart, configuration): required where
@@ -162,7 +162,10 @@ def _how_to_supply(key: str) -> str:
 
 
 def needs(entry: HostEntry, key: str) -> bool:
-    """Whether the node needs this password: Patroni's only where it runs Patroni."""
+    """Whether the host needs this password: Patroni's only where it runs Patroni, none on
+    an etcd-only host (its etcd authenticates clients by certificate)."""
+    if is_etcd_only(entry):
+        return False
     return key != "patroni_rest_password" or entry.data.get("ha_engine") == "patroni"
 
 

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pgcluster.model.cluster import Cluster, HostEntry, Node
+from pgcluster.model.cluster import Cluster, EtcdHost, HostEntry, Node
 
 KEY_ALGORITHMS = ("ec-p256", "rsa-3072")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -391,7 +391,9 @@ def problems(entries: Sequence[HostEntry], cluster: Cluster) -> list[str]:
                              f"tls_renew_days = {renew}: every run would renew")
         if data.get("tls_min_protocol_version", "TLSv1.2") not in ("TLSv1.2", "TLSv1.3"):
             found.append(f"tls_min_protocol_version on {name}: use TLSv1.2 or TLSv1.3")
-        found += _supplied_tls_problems(entry, cluster.node(name), renew)
+        member = cluster.etcd_host(name) if not cluster.is_node(name) else cluster.node(name)
+        if member is not None:
+            found += _supplied_tls_problems(entry, member, renew)
     return found
 
 
@@ -406,7 +408,8 @@ def _read(entry: HostEntry, key: str, found: list[str]) -> bytes | None:
     return path.read_bytes()
 
 
-def _supplied_tls_problems(entry: HostEntry, node: Node, renew_days: int) -> list[str]:
+def _supplied_tls_problems(entry: HostEntry, node: Node | EtcdHost,
+                           renew_days: int) -> list[str]:
     found: list[str] = []
     data, name = entry.data, entry.name
     ca_file = _read(entry, "tls_ca_file", found)

@@ -10,7 +10,7 @@ from pyinfra.api import FactBase
 
 from pgcluster import NODE_DIR
 from pgcluster.facts.postgres import query_command, query_rows
-from pgcluster.model.layout import ETCD_TLS_DIR, PATRONI_CONFIG
+from pgcluster.model.layout import PATRONI_CONFIG
 from pgcluster.model.patroni import PatroniOutputError, PatroniView, parse_members, patronictl
 
 _NONE = "__pgcluster_no_patroni__"
@@ -69,13 +69,18 @@ class PatroniMembers(FactBase):
 
 
 class EtcdHealth(FactBase):
-    """Whether this node's etcd member answers (etcdctl endpoint health over TLS)."""
+    """Whether the etcd cluster answers this host at `endpoints` (comma-separated client
+    URLs) with the client certificate `tls` (CA, certificate, key): a linearizable read,
+    which needs a quorum. A member asks itself at its own client URL, the one its
+    certificate names; a node outside the `etcd` group asks every member, as its Patroni
+    does."""
 
-    def command(self, port: int = 2379) -> str:
-        tls = (f"--cacert={ETCD_TLS_DIR}/ca.crt --cert={ETCD_TLS_DIR}/server.crt "
-               f"--key={ETCD_TLS_DIR}/server.key")
-        return (f"ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:{int(port)} {tls} "
-                "--command-timeout=3s endpoint health >/dev/null 2>&1 && echo yes || echo no")
+    def command(self, endpoints: str, tls: tuple[str, str, str]) -> str:
+        ca, cert, key = (shlex.quote(path) for path in tls)
+        return (f"ETCDCTL_API=3 etcdctl --endpoints={shlex.quote(endpoints)} --cacert={ca} "
+                f"--cert={cert} --key={key} --command-timeout=3s "
+                "get --keys-only --limit=1 pgcluster-probe >/dev/null 2>&1 "
+                "&& echo yes || echo no")
 
     def process(self, output: list[str]) -> bool:
         return bool(output) and output[-1].strip() == "yes"

@@ -46,6 +46,9 @@ class Lab:
     # Optional [data] table: host data every node of this lab gets on top of group_data
     # (e.g. ha_engine = "patroni" in lab/patroni.toml). Checked like group_data.
     data: tuple[tuple[str, object], ...] = ()
+    # Optional [[etcd]] tables: containers that run etcd only, the inventory's `etcd` group
+    # (lab/etcd.toml). Each with role "etcd"; its data volume holds etcd's data.
+    etcd: tuple[LabNode, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -91,13 +94,22 @@ class Lab:
             **dict(self.data),
         }
 
+    def etcd_host_data(self, node: LabNode) -> dict:
+        """An etcd-only container's host data (its name and address; the lab's [data])."""
+        return {"node_name": node.name, "node_address": node.address, **dict(self.data)}
+
+    @property
+    def machines(self) -> tuple[LabNode, ...]:
+        """Every container of the lab: the database nodes, then the etcd-only hosts."""
+        return (*self.nodes, *self.etcd)
+
     @property
     def containers(self) -> list[str]:
-        return [n.name for n in self.nodes]
+        return [n.name for n in self.machines]
 
     @property
     def volumes(self) -> list[str]:
-        return [n.data_volume for n in self.nodes] + [self.backups_volume]
+        return [n.data_volume for n in self.machines] + [self.backups_volume]
 
     def node(self, name_or_role: str) -> LabNode:
         for node in self.nodes:
@@ -137,6 +149,7 @@ def load_lab(name: str | None = None) -> Lab:
         scratch_port=raw.get("scratch_port"),
         data=tuple(sorted(raw.get("data", {}).items())),
         source=lab_selector(name),
+        etcd=tuple(LabNode(**{"role": "etcd", **node}) for node in raw.get("etcd", [])),
     )
     _check(lab, path)
     return lab
@@ -150,7 +163,12 @@ def _check(lab: Lab, path: Path) -> None:
         raise ConfigError(f"{path}: subnet {lab.subnet!r} is not a network ({exc})") from exc
     if not any(node.role == "primary" for node in lab.nodes):
         raise ConfigError(f"{path}: no node has role = \"primary\"")
-    for node in (*lab.nodes, lab.scratch):
+    if any(node.role != "etcd" for node in lab.etcd):
+        problems.append(f"{path}: an [[etcd]] container's role is \"etcd\" (or left out)")
+    names = [node.name for node in lab.machines]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{path}: two containers are named {name}")
+    for node in (*lab.machines, lab.scratch):
         if ipaddress.ip_address(node.address) not in subnet:
             problems.append(f"{path}: {node.name} address {node.address} is outside {subnet}")
         if ipaddress.ip_address(node.address) == next(subnet.hosts()):

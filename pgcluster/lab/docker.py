@@ -15,6 +15,7 @@ from pgcluster.lab.definition import DEFAULT_LAB, Lab, LabNode
 
 BACKUPS_MOUNT = "/backups"
 DATA_MOUNT = "/var/lib/postgresql"  # Debian's home of every cluster's data directory
+ETCD_MOUNT = "/var/lib/etcd"  # an etcd-only container's volume: etcd_data_dir is below it
 
 def docker_available() -> bool:
     if not shutil.which("docker"):
@@ -51,7 +52,7 @@ def require_running(lab: Lab, nodes: tuple[LabNode, ...] | None = None,
             f"build the lab with `{build}`"
         )
     problems = []
-    for node in nodes or lab.nodes:
+    for node in nodes or lab.machines:
         status = container_status(node.name)
         if status is None:
             problems.append(f"lab container {node.name} does not exist: create it with `{build}`")
@@ -82,8 +83,9 @@ def run_arguments(lab: Lab, node: LabNode, cgroup: str) -> list[str]:
         "--ip", node.address,
         *(["--publish", f"{lab.bind_address}:{node.published_port}:5432"]
           if node.published_port is not None else []),
-        "--volume", f"{node.data_volume}:{DATA_MOUNT}",
-        "--volume", f"{lab.backups_volume}:{BACKUPS_MOUNT}",
+        *(["--volume", f"{node.data_volume}:{ETCD_MOUNT}"] if node.role == "etcd" else
+          ["--volume", f"{node.data_volume}:{DATA_MOUNT}",
+           "--volume", f"{lab.backups_volume}:{BACKUPS_MOUNT}"]),
         "--label", f"pgcluster.lab={lab.name}",
         "--label", f"pgcluster.role={node.role}",
         # systemd needs to mount its cgroup tree and a private /run; --privileged is neither

@@ -14,6 +14,10 @@ from typing import Any
 from pgcluster.errors import ConfigError
 
 ROLES = ("primary", "standby", "readonly")
+# The inventory group whose hosts run etcd, Patroni's DCS, instead of the database nodes.
+# A host may be in it and in a role group (etcd beside PostgreSQL), or in it alone (an
+# etcd-only host, which runs nothing else).
+ETCD_GROUP = "etcd"
 # Roles a failover may promote. The read-only replica never is, as in the seed report.
 PROMOTABLE_ROLES = ("primary", "standby")
 
@@ -88,15 +92,41 @@ def role_of(entry: HostEntry) -> list[str]:
     return [group for group in ROLES if group in entry.groups]
 
 
+def is_etcd_only(entry: HostEntry) -> bool:
+    """A host of the `etcd` group and of no role group: it runs etcd and nothing else."""
+    return ETCD_GROUP in entry.groups and not role_of(entry)
+
+
+def database_entries(entries: Iterable[HostEntry]) -> list[HostEntry]:
+    """The entries of the database nodes (every host but the etcd-only ones)."""
+    return [e for e in entries if not is_etcd_only(e)]
+
+
+@dataclass(frozen=True)
+class EtcdHost:
+    """A host of the `etcd` group: one member of the etcd cluster."""
+
+    host: str  # the pyinfra inventory name
+    name: str  # etcd's member name (node_name, else the inventory name's last part)
+    address: str  # the address etcd listens on and the others reach it on
+
+
+def _name_and_address(entry: HostEntry) -> tuple[str, str]:
+    data = entry.data
+    return (str(data.get("node_name") or entry.name.split("/")[-1]),
+            str(data.get("node_address") or data.get("ssh_hostname") or entry.name))
+
+
 def node_from_entry(entry: HostEntry) -> Node:
     roles = role_of(entry)
     data = entry.data
     published = data.get("published_port")
+    name, address = _name_and_address(entry)
     return Node(
         host=entry.name,
-        name=str(data.get("node_name") or entry.name.split("/")[-1]),
+        name=name,
         role=roles[0] if len(roles) == 1 else "",
-        address=str(data.get("node_address") or data.get("ssh_hostname") or entry.name),
+        address=address,
         port=int(data.get("postgresql_port", 5432)),
         published_port=int(published) if published is not None else None,
     )
@@ -104,11 +134,16 @@ def node_from_entry(entry: HostEntry) -> Node:
 
 @dataclass(frozen=True)
 class Cluster:
-    nodes: tuple[Node, ...]
+    nodes: tuple[Node, ...]  # the database nodes
+    # The hosts of the `etcd` group, in inventory order; empty: etcd runs on every node.
+    etcd_hosts: tuple[EtcdHost, ...] = ()
 
     @classmethod
     def from_entries(cls, entries: Iterable[HostEntry]) -> Cluster:
-        return cls(tuple(node_from_entry(e) for e in entries))
+        entries = list(entries)
+        return cls(tuple(node_from_entry(e) for e in database_entries(entries)),
+                   tuple(EtcdHost(e.name, *_name_and_address(e)) for e in entries
+                         if ETCD_GROUP in e.groups))
 
     @classmethod
     def from_inventory(cls, inventory: Iterable[Any]) -> Cluster:
@@ -121,6 +156,14 @@ class Cluster:
             if node.host == host or node.name == host:
                 return node
         raise KeyError(host)
+
+    def is_node(self, host: str) -> bool:
+        """Whether an inventory host is a database node (not an etcd-only host)."""
+        return any(node.host == host for node in self.nodes)
+
+    def etcd_host(self, host: str) -> EtcdHost | None:
+        """The etcd member an inventory host is, when the `etcd` group names it."""
+        return next((e for e in self.etcd_hosts if e.host == host), None)
 
     def with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if n.role == role]

@@ -9,7 +9,8 @@ below is taken from Patroni's own source at v3.0.2 (file and function named wher
   everything else. PostgreSQL keeps the configuration pgcluster renders
   (/etc/postgresql/15/main/postgresql.conf as Patroni's custom_conf, pg_hba.conf and
   pg_ident.conf through hba_file and ident_file); Patroni adds only what it manages.
-- etcd_environment(): /etc/default/etcd, one etcd member per database node.
+- etcd_environment(): /etc/default/etcd, one etcd member per database node, or per host
+  of the inventory's `etcd` group.
 - problems(): Patroni's timing rule and minimums (3.0.2 does not check them), etcd's, and
   what Patroni would silently replace.
 - parse_members() and parse_cluster(): `patronictl list -f json` and GET /cluster into one
@@ -29,7 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgcluster.errors import ClusterStateError
-from pgcluster.model.cluster import Cluster, HostEntry, Node
+from pgcluster.model.cluster import (
+    ETCD_GROUP,
+    Cluster,
+    EtcdHost,
+    HostEntry,
+    Node,
+    database_entries,
+)
 from pgcluster.model.conninfo import ssl_params
 from pgcluster.model.layout import (
     ETCD_TLS_DIR,
@@ -118,7 +126,7 @@ def https_url(address: str, port: int) -> str:
 
 @dataclass(frozen=True)
 class EtcdMember:
-    name: str  # the node's name, etcd's member name
+    name: str  # the node's (or etcd host's) name, etcd's member name
     address: str
     peer_url: str  # https://ADDRESS:2380
     client_url: str  # https://ADDRESS:2379
@@ -126,12 +134,21 @@ class EtcdMember:
 
 
 def etcd_members(cluster: Cluster, data: Mapping[str, Any]) -> list[EtcdMember]:
-    """The etcd cluster's members: every database node, in inventory order (a future `etcd`
-    inventory group may name other hosts instead)."""
+    """The etcd cluster's members, in inventory order: the hosts of the `etcd` group when
+    the inventory has one (etcd on hosts of its own, or on some of the nodes), else every
+    database node."""
     peer, client = int(data["etcd_peer_port"]), int(data["etcd_client_port"])
+    hosts: Sequence[Node | EtcdHost] = cluster.etcd_hosts or cluster.nodes
     return [EtcdMember(n.name, n.address, https_url(n.address, peer),
                        https_url(n.address, client), host_port(n.address, client))
-            for n in cluster.nodes]
+            for n in hosts]
+
+
+def runs_etcd(cluster: Cluster, host: str) -> bool:
+    """Whether an inventory host is a member of the etcd cluster."""
+    if cluster.etcd_hosts:
+        return cluster.etcd_host(host) is not None
+    return cluster.is_node(host)
 
 
 def initial_cluster(cluster: Cluster, data: Mapping[str, Any]) -> str:
@@ -145,11 +162,12 @@ def etcd_tls_files() -> dict[str, str]:
             "ca": f"{ETCD_TLS_DIR}/ca.crt"}
 
 
-def etcd_environment(data: Mapping[str, Any], node: Node, cluster: Cluster) -> dict[str, str]:
-    """/etc/default/etcd for this node, as etcd 3.4's ETCD_* variables (in file order)."""
+def etcd_environment(data: Mapping[str, Any], node: Node | EtcdHost,
+                     cluster: Cluster) -> dict[str, str]:
+    """/etc/default/etcd for this member, as etcd 3.4's ETCD_* variables (in file order)."""
     mine = [m for m in etcd_members(cluster, data) if m.name == node.name]
     if not mine:
-        raise KeyError(f"{node.name} is not a node of the cluster")
+        raise KeyError(f"{node.name} is not a member of the etcd cluster")
     me = mine[0]
     client_port = int(data["etcd_client_port"])
     # etcdctl on the node may use the loopback; etcd refuses to bind one address twice.
@@ -477,15 +495,65 @@ def cluster_wide_problems(entries: Sequence[HostEntry], keys: Iterable[str]) -> 
     return found
 
 
-def member_count_problem(count: int) -> str | None:
-    """Patroni needs a majority of etcd's members: 3 (or more) nodes survive the loss of
-    one; 2 survive none; 1 is a lab without failover, allowed."""
-    if count == 2:
+def member_count_problem(count: int, group: bool = False) -> str | None:
+    """Patroni needs a majority of etcd's members: 3 (or more) survive the loss of one;
+    2 survive none; 1 is a lab without failover, allowed on the nodes only (a group of one
+    host is a single point of failure outside the cluster)."""
+    if count == 2 and not group:
         return ("ha_engine 'patroni' with 2 nodes: etcd (a member on each node) works only while "
                 "a majority of its members is up, 2 of 2 (its quorum), so losing either node "
                 "stops all failover, the one thing Patroni is for; use 3 nodes (an odd number "
-                "is best), or 1 for a lab without failover")
+                "is best), or 1 for a lab without failover; or an `etcd` inventory group of 3 "
+                "hosts (the 2 nodes and a third, small host)")
+    if group and count in (1, 2):
+        return (f"the inventory's `etcd` group has {count} host{'s' if count > 1 else ''}: "
+                "etcd works only while a majority of its members is up, so losing "
+                f"{'it' if count == 1 else 'either'} stops all failover; put 3 hosts (or 5) "
+                "in the group")
+    if group and count % 2 == 0:
+        return (f"the inventory's `etcd` group has {count} hosts: an even number survives no "
+                f"more losses than {count - 1} and needs a larger majority; put {count - 1} or "
+                f"{count + 1} hosts in the group")
     return None
+
+
+def etcd_group_problems(entries: Sequence[HostEntry], cluster: Cluster) -> list[str]:
+    """The `etcd` group: for Patroni only, its members' names unique and addresses usable."""
+    members = [e for e in entries if ETCD_GROUP in e.groups]
+    if not members:
+        return []
+    found = []
+    manual = [e.name for e in database_entries(entries) if e.data.get("ha_engine") != "patroni"]
+    if manual:
+        found.append(
+            f"the inventory has an `etcd` group ({', '.join(e.name for e in members)}), which "
+            "only Patroni uses, but ha_engine is not 'patroni' on "
+            f"{', '.join(manual)}: set ha_engine = 'patroni' (group data, or the lab's [data]), "
+            "or remove the group")
+        return found
+    count = member_count_problem(len(members), group=True)
+    if count:
+        found.append(count)
+    names: dict[str, list[str]] = defaultdict(list)
+    for member in cluster.etcd_hosts:
+        names[member.name].append(member.host)
+        if not _is_ip(member.address):
+            found.append(
+                f"etcd host {member.host} needs an IP address as node_address "
+                f"({member.address!r} is a name): etcd binds its listeners to IP addresses "
+                "only; e.g. node_address = '10.0.1.20'")
+    for name, hosts in names.items():
+        if len(hosts) > 1:
+            found.append(f"hosts {' and '.join(hosts)} of the `etcd` group share the member name "
+                         f"{name!r}: give them distinct `node_name`s")
+    addresses = {n.address: n.host for n in cluster.nodes}
+    for member in cluster.etcd_hosts:
+        other = addresses.get(member.address)
+        if other and other != member.host and not cluster.is_node(member.host):
+            found.append(
+                f"etcd host {member.host} has the address {member.address} of the node {other}: "
+                f"to run etcd on that node, put {other} itself in the `etcd` group")
+    return found
 
 
 def _amount(name: str, value: Any) -> float | None:
@@ -500,7 +568,7 @@ def patroni_only_problems(entries: Sequence[HostEntry], cluster: Cluster) -> lis
     'patroni'."""
     everyone = [e.name for e in entries]
     found = []
-    count = member_count_problem(len(entries))
+    count = None if cluster.etcd_hosts else member_count_problem(len(entries))
     if count:
         found.append(count)
     for entry, node in zip(entries, cluster.nodes, strict=True):
@@ -543,8 +611,10 @@ def problems(entries: Sequence[HostEntry], cluster: Cluster) -> list[str]:
     entries = list(entries)
     found = cluster_wide_problems(entries, CLUSTER_WIDE)
     found += timing_problems(entries) + etcd_problems(entries) + port_problems(entries)
-    if entries and all(e.data.get("ha_engine") == "patroni" for e in entries):
-        found += patroni_only_problems(entries, cluster)
+    found += etcd_group_problems(entries, cluster)
+    nodes = database_entries(entries)
+    if nodes and all(e.data.get("ha_engine") == "patroni" for e in nodes):
+        found += patroni_only_problems(nodes, cluster)
     return found
 
 

@@ -19,6 +19,8 @@ from pgcluster.model.cluster import (
     ROLES,
     Cluster,
     HostEntry,
+    database_entries,
+    is_etcd_only,
     is_valid_node_name,
     role_of,
 )
@@ -38,19 +40,24 @@ def problems(entries: Iterable[HostEntry], schema: Schema,
              origin: Origin | None = None) -> list[str]:
     entries = list(entries)
     if not entries:
-        return ["the inventory has no hosts: declare them in the groups primary, standby, readonly"]
+        return ["the inventory has no hosts: declare them in the groups primary, standby, readonly"
+                " (and etcd, for Patroni's DCS on hosts of its own)"]
 
     found = value_problems(entries, schema, origin)
     usable = usable_entries(entries, schema)
-    found += _role_problems(usable)
     cluster = Cluster.from_entries(usable)
-    found += _name_problems(entries, cluster)
-    found += _address_problems(entries, cluster)
+    # The database nodes' checks read the database nodes only: an etcd-only host (the
+    # `etcd` group's, in no role group) runs no PostgreSQL.
+    nodes, usable_nodes = database_entries(entries), database_entries(usable)
+    found += _role_problems(usable_nodes)
+    found += _name_problems(nodes, cluster)
+    found += _address_problems(nodes, cluster)
+    found += _etcd_address_problems(entries, cluster)
     found += _port_problems(cluster)
-    found += _data_problems(usable, cluster)
-    found += _standby_minimum_problems(usable, cluster, schema)
+    found += _data_problems(usable_nodes, cluster)
+    found += _standby_minimum_problems(usable_nodes, cluster, schema)
     # The high-availability engine's settings: Patroni's timing and what it would silently
-    # change, etcd's (pgcluster.model.patroni).
+    # change, etcd's and its `etcd` group's (pgcluster.model.patroni).
     found += patroni.problems(usable, cluster)
     return found
 
@@ -121,7 +128,7 @@ def _role_problems(entries: list[HostEntry]) -> list[str]:
         if not roles:
             found.append(
                 f"host {entry.name} has no role: add it to exactly one of the inventory groups "
-                f"{', '.join(ROLES)}"
+                f"{', '.join(ROLES)} (or only to etcd, for a host that runs etcd alone)"
             )
         elif len(roles) > 1:
             found.append(
@@ -181,6 +188,19 @@ def _address_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
         for entry, node in zip(entries, cluster.nodes, strict=True)
         if "node_address" not in entry.data and "ssh_hostname" not in entry.data
         and not is_host(node.address)
+    ]
+
+
+def _etcd_address_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
+    """An etcd-only host's address, as _address_problems checks a node's."""
+    return [
+        f"etcd host {member.host} has no node_address (nor ssh_hostname), and its inventory "
+        f"name {member.address!r} is not one host: set `node_address` to the address the "
+        "nodes reach its etcd on, e.g. node_address = '10.0.1.20'"
+        for entry in entries if is_etcd_only(entry)
+        for member in [cluster.etcd_host(entry.name)] if member is not None
+        and "node_address" not in entry.data and "ssh_hostname" not in entry.data
+        and not is_host(member.address)
     ]
 
 

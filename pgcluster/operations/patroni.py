@@ -76,18 +76,20 @@ def hand_over_from_debian(layout: Layout, port: int = 5432):
 
 
 @operation()
-def wait_for_etcd(port: int = 2379, timeout: int = 90):
-    """Until this node's etcd member answers over TLS (the members find each other)."""
-    if host.get_fact(EtcdHealth, port=port):
+def wait_for_etcd(endpoints: str, tls: tuple[str, str, str], timeout: int = 90):
+    """Until the etcd cluster at `endpoints` answers this host over TLS (a member: once the
+    members have found each other; facts EtcdHealth)."""
+    if host.get_fact(EtcdHealth, endpoints=endpoints, tls=tls):
         host.noop("etcd answers")
         return
+    problem = (f"etcd does not answer at {endpoints} (after {int(timeout)}s): "
+               "see journalctl -u etcd on its hosts")
     yield "\n".join([
         f"for _ in $(seq {int(timeout)}); do",
-        f"  {EtcdHealth().command(port=port)} | grep -qx yes && exit 0",
+        f"  {EtcdHealth().command(endpoints=endpoints, tls=tls)} | grep -qx yes && exit 0",
         "  sleep 1",
         "done",
-        f'echo "etcd does not answer on 127.0.0.1:{int(port)} after {int(timeout)}s: '
-        'see journalctl -u etcd" >&2',
+        f"echo {shlex.quote(problem)} >&2",
         "exit 1",
     ])
 

@@ -22,7 +22,7 @@ def build(lab: Lab | None = None) -> None:
             subnet=lab.subnet)
     for name in lab.volumes:
         volume(name=f"Volume {name}", volume_name=name)
-    for node in lab.nodes:
+    for node in lab.machines:
         published = (f", {lab.bind_address}:{node.published_port}"
                      if node.published_port is not None else "")
         container(name=f"Container {node.name} ({node.role}, {node.address}{published})",

@@ -15,7 +15,7 @@ from pgcluster.control.preflight import validate_inventory
 from pgcluster.errors import ConfigError
 from pgcluster.facts.patroni import HaServices
 from pgcluster.facts.postgres import node_state
-from pgcluster.model.cluster import Cluster, HostEntry, Node
+from pgcluster.model.cluster import Cluster, HostEntry, Node, is_etcd_only
 from pgcluster.model.layout import Layout
 from pgcluster.model.patroni import decide_engine, running_engine
 from pgcluster.model.topology import Topology, decide
@@ -66,8 +66,10 @@ def current(state: State, strict: bool = True) -> Topology:
     """The live topology for this run, read once from every host and shared by all."""
     with _lock:
         if state not in _cache:
-            states = {h.name: node_state(h) for h in state.inventory.iter_activated_hosts()}
-            topology = decide(Cluster.from_inventory(state.inventory), states, strict=strict)
+            cluster = Cluster.from_inventory(state.inventory)
+            states = {h.name: node_state(h) for h in state.inventory.iter_activated_hosts()
+                      if cluster.is_node(h.name)}
+            topology = decide(cluster, states, strict=strict)
             for note in topology.notes:
                 logger.warning(f"pgcluster: {note}")
             _cache[state] = topology
@@ -85,11 +87,13 @@ def engine(topology: Topology) -> str:
     with _lock:
         if state not in _engines:
             services = {h.name: h.get_fact(HaServices, postgresql_service=Layout.from_data(
-                h.data.dict()).service) for h in state.inventory.iter_activated_hosts()}
+                h.data.dict()).service) for h in state.inventory.iter_activated_hosts()
+                if topology.cluster.is_node(h.name)}
             running = running_engine(services, topology.live)
             chosen = decide_engine(host.data.get("ha_engine") or None, running)
             lacking = [h.name for h in state.inventory.iter_activated_hosts()
-                       if not h.data.get("patroni_rest_password")]
+                       if topology.cluster.is_node(h.name)
+                       and not h.data.get("patroni_rest_password")]
             if chosen == "patroni" and lacking:
                 raise ConfigError(secrets.missing_message("patroni_rest_password", lacking)
                                   + " (Patroni runs this cluster)")
@@ -98,6 +102,13 @@ def engine(topology: Topology) -> str:
                                "running cluster in place (data kept, replicas not cloned)")
             _engines[state] = chosen
         return _engines[state]
+
+
+def database_node() -> bool:
+    """Whether this host is a database node: every host but the etcd-only ones (the
+    inventory's `etcd` group's, in no role group), which the cluster deploy gives etcd and
+    every other command leaves alone."""
+    return not is_etcd_only(HostEntry(host.name, tuple(host.groups), host.data.dict()))
 
 
 def this_node(topology: Topology) -> Node:

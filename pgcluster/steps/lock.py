@@ -109,6 +109,8 @@ class OperationLockHandler(BaseStateCallback):
         """The plan holds only for the states it was made from."""
         changed = []
         for host in self.held:
+            if not self.topology.cluster.is_node(host.name):
+                continue  # an etcd-only host runs no PostgreSQL
             planned = self.topology.live.get(host.name, {})
             now = node_state(host)
             for key in ("running", "in_recovery"):

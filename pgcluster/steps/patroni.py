@@ -1,5 +1,6 @@
-"""The Patroni engine: etcd on every node, Patroni managing PostgreSQL, for a new cluster
-or in place of Debian's unit on a running one (no data moved, no replica cloned again).
+"""The Patroni engine: etcd on every node (or on the hosts of the inventory's `etcd`
+group), Patroni managing PostgreSQL, for a new cluster or in place of Debian's unit on a
+running one (no data moved, no replica cloned again).
 
 Order matters: etcd first (Patroni's DCS); then Patroni on the node that is the primary
 now (a new cluster's: it bootstraps it with initdb; a running one's: it takes the data
@@ -20,8 +21,9 @@ from pyinfra.operations import apt, systemd
 
 from pgcluster.control import tls
 from pgcluster.control.templating import render_template, template_context
+from pgcluster.errors import ClusterStateError
 from pgcluster.model import patroni as model
-from pgcluster.model.cluster import Node
+from pgcluster.model.cluster import Cluster, Node
 from pgcluster.model.failover import Plan
 from pgcluster.model.layout import ETCD_ENVIRONMENT, ETCD_TLS_DIR, PATRONI_CONFIG, Layout
 from pgcluster.model.topology import Topology
@@ -31,18 +33,28 @@ from pgcluster.operations import postgres, promotion
 from pgcluster.operations.conditional import only_if
 from pgcluster.operations.files import Content, Directory
 
-PACKAGES = ["patroni", "etcd-server", "etcd-client"]
+ETCD_HOME = "/var/lib/etcd"
+PATRONI_PACKAGES = ["patroni", "etcd-client"]  # etcdctl too, to look into the DCS
+ETCD_PACKAGES = ["etcd-server", "etcd-client"]
 
 
 @deploy("Install Patroni and etcd")
-def install() -> None:
+def install(topology: Topology) -> None:
+    """Patroni on the database nodes, etcd on the members of the etcd cluster (the nodes,
+    or the `etcd` group's hosts): an etcd-server a node does not need would start Debian's
+    own single-member etcd there."""
+    database = topology.cluster.is_node(host.name)
+    packages = list(dict.fromkeys(
+        (PATRONI_PACKAGES if database else [])
+        + (ETCD_PACKAGES if model.runs_etcd(topology.cluster, host.name) else [])))
     installed = host.get_fact(DebPackages)
-    if any(package not in installed for package in PACKAGES):
+    if any(package not in installed for package in packages):
         apt.update(name="Refresh the package index")
-    apt.packages(name="Install Patroni and etcd", packages=PACKAGES, no_recommends=True)
-    FIXED[host.name] = operations.backport_etcd3_fix(
-        name="Patroni 3.0.2: 3.0.3's etcd3 fix (a leader back from a partition never takes "
-             "the key another member won)")
+    apt.packages(name="Install Patroni and etcd", packages=packages, no_recommends=True)
+    if database:
+        FIXED[host.name] = operations.backport_etcd3_fix(
+            name="Patroni 3.0.2: 3.0.3's etcd3 fix (a leader back from a partition never "
+                 "takes the key another member won)")
 
 
 # Each host's backport of the etcd3 fix (install), read by patroni(): a Patroni that ran
@@ -56,15 +68,44 @@ def _fixed() -> bool:
 
 @deploy("etcd, Patroni's DCS")
 def etcd(topology: Topology) -> None:
+    """A member on every node, or on each host of the inventory's `etcd` group (and none
+    on the nodes outside it). Every host waits for etcd in one step: pyinfra orders the
+    steps of hosts that share none as it likes, and a node outside the group would start
+    Patroni before the etcd hosts had started etcd."""
     data = host.data.dict()
-    node = topology.cluster.node(host.name)
-    ctx = template_context(data, node, topology.cluster)
+    cluster = topology.cluster
+    members = model.etcd_members(cluster, data)
+    if model.runs_etcd(cluster, host.name):
+        _member(data, cluster)
+        # Itself, at the address its certificate names, as a client of its own cluster.
+        me = cluster.etcd_host(host.name) or cluster.node(host.name)
+        endpoints = next(m.client_url for m in members if m.name == me.name)
+        files = model.etcd_tls_files()
+        client = (files["ca"], files["cert"], files["key"])
+    else:
+        _refuse_a_moved_dcs(cluster)
+        layout = Layout.from_data(data)
+        # As Patroni reaches it: every member, with the node's certificate.
+        endpoints = ",".join(m.client_url for m in members)
+        client = (layout.tls_ca_file, layout.tls_cert_file, layout.tls_key_file)
+    operations.wait_for_etcd(name="etcd answers on every host", endpoints=endpoints,
+                             tls=client)
+
+
+def _member(data: dict, cluster: Cluster) -> None:
+    node = cluster.etcd_host(host.name) or cluster.node(host.name)
+    ctx = template_context(data, node, cluster)
     material = tls.node_material(data, node.name, node.address, engine="patroni")
+    data_dir = str(data["etcd_data_dir"])
+    # The package's home for etcd's data, etcd's own: a volume mounted there before the
+    # package was installed (an etcd-only lab container) is root's, and etcd cannot list it.
+    home = [Directory(ETCD_HOME, "700", "etcd", "etcd")] \
+        if data_dir.startswith(f"{ETCD_HOME}/") else []
     content.directories(
         name="etcd's TLS files and data directory",
-        dirs=[Directory(ETCD_TLS_DIR, "750", "etcd", "etcd"),
+        dirs=[Directory(ETCD_TLS_DIR, "750", "etcd", "etcd"), *home,
               # etcd 3.4 refuses a data directory others may read.
-              Directory(data["etcd_data_dir"], "700", "etcd", "etcd")],
+              Directory(data_dir, "700", "etcd", "etcd")],
     )
     files = content.contents(
         name="etcd's configuration and TLS files (the node's certificate, owned by etcd)",
@@ -74,14 +115,26 @@ def etcd(topology: Topology) -> None:
                Content(f"{ETCD_TLS_DIR}/server.key", material.key, "600", "etcd", "etcd",
                        secret=True)],
     )
-    # On every node at once (pyinfra runs a step on all hosts together): a member started
+    # On every member at once (pyinfra runs a step on all hosts together): a member started
     # alone waits for a quorum.
     systemd.service(name="etcd runs, and starts at boot", service="etcd", running=True,
                     enabled=True)
     systemd.service(name="etcd restarts: its configuration changed", service="etcd",
                     restarted=True, _if=files.did_change)
-    operations.wait_for_etcd(name="etcd answers on every node",
-                             port=int(data["etcd_client_port"]))
+
+
+def _refuse_a_moved_dcs(cluster: Cluster) -> None:
+    """A node outside the `etcd` group whose etcd runs held the DCS before the group was
+    added: Patroni would find the new, empty etcd with no leader key and no history. Moving
+    the DCS is a migration pgcluster does not do behind the user's back."""
+    etcd_running = host.get_fact(SystemdStatus, services=["etcd.service"]).get("etcd.service")
+    if etcd_running:
+        hosts = ", ".join(e.host for e in cluster.etcd_hosts)
+        raise ClusterStateError(
+            f"etcd runs on {host.name}, which the inventory's `etcd` group ({hosts}) leaves "
+            "out: this cluster's DCS is on its nodes, and pgcluster does not move it. Keep "
+            f"etcd where it runs (remove the `etcd` group, or put {host.name} in it), or "
+            "build the new cluster with the group from the start and restore a backup onto it.")
 
 
 @deploy("Patroni")

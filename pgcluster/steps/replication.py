@@ -1,24 +1,30 @@
 """The cluster's replication, by its engine: with the manual engine pgcluster creates the
-primary, clones the replicas and waits until they stream; with Patroni, etcd and Patroni
-run on every node, Patroni bootstraps the primary (or takes the running one over) and makes
-the replicas, and pgcluster adds the seed's roles and data and waits until they stream."""
+primary, clones the replicas and waits until they stream; with Patroni, etcd runs on every
+node (or on the hosts of the inventory's `etcd` group), Patroni bootstraps the primary (or
+takes the running one over) and makes the replicas, and pgcluster adds the seed's roles and
+data and waits until they stream."""
 
 from __future__ import annotations
 
 from pgcluster.model.topology import Topology
-from pgcluster.steps import patroni, primary, replicas
+from pgcluster.steps import live, patroni, primary, replicas
 
 
 def build(topology: Topology, engine: str) -> None:
+    """On every host: an etcd-only host gets etcd here and nothing else (from the same
+    steps as the nodes, so that every member of etcd starts at once)."""
+    database = live.database_node()
     if engine == "patroni":
-        patroni.install()
+        patroni.install(topology)
         patroni.etcd(topology)
-        patroni.patroni(topology)
-        primary.initialise(topology, engine)
-    else:
+        if database:
+            patroni.patroni(topology)
+            primary.initialise(topology, engine)
+    elif database:
         primary.initialise(topology, engine)
         replicas.clone(topology)
-    replicas.wait(topology, engine)
+    if database:
+        replicas.wait(topology, engine)
 
 
 def finish(topology: Topology, engine: str) -> None:

@@ -81,7 +81,7 @@ DIAGNOSTICS = (
 
 def node_diagnostics(name: str) -> str:
     try:
-        nodes = load_lab(name).nodes
+        nodes = load_lab(name).machines
     except Exception as exc:  # the definition itself may be what failed
         return f"(no diagnostics: {exc})"
     parts = []

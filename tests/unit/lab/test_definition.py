@@ -74,3 +74,36 @@ def test_lab_addresses_must_be_inside_the_subnet(tmp_path) -> None:
     bad.write_text(text.replace('address = "172.20.0.11"', 'address = "10.0.0.11"'))
     with pytest.raises(ConfigError, match=r"10\.0\.0\.11 is outside 172\.20\.0\.0/16"):
         load_lab(str(bad))
+
+
+def test_the_etcd_lab_has_etcd_only_containers_of_its_own() -> None:
+    lab = load_lab("etcd")
+    assert [(e.name, e.role, e.address) for e in lab.etcd] == [
+        ("pgetcd-etcd1", "etcd", "172.22.0.20"), ("pgetcd-etcd2", "etcd", "172.22.0.21"),
+        ("pgetcd-etcd3", "etcd", "172.22.0.22")]
+    assert [n.role for n in lab.nodes] == ["primary", "standby", "readonly"]
+    assert lab.containers == [n.name for n in (*lab.nodes, *lab.etcd)]
+    assert {"pgetcd-etcd1-data", "pgetcd-backups"} <= set(lab.volumes)
+    assert dict(lab.data)["ha_engine"] == "patroni"
+    for other in (load_lab("patroni"), load_lab("test"), load_lab("seed")):
+        assert not set(lab.containers) & set(other.containers)
+        assert lab.network != other.network and lab.subnet != other.subnet
+    # An etcd container publishes nothing and mounts its volume where etcd keeps its data,
+    # with no backups volume: it runs no PostgreSQL.
+    args = " ".join(run_arguments(lab, lab.etcd[0], "2"))
+    assert "--volume pgetcd-etcd1-data:/var/lib/etcd" in args
+    assert "--publish" not in args and "pgetcd-backups" not in args
+    assert lab.etcd_host_data(lab.etcd[0]) == {"node_name": "pgetcd-etcd1",
+                                               "node_address": "172.22.0.20",
+                                               "ha_engine": "patroni"}
+
+
+def test_an_etcd_container_must_have_the_etcd_role_and_a_name_of_its_own(tmp_path) -> None:
+    text = (load_lab.__globals__["LAB_DIR"] / "etcd.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('name = "pgetcd-etcd2"', 'name = "pgetcd-etcd1"'))
+    with pytest.raises(ConfigError, match="two containers are named pgetcd-etcd1"):
+        load_lab(str(bad))
+    bad.write_text(text.replace('name = "pgetcd-etcd3"', 'name = "pgetcd-etcd3"\nrole = "standby"'))
+    with pytest.raises(ConfigError, match=r"an \[\[etcd\]\] container's role is \"etcd\""):
+        load_lab(str(bad))

@@ -33,6 +33,7 @@ from pgcluster.model.patroni import (
     patroni_config,
     patroni_tags,
     restart_candidate,
+    runs_etcd,
     switchover_command,
 )
 from tests.unit.helpers import ALL, SECRETS, cluster, entry, three_nodes
@@ -333,6 +334,88 @@ def test_patroni_rest_password_is_required_where_patroni_runs_like_the_others() 
     accepted(three_nodes(patroni_rest_password="patroni123", allow_lab_default_passwords=True))
     assert any("control characters" in p
                for p in refused(three_nodes(patroni_rest_password="a\nb")))
+
+
+# ------------------------------------------------------- the `etcd` inventory group
+
+
+def etcd_host(name: str, address: str, *groups: str, **data: Any) -> HostEntry:
+    merged = {**ALL, **SECRETS, **PATRONI, "node_address": address, **data}
+    return HostEntry(name, ("etcd", *groups), merged)
+
+
+def with_etcd_hosts(count: int = 3, **data: Any) -> list[HostEntry]:
+    return [*three_nodes(**PATRONI),
+            *(etcd_host(f"e{i}", f"10.0.1.{i}", **data) for i in range(1, count + 1))]
+
+
+def test_an_etcd_group_makes_its_hosts_the_members_and_the_nodes_clients() -> None:
+    entries = with_etcd_hosts()
+    c = validate_inventory(entries)
+    assert [n.name for n in c.nodes] == ["db1", "db2", "db3"]  # no PostgreSQL on e1-e3
+    assert [e.name for e in c.etcd_hosts] == ["e1", "e2", "e3"]
+    members = etcd_members(c, DATA)
+    assert [m.client for m in members] == ["10.0.1.1:2379", "10.0.1.2:2379", "10.0.1.3:2379"]
+    assert runs_etcd(c, "e1") and not runs_etcd(c, "db1")
+    env = etcd_environment(DATA, c.etcd_host("e2"), c)
+    assert env["ETCD_INITIAL_CLUSTER"] == ("e1=https://10.0.1.1:2380,e2=https://10.0.1.2:2380,"
+                                           "e3=https://10.0.1.3:2380")
+    with pytest.raises(KeyError, match="db1 is not a member of the etcd cluster"):
+        etcd_environment(DATA, c.node("db1"), c)
+    # Without the group, every node is a member.
+    assert runs_etcd(cluster(), "db1")
+
+
+def test_a_node_may_be_in_the_etcd_group_beside_its_role() -> None:
+    entries = three_nodes(**PATRONI)
+    entries[0] = HostEntry("db1", ("primary", "etcd"), entries[0].data)
+    entries += [etcd_host("e1", "10.0.1.1"), etcd_host("e2", "10.0.1.2")]
+    c = validate_inventory(entries)
+    assert [n.name for n in c.nodes] == ["db1", "db2", "db3"]
+    assert [m.name for m in etcd_members(c, DATA)] == ["db1", "e1", "e2"]
+    assert runs_etcd(c, "db1") and not runs_etcd(c, "db2")
+
+
+def test_an_etcd_group_of_one_two_or_four_hosts_is_refused() -> None:
+    for count, words in ((1, "has 1 host: "), (2, "has 2 hosts: "), (4, "has 4 hosts: an even")):
+        found = refused(with_etcd_hosts(count))
+        assert any(p.startswith(f"the inventory's `etcd` group {words}") for p in found), found
+    accepted(with_etcd_hosts(5))
+    # Two database nodes are fine with 3 etcd hosts: the quorum is the group's.
+    two = [*three_nodes(**PATRONI)[:2], *with_etcd_hosts()[3:]]
+    accepted(two)
+
+
+def test_an_etcd_group_needs_patroni_ip_addresses_and_names_of_its_own() -> None:
+    manual = [*three_nodes(), *with_etcd_hosts()[3:]]
+    found = refused(manual)
+    assert any("only Patroni uses, but ha_engine is not 'patroni' on db1, db2, db3" in p
+               for p in found), found
+    named = with_etcd_hosts()
+    named[3] = etcd_host("e1", "etcd1.example.net")
+    assert any("etcd host e1 needs an IP address as node_address ('etcd1.example.net'" in p
+               for p in refused(named))
+    twins = with_etcd_hosts()
+    twins[4] = etcd_host("e2", "10.0.1.2", node_name="e1")
+    assert any("share the member name 'e1'" in p for p in refused(twins))
+    clash = with_etcd_hosts()
+    clash[3] = etcd_host("e1", "10.0.0.1")  # db1's address
+    assert any("etcd host e1 has the address 10.0.0.1 of the node db1: to run etcd on that "
+               "node, put db1 itself in the `etcd` group" in p for p in refused(clash))
+
+
+def test_an_etcd_only_host_needs_no_password() -> None:
+    bare = {k: v for k, v in {**ALL, **PATRONI}.items() if k not in SECRETS}
+    accepted([*three_nodes(**PATRONI),
+              *(HostEntry(f"e{i}", ("etcd",), {**bare, "node_address": f"10.0.1.{i}"})
+                for i in (1, 2, 3))])
+
+
+def test_a_host_in_no_group_is_still_refused_and_the_message_names_etcd() -> None:
+    entries = [*three_nodes(**PATRONI), HostEntry("stray", (), {**ALL, **SECRETS, **PATRONI,
+                                                               "node_address": "10.0.2.1"})]
+    assert any(p.startswith("host stray has no role") and "only to etcd" in p
+               for p in refused(entries))
 
 
 # -------------------------------------------------- what Patroni 3.0.2 prints, read back

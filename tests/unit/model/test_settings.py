@@ -532,6 +532,10 @@ def _other_scenarios() -> list[list[HostEntry]]:
          entry("db3", "readonly", node_address="db3.example.net", hot_standby=False,
                max_connections=200, **patroni)],
         three_nodes(max_connections=20, **patroni),
+        # The `etcd` group
+        [*three_nodes(**patroni), entry("e1", "etcd", node_address="10.0.0.1", **patroni),
+         entry("e2", "etcd", node_address="10.0.1.2", **patroni)],
+        [*nodes, *(entry(f"e{i}", "etcd", node_address=f"10.0.1.{i}") for i in (1, 2, 3))],
     ]
 
 

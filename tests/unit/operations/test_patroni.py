@@ -49,10 +49,25 @@ def test_a_standby_is_handed_over_without_sql_and_a_handed_over_node_gets_nothin
 
 def test_waits_end_at_once_when_already_true(monkeypatch: pytest.MonkeyPatch) -> None:
     on = FakeHost(facts={EtcdHealth: True, PatroniMembers: LEADER})
-    assert run(monkeypatch, on, patroni.wait_for_etcd) == []
+    assert run(monkeypatch, on, patroni.wait_for_etcd, endpoints="https://10.0.0.1:2379",
+               tls=("ca", "crt", "key")) == []
     assert run(monkeypatch, on, patroni.wait_for_leader, member="db1") == []
     waiting = run(monkeypatch, on, patroni.wait_for_leader, member="db2", timeout=7)
     assert "seq 7" in text(waiting) and "db2 is not the leader after 7s" in text(waiting)
+
+
+def test_waiting_for_etcd_asks_the_endpoints_with_the_certificate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    off = FakeHost(facts={EtcdHealth: False})
+    waiting = text(run(monkeypatch, off, patroni.wait_for_etcd,
+                       endpoints="https://10.0.0.1:2379,https://10.0.0.2:2379",
+                       tls=("/ca.crt", "/n.crt", "/n.key"), timeout=5))
+    assert "seq 5" in waiting
+    assert "--endpoints=https://10.0.0.1:2379,https://10.0.0.2:2379" in waiting
+    assert "--cacert=/ca.crt --cert=/n.crt --key=/n.key" in waiting
+    # A linearizable read, which needs a quorum, through whichever endpoint answers.
+    assert "get --keys-only" in waiting
+    assert "etcd does not answer at https://10.0.0.1:2379,https://10.0.0.2:2379" in waiting
 
 
 def test_member_service_changes_only_what_differs(monkeypatch: pytest.MonkeyPatch) -> None:
