@@ -6,21 +6,25 @@ Validates the inventory, reads who is primary from the nodes and which engine ru
 installs PostgreSQL 15, renders its configuration, initialises the primary once and clones
 each replica only when it is not already streaming from that primary (manual engine), or
 runs etcd and Patroni, which do it (ha_engine = "patroni": `make cluster HA=patroni`;
-etcd on the hosts of an `etcd` inventory group when there is one),
+etcd on the hosts of an `etcd` inventory group when there is one), and with a `proxy`
+group the endpoints: PgBouncer and HAProxy's role checks on the nodes, HAProxy on the proxies,
 then installs the backup scripts, their cron schedule and the backup registry; under
 Patroni a setting that needs a restart is applied last, rolling (replicas, a switchover,
 the old leader). A second run changes nothing.
 """
 
-from pgcluster.steps import backups, configure, install, live, replication
+from pgcluster.steps import backups, configure, endpoints, install, live, replication
 
 topology = live.topology(operation="cluster deploy")
 engine = live.engine(topology)
-database = live.database_node()  # not an etcd-only host (the `etcd` group's): etcd only
+database = live.database_node()  # not a service host (the `etcd` or `proxy` group's)
 if database:
     install.postgresql()
     configure.postgresql(topology, engine)
+    endpoints.role_checks(topology, engine)
 replication.build(topology, engine)
 if database:
+    endpoints.pgbouncer(topology)
     backups.schedule(topology)
     replication.finish(topology, engine)
+endpoints.haproxy(topology)

@@ -171,6 +171,48 @@ etcd_election_timeout: Int(50, 50000) = 1000
 # a cluster of one member, which would never join the others.
 etcd_data_dir: AbsolutePath() = "/var/lib/etcd/pgcluster"
 
+# ---------------------------------------------------------- Endpoints: HAProxy, PgBouncer
+# One address for writes and one for reads, whichever node is primary (docs/endpoints.md):
+# HAProxy on the hosts of the inventory's `proxy` group (the lab's <prefix>-proxy
+# container), each node's role read over HTTPS on patroni_rest_port (Patroni's REST API,
+# or pgcluster's health check under the manual engine: the same paths either way).
+proxy_rw_port: Int(1, 65535) = 5000  # read-write: the primary, through its PgBouncer
+proxy_ro_port: Int(1, 65535) = 5001  # read-only: the replicas round robin, through PgBouncer
+# The same, straight to PostgreSQL, for sessions that need session state (SET, LISTEN,
+# advisory locks, prepared statements): PgBouncer's transaction pooling forbids it.
+proxy_rw_direct_port: Int(1, 65535) = 5002
+proxy_ro_direct_port: Int(1, 65535) = 5003
+proxy_stats_port: Int(1, 65535) = 7000  # HAProxy's statistics page, read-only
+# Where the statistics page listens on the proxy host: its loopback (the lab listens on
+# the container's address and publishes it on this machine's loopback only).
+proxy_stats_address: Host() = "127.0.0.1"
+# A replica further behind its primary than this (bytes of WAL) leaves the read-only
+# endpoints until it catches up (Patroni's /replica?lag=).
+proxy_max_replica_lag: Int(0) = 16 * 1024 * 1024
+# When no replica qualifies: "primary" sends reads to the primary, "none" refuses them.
+proxy_ro_fallback: Enum("primary", "none") = "primary"
+# HAProxy's checks: every check_interval ms (fast_interval while a node changes state); a
+# node is down after check_fall failed checks and up after check_rise good ones. A new
+# primary takes writes about check_rise x fast_interval after its promotion.
+proxy_check_interval: Int(100, 60000) = 2000
+proxy_check_fast_interval: Int(100, 60000) = 500
+proxy_check_fall: Int(1, 100) = 2
+proxy_check_rise: Int(1, 100) = 2
+# PgBouncer on every database node, in front of its own server's Unix socket. Clients use
+# TLS and scram-sha-256, checked against PostgreSQL's own verifiers (auth_query as
+# pgbouncer_auth_user, which logs in by peer over the socket): no password in any file.
+pgbouncer_port: Int(1, 65535) = 6432
+# "transaction" shares a server connection between clients between transactions: no
+# session state (SET, LISTEN, session advisory locks, WITH HOLD cursors, and in 1.18 no
+# protocol-level prepared statements); such clients use the direct ports.
+pgbouncer_pool_mode: Enum("transaction", "session", "statement") = "transaction"
+pgbouncer_max_client_conn: Int(1, 100000) = 1000  # client connections one PgBouncer accepts
+pgbouncer_default_pool_size: Int(1, 10000) = 20  # server connections per user and database
+pgbouncer_reserve_pool_size: Int(0, 10000) = 5  # extra ones when clients wait reserve_pool_timeout
+# Server connections per database, all users (0: no limit): keep it under max_connections.
+pgbouncer_max_db_connections: Int(0, 100000) = 50
+pgbouncer_auth_user: Identifier() = "pgbouncer"  # reads verifiers, nothing else; never a superuser
+
 # ------------------------------------------------------------------------ WAL archiving
 # Archives on the primary; a promoted standby takes over archiving
 archive_mode: Enum("on", "off", "always") = "on"

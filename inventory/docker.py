@@ -32,6 +32,9 @@ readonly = _hosts("readonly")
 # hosts of its own. Without them etcd runs on the three nodes.
 if _lab.etcd:
     etcd = [(f"@lab/{node.name}", _lab.etcd_host_data(node)) for node in _lab.etcd]
+# The container that runs HAProxy, where the lab has one: the cluster's endpoints.
+if _lab.proxy:
+    proxy = [(f"@lab/{_lab.proxy.name}", _lab.proxy_host_data(_lab.proxy))]
 
 check_inventory(globals(), __file__)
 if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":

@@ -10,9 +10,11 @@ from pathlib import Path
 from pgcluster.commands.common import add_change_options, changes, confirm, finished, typed
 from pgcluster.control import secrets
 from pgcluster.control.deploy import run_deploy, shown
+from pgcluster.control.preflight import load_group_data
 from pgcluster.lab.definition import Lab, load_lab
 from pgcluster.lab.docker import docker_available, inspect
 from pgcluster.lab.standins import STANDIN_INVENTORY
+from pgcluster.model.endpoints import PORT_KEYS, endpoints, multi_host
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -53,6 +55,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{node.name:<22}{node.role:<10}{node.address:<15}{url}")
     for node in lab.etcd:  # the `etcd` group: Patroni's DCS, no PostgreSQL
         print(f"{node.name:<22}{node.role:<10}{node.address:<15}(etcd only: no PostgreSQL)")
+    if lab.proxy:
+        print(f"{lab.proxy.name:<22}{lab.proxy.role:<10}{lab.proxy.address:<15}"
+              "(HAProxy: the endpoints below)")
+        _endpoints(lab, ca_file)
     if standins:
         # No lab defaults apply to an SSH inventory.
         print("\nPasswords: those the deploy had (PGCLUSTER_*_PASSWORD, or "
@@ -64,6 +70,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("TLS only: plain-text connections are refused; sslrootcert is the lab's CA.")
     print("Writes go to the primary; the standby and the read-only replica answer reads.")
     return 0
+
+
+def _endpoints(lab: Lab, ca_file: Path) -> None:
+    """What to give an application: the proxy's two addresses (and the direct ones), and
+    libpq's multi-host strings for a client that wants no proxy."""
+    data = load_group_data("all")
+    ports = {key: lab.published(int(data[key])) or int(data[key]) for key in PORT_KEYS}
+    user, database = data["app_user"], data["database_name"]
+    print("\nEndpoints (whichever node is primary; app's password, TLS verify-full):")
+    for endpoint in endpoints(lab.bind_address, ports):
+        print(f"  {endpoint.name:<36}psql '{endpoint.conninfo(user, database, str(ca_file))}'")
+    stats = lab.published(int(data["proxy_stats_port"]))
+    print(f"  {'HAProxy statistics':<36}http://{lab.bind_address}:{stats}/")
+    hosts = [(lab.bind_address, n.published_port) for n in lab.nodes
+             if n.published_port is not None]
+    if hosts:
+        print("Without the proxy (libpq tries each node in turn):")
+        for attrs in ("read-write", "prefer-standby"):
+            print(f"  psql '{multi_host(hosts, user, database, str(ca_file), attrs)}'")
 
 
 def _removal(kind: str, name: str, lab: Lab) -> tuple[bool, str]:

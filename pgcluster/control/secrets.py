@@ -28,7 +28,7 @@ from secrets import token_urlsafe  # the standard library's, not this module
 from pgcluster import REPO_ROOT
 from pgcluster.control.tls import private_dir
 from pgcluster.errors import ConfigError
-from pgcluster.model.cluster import HostEntry, is_etcd_only
+from pgcluster.model.cluster import HostEntry, is_service_host
 
 # Every password the deploy needs, by group data key. patroni_rest_password guards the
 # changes of Patroni's REST API (switchover, restart, configuration): required where
@@ -163,8 +163,8 @@ def _how_to_supply(key: str) -> str:
 
 def needs(entry: HostEntry, key: str) -> bool:
     """Whether the host needs this password: Patroni's only where it runs Patroni, none on
-    an etcd-only host (its etcd authenticates clients by certificate)."""
-    if is_etcd_only(entry):
+    a service host (etcd authenticates its clients by certificate; HAProxy has none)."""
+    if is_service_host(entry):
         return False
     return key != "patroni_rest_password" or entry.data.get("ha_engine") == "patroni"
 

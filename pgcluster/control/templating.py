@@ -19,6 +19,7 @@ import jinja2
 from pgcluster import TEMPLATES_DIR
 from pgcluster.model.cluster import Cluster, Node
 from pgcluster.model.conninfo import ssl_conninfo
+from pgcluster.model.endpoints import lookup_context, pgbouncer_context
 from pgcluster.model.layout import PGPASS, SCRIPTS_DIR, SOCKET_DIR, START_OVERRIDE, Layout
 from pgcluster.model.patroni import etcd_environment, patroni_config
 from pgcluster.model.sql import literal, name
@@ -116,10 +117,36 @@ def shell(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+def shell_line(value: Any) -> str:
+    """A value as one shell word on one line, for env files read line by line as well as
+    by bash (pgcluster/node/health-check.py): a control character is refused."""
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UnsafeValue(f"{value!r} holds a control character: not one line of an env file")
+    return shlex.quote(text)
+
+
 def oneline(value: Any) -> str:
     """A value shown inside a comment: control characters (a newline would end the
     comment and start a line of configuration or SQL) become '?'."""
     return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in str(value))
+
+
+def word(value: Any) -> str:
+    """One bare word of haproxy.cfg or pgbouncer.ini: a name, an address, a path (letters,
+    digits and . _ - : / [ ]); anything that could split or end a line is refused."""
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9._:/\[\]-]+", text):
+        raise UnsafeValue(f"{value!r} is not one plain word (a name, an address or a path)")
+    return text
+
+
+def quoted(value: Any) -> str:
+    """A double-quoted field with its quotes doubled (PgBouncer's auth_file)."""
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UnsafeValue(f"{value!r} holds a control character: not a quoted field")
+    return '"' + text.replace('"', '""') + '"'
 
 
 def safe_path(value: Any) -> str:
@@ -207,7 +234,8 @@ _env.filters.update(onoff=onoff, pgvalue=pgvalue, pgtoken=pgtoken, hba_name=hba_
                     sql=literal, ident=name, synchronous_names=synchronous_names,
                     oneline=oneline, path=safe_path, cron=cron_schedule,
                     setting=setting_name, yaml=yaml_scalar, yamlkey=yaml_key,
-                    envvalue=env_value)
+                    envvalue=env_value, word=word, quoted=quoted,
+                    shellline=shell_line)
 
 
 def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster,
@@ -232,6 +260,9 @@ def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster,
         # templates that call them: templates/patroni/patroni.yml.j2, templates/etcd/etcd.j2.
         "patroni_config": partial(patroni_config, data, node, cluster),
         "etcd_environment": partial(etcd_environment, data, node, cluster),
+        # PgBouncer's files and its verifier lookup (pgcluster.model.endpoints).
+        "pgbouncer": pgbouncer_context(data),
+        "lookup": lookup_context(data),
     }
 
 

@@ -43,7 +43,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pgcluster.model.cluster import Cluster, EtcdHost, HostEntry, Node
+from pgcluster.model.cluster import Cluster, HostEntry, Node, ServiceHost
+from pgcluster.model.endpoints import proxy_names
 
 KEY_ALGORITHMS = ("ec-p256", "rsa-3072")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -181,14 +182,15 @@ def wanted_names(node_name: str, node_address: str, extra: Sequence[str] | None 
 
 
 def node_names(data: Mapping[str, Any], node_name: str, node_address: str,
-               engine: str = "manual") -> list[str]:
-    """wanted_names with the inventory's tls_extra_names and, under Patroni (the run's
-    engine: a running Patroni cluster is one with ha_engine unset too), localhost: Patroni
-    connects to its own server by that name, verify-full like any client."""
+               engine: str = "manual", proxies: Sequence[str] = ()) -> list[str]:
+    """wanted_names with the inventory's tls_extra_names; under Patroni (the run's engine:
+    a running Patroni cluster is one with ha_engine unset too), localhost: Patroni connects
+    to its own server by that name, verify-full like any client; and the proxies' names
+    and addresses, which clients behind them check (pgcluster.model.endpoints)."""
     extra = list(data.get("tls_extra_names") or [])
     if engine == "patroni":
         extra.append("localhost")
-    return wanted_names(node_name, node_address, extra)
+    return wanted_names(node_name, node_address, [*extra, *proxies])
 
 
 def issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
@@ -331,12 +333,24 @@ def _generated_ca(directory: Path, data: Mapping[str, Any], now: datetime
     return key, valid
 
 
+def ca_bundle(data: Mapping[str, Any], now: datetime | None = None) -> str:
+    """The cluster CA's certificates, for a host that checks the nodes but has no
+    certificate of its own (a proxy): the user's CA file, or tls_dir's (made if needed)."""
+    if data.get("tls_ca_file"):
+        return Path(str(data["tls_ca_file"])).read_text()
+    directory = Path(str(data["tls_dir"]))
+    with _locked(directory):
+        _generated_ca(directory, data, _now(now))
+        return (directory / "ca.crt").read_text()
+
+
 def node_material(data: Mapping[str, Any], node_name: str, node_address: str,
-                  now: datetime | None = None, engine: str = "manual") -> NodeTLS:
+                  now: datetime | None = None, engine: str = "manual",
+                  proxies: Sequence[str] = ()) -> NodeTLS:
     """The CA bundle, certificate and key for one node, issuing or renewing its certificate
     in tls_dir when needed (or the user's own files, as they are)."""
     now = _now(now)
-    names = node_names(data, node_name, node_address, engine)
+    names = node_names(data, node_name, node_address, engine, proxies)
     if data.get("tls_cert_file"):  # the user's own certificate: used as it is
         return NodeTLS(ca_bundle=Path(str(data["tls_ca_file"])).read_text(),
                        cert=Path(str(data["tls_cert_file"])).read_text(),
@@ -393,7 +407,8 @@ def problems(entries: Sequence[HostEntry], cluster: Cluster) -> list[str]:
             found.append(f"tls_min_protocol_version on {name}: use TLSv1.2 or TLSv1.3")
         member = cluster.etcd_host(name) if not cluster.is_node(name) else cluster.node(name)
         if member is not None:
-            found += _supplied_tls_problems(entry, member, renew)
+            proxies = proxy_names(cluster) if cluster.is_node(name) else []
+            found += _supplied_tls_problems(entry, member, renew, proxies)
     return found
 
 
@@ -408,8 +423,8 @@ def _read(entry: HostEntry, key: str, found: list[str]) -> bytes | None:
     return path.read_bytes()
 
 
-def _supplied_tls_problems(entry: HostEntry, node: Node | EtcdHost,
-                           renew_days: int) -> list[str]:
+def _supplied_tls_problems(entry: HostEntry, node: Node | ServiceHost, renew_days: int,
+                           proxies: Sequence[str] = ()) -> list[str]:
     found: list[str] = []
     data, name = entry.data, entry.name
     ca_file = _read(entry, "tls_ca_file", found)
@@ -437,7 +452,8 @@ def _supplied_tls_problems(entry: HostEntry, node: Node | EtcdHost,
                          f"{cas[0].not_valid_after_utc:%Y-%m-%d}: renew it")
         if cert and key and cas:
             # Checked before any node is read: the engine asked for is all there is yet.
-            names = node_names(data, node.name, node.address, data.get("ha_engine") or "manual")
+            names = node_names(data, node.name, node.address, data.get("ha_engine") or "manual",
+                               proxies)
             found += [f"tls_cert_file on {name} {problem}" for problem in chain_problems(
                 load_certs(cert)[0], load_key(key), cas, names, renew_days)]
     except ValueError as exc:

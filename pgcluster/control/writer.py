@@ -43,11 +43,16 @@ class Writer:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(f"create table if not exists {TABLE} (id bigint primary key, "
                          "at timestamptz not null default clock_timestamp(), "
-                         "written_on text not null default inet_server_addr()::text)")
+                         "written_on text not null default "
+                         # Through PgBouncer (a Unix socket) there is no server address.
+                         "coalesce(inet_server_addr()::text, current_setting('cluster_name')))")
             conn.execute(f"truncate {TABLE}")
 
-    def start(self) -> Writer:
-        self.prepare()
+    def start(self, prepare: bool = True) -> Writer:
+        """Start writing; `prepare` (re)creates the table first, which needs a role that
+        may create and truncate it (else the caller made it)."""
+        if prepare:
+            self.prepare()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self

@@ -49,6 +49,11 @@ class Lab:
     # Optional [[etcd]] tables: containers that run etcd only, the inventory's `etcd` group
     # (lab/etcd.toml). Each with role "etcd"; its data volume holds etcd's data.
     etcd: tuple[LabNode, ...] = ()
+    # Optional [proxy] table: a container running HAProxy, the inventory's `proxy` group
+    # (role "proxy", no volume), and the ports it publishes on bind_address: container port
+    # (the group_data endpoint ports' defaults, 5000...) -> port on this machine.
+    proxy: LabNode | None = None
+    proxy_ports: tuple[tuple[int, int], ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -98,10 +103,20 @@ class Lab:
         """An etcd-only container's host data (its name and address; the lab's [data])."""
         return {"node_name": node.name, "node_address": node.address, **dict(self.data)}
 
+    def proxy_host_data(self, node: LabNode) -> dict:
+        """The proxy container's host data: its statistics page listens on its own address,
+        which Docker publishes on this machine's loopback only."""
+        return {"node_name": node.name, "node_address": node.address,
+                "proxy_stats_address": node.address, **dict(self.data)}
+
+    def published(self, container_port: int) -> int | None:
+        """The port on bind_address where the proxy's container_port is published."""
+        return dict(self.proxy_ports).get(container_port)
+
     @property
     def machines(self) -> tuple[LabNode, ...]:
-        """Every container of the lab: the database nodes, then the etcd-only hosts."""
-        return (*self.nodes, *self.etcd)
+        """Every container of the lab: the database nodes, the etcd-only hosts, the proxy."""
+        return (*self.nodes, *self.etcd, *([self.proxy] if self.proxy else []))
 
     @property
     def containers(self) -> list[str]:
@@ -109,7 +124,7 @@ class Lab:
 
     @property
     def volumes(self) -> list[str]:
-        return [n.data_volume for n in self.machines] + [self.backups_volume]
+        return [n.data_volume for n in self.machines if n.data_volume] + [self.backups_volume]
 
     def node(self, name_or_role: str) -> LabNode:
         for node in self.nodes:
@@ -150,9 +165,18 @@ def load_lab(name: str | None = None) -> Lab:
         data=tuple(sorted(raw.get("data", {}).items())),
         source=lab_selector(name),
         etcd=tuple(LabNode(**{"role": "etcd", **node}) for node in raw.get("etcd", [])),
+        proxy=_proxy(raw.get("proxy")),
+        proxy_ports=tuple(sorted((int(k), int(v)) for k, v in
+                                 (raw.get("proxy") or {}).get("ports", {}).items())),
     )
     _check(lab, path)
     return lab
+
+
+def _proxy(raw: dict | None) -> LabNode | None:
+    if raw is None:
+        return None
+    return LabNode(name=raw["name"], role="proxy", address=raw["address"], data_volume="")
 
 
 def _check(lab: Lab, path: Path) -> None:

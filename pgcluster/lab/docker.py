@@ -73,6 +73,18 @@ def cgroup_version() -> str:
     return result.stdout.strip() or "1"
 
 
+def _volumes(lab: Lab, node: LabNode) -> list[str]:
+    """A node's data and the shared backups; an etcd host's data; the proxy: none, and its
+    endpoints published on the loopback."""
+    if node.role == "proxy":
+        return [arg for inside, outside in lab.proxy_ports
+                for arg in ("--publish", f"{lab.bind_address}:{outside}:{inside}")]
+    if node.role == "etcd":
+        return ["--volume", f"{node.data_volume}:{ETCD_MOUNT}"]
+    return ["--volume", f"{node.data_volume}:{DATA_MOUNT}",
+            "--volume", f"{lab.backups_volume}:{BACKUPS_MOUNT}"]
+
+
 def run_arguments(lab: Lab, node: LabNode, cgroup: str) -> list[str]:
     """`docker run` arguments for a node that boots systemd like a small VM."""
     args = [
@@ -83,9 +95,7 @@ def run_arguments(lab: Lab, node: LabNode, cgroup: str) -> list[str]:
         "--ip", node.address,
         *(["--publish", f"{lab.bind_address}:{node.published_port}:5432"]
           if node.published_port is not None else []),
-        *(["--volume", f"{node.data_volume}:{ETCD_MOUNT}"] if node.role == "etcd" else
-          ["--volume", f"{node.data_volume}:{DATA_MOUNT}",
-           "--volume", f"{lab.backups_volume}:{BACKUPS_MOUNT}"]),
+        *_volumes(lab, node),
         "--label", f"pgcluster.lab={lab.name}",
         "--label", f"pgcluster.role={node.role}",
         # systemd needs to mount its cgroup tree and a private /run; --privileged is neither

@@ -18,6 +18,11 @@ ROLES = ("primary", "standby", "readonly")
 # A host may be in it and in a role group (etcd beside PostgreSQL), or in it alone (an
 # etcd-only host, which runs nothing else).
 ETCD_GROUP = "etcd"
+# The inventory group whose hosts run HAProxy, the cluster's endpoints (a database node may
+# be in it too).
+PROXY_GROUP = "proxy"
+# Groups of hosts that serve the cluster without being database nodes themselves.
+SERVICE_GROUPS = (ETCD_GROUP, PROXY_GROUP)
 # Roles a failover may promote. The read-only replica never is, as in the seed report.
 PROMOTABLE_ROLES = ("primary", "standby")
 
@@ -92,19 +97,25 @@ def role_of(entry: HostEntry) -> list[str]:
     return [group for group in ROLES if group in entry.groups]
 
 
+def is_service_host(entry: HostEntry) -> bool:
+    """A host of a service group (`etcd`, `proxy`) and of no role group: it runs etcd or
+    HAProxy, and no PostgreSQL."""
+    return any(g in entry.groups for g in SERVICE_GROUPS) and not role_of(entry)
+
+
 def is_etcd_only(entry: HostEntry) -> bool:
-    """A host of the `etcd` group and of no role group: it runs etcd and nothing else."""
+    """A host of the `etcd` group and of no role group: it runs no PostgreSQL."""
     return ETCD_GROUP in entry.groups and not role_of(entry)
 
 
 def database_entries(entries: Iterable[HostEntry]) -> list[HostEntry]:
-    """The entries of the database nodes (every host but the etcd-only ones)."""
-    return [e for e in entries if not is_etcd_only(e)]
+    """The entries of the database nodes (every host but the service hosts)."""
+    return [e for e in entries if not is_service_host(e)]
 
 
 @dataclass(frozen=True)
-class EtcdHost:
-    """A host of the `etcd` group: one member of the etcd cluster."""
+class ServiceHost:
+    """A host of a service group: one member of the etcd cluster, or one proxy."""
 
     host: str  # the pyinfra inventory name
     name: str  # etcd's member name (node_name, else the inventory name's last part)
@@ -136,14 +147,19 @@ def node_from_entry(entry: HostEntry) -> Node:
 class Cluster:
     nodes: tuple[Node, ...]  # the database nodes
     # The hosts of the `etcd` group, in inventory order; empty: etcd runs on every node.
-    etcd_hosts: tuple[EtcdHost, ...] = ()
+    etcd_hosts: tuple[ServiceHost, ...] = ()
+    # The hosts of the `proxy` group (HAProxy), in inventory order; empty: no endpoints.
+    proxy_hosts: tuple[ServiceHost, ...] = ()
 
     @classmethod
     def from_entries(cls, entries: Iterable[HostEntry]) -> Cluster:
         entries = list(entries)
+        def group(name: str) -> tuple[ServiceHost, ...]:
+            return tuple(ServiceHost(e.name, *_name_and_address(e)) for e in entries
+                         if name in e.groups)
+
         return cls(tuple(node_from_entry(e) for e in database_entries(entries)),
-                   tuple(EtcdHost(e.name, *_name_and_address(e)) for e in entries
-                         if ETCD_GROUP in e.groups))
+                   group(ETCD_GROUP), group(PROXY_GROUP))
 
     @classmethod
     def from_inventory(cls, inventory: Iterable[Any]) -> Cluster:
@@ -161,9 +177,13 @@ class Cluster:
         """Whether an inventory host is a database node (not an etcd-only host)."""
         return any(node.host == host for node in self.nodes)
 
-    def etcd_host(self, host: str) -> EtcdHost | None:
+    def etcd_host(self, host: str) -> ServiceHost | None:
         """The etcd member an inventory host is, when the `etcd` group names it."""
         return next((e for e in self.etcd_hosts if e.host == host), None)
+
+    def proxy_host(self, host: str) -> ServiceHost | None:
+        """The proxy an inventory host is, when the `proxy` group names it."""
+        return next((p for p in self.proxy_hosts if p.host == host), None)
 
     def with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if n.role == role]

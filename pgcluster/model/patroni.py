@@ -33,9 +33,9 @@ from pgcluster.errors import ClusterStateError
 from pgcluster.model.cluster import (
     ETCD_GROUP,
     Cluster,
-    EtcdHost,
     HostEntry,
     Node,
+    ServiceHost,
     database_entries,
 )
 from pgcluster.model.conninfo import ssl_params
@@ -138,7 +138,7 @@ def etcd_members(cluster: Cluster, data: Mapping[str, Any]) -> list[EtcdMember]:
     the inventory has one (etcd on hosts of its own, or on some of the nodes), else every
     database node."""
     peer, client = int(data["etcd_peer_port"]), int(data["etcd_client_port"])
-    hosts: Sequence[Node | EtcdHost] = cluster.etcd_hosts or cluster.nodes
+    hosts: Sequence[Node | ServiceHost] = cluster.etcd_hosts or cluster.nodes
     return [EtcdMember(n.name, n.address, https_url(n.address, peer),
                        https_url(n.address, client), host_port(n.address, client))
             for n in hosts]
@@ -162,7 +162,7 @@ def etcd_tls_files() -> dict[str, str]:
             "ca": f"{ETCD_TLS_DIR}/ca.crt"}
 
 
-def etcd_environment(data: Mapping[str, Any], node: Node | EtcdHost,
+def etcd_environment(data: Mapping[str, Any], node: Node | ServiceHost,
                      cluster: Cluster) -> dict[str, str]:
     """/etc/default/etcd for this member, as etcd 3.4's ETCD_* variables (in file order)."""
     mine = [m for m in etcd_members(cluster, data) if m.name == node.name]

@@ -13,14 +13,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pgcluster.model import patroni
+from pgcluster.model import endpoints, patroni
 from pgcluster.model.cluster import (
     NODE_NAME_RULE,
     ROLES,
     Cluster,
     HostEntry,
     database_entries,
-    is_etcd_only,
+    is_service_host,
     is_valid_node_name,
     role_of,
 )
@@ -52,13 +52,15 @@ def problems(entries: Iterable[HostEntry], schema: Schema,
     found += _role_problems(usable_nodes)
     found += _name_problems(nodes, cluster)
     found += _address_problems(nodes, cluster)
-    found += _etcd_address_problems(entries, cluster)
+    found += _service_address_problems(entries, cluster)
     found += _port_problems(cluster)
     found += _data_problems(usable_nodes, cluster)
     found += _standby_minimum_problems(usable_nodes, cluster, schema)
     # The high-availability engine's settings: Patroni's timing and what it would silently
     # change, etcd's and its `etcd` group's (pgcluster.model.patroni).
     found += patroni.problems(usable, cluster)
+    # The endpoints' ports and pools (pgcluster.model.endpoints).
+    found += endpoints.problems(usable, cluster)
     return found
 
 
@@ -128,7 +130,8 @@ def _role_problems(entries: list[HostEntry]) -> list[str]:
         if not roles:
             found.append(
                 f"host {entry.name} has no role: add it to exactly one of the inventory groups "
-                f"{', '.join(ROLES)} (or only to etcd, for a host that runs etcd alone)"
+                f"{', '.join(ROLES)} (or only to etcd or proxy, for a host that runs etcd or "
+                "HAProxy alone)"
             )
         elif len(roles) > 1:
             found.append(
@@ -191,17 +194,21 @@ def _address_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     ]
 
 
-def _etcd_address_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
-    """An etcd-only host's address, as _address_problems checks a node's."""
-    return [
-        f"etcd host {member.host} has no node_address (nor ssh_hostname), and its inventory "
-        f"name {member.address!r} is not one host: set `node_address` to the address the "
-        "nodes reach its etcd on, e.g. node_address = '10.0.1.20'"
-        for entry in entries if is_etcd_only(entry)
-        for member in [cluster.etcd_host(entry.name)] if member is not None
-        and "node_address" not in entry.data and "ssh_hostname" not in entry.data
-        and not is_host(member.address)
-    ]
+def _service_address_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
+    """A service host's address (an etcd-only host's, a proxy's), as _address_problems
+    checks a node's."""
+    found = []
+    for entry in entries:
+        member = cluster.etcd_host(entry.name) or cluster.proxy_host(entry.name)
+        if (not is_service_host(entry) or member is None or "node_address" in entry.data
+                or "ssh_hostname" in entry.data or is_host(member.address)):
+            continue
+        what = "etcd host" if cluster.etcd_host(entry.name) else "proxy"
+        found.append(
+            f"{what} {member.host} has no node_address (nor ssh_hostname), and its inventory "
+            f"name {member.address!r} is not one host: set `node_address` to the address the "
+            "nodes reach it on, e.g. node_address = '10.0.1.20'")
+    return found
 
 
 def _port_problems(cluster: Cluster) -> list[str]:

@@ -343,3 +343,53 @@ def backup_registry(sql_file: str, database: str, version: str, port: int = 5432
         host.noop(f"{version} in place")
         return
     yield psql_command(database=database, port=port, file=sql_file, rows=False)
+
+
+# ------------------------------------------------------------------ PgBouncer's lookup
+
+
+@operation()
+def login_role(role: str, port: int = 5432):
+    """A role that logs in with no password at all (peer, over the local socket only: see
+    pg_hba.conf) and has no other attribute."""
+    rows = _query("select rolcanlogin, rolsuper, rolreplication, rolcreatedb, rolcreaterole, "
+                  f"rolbypassrls, rolpassword is null from pg_authid where rolname = "
+                  f"{literal(role)}", port=port)
+    wanted = ["t", "f", "f", "f", "f", "f", "t"]
+    attributes = ("LOGIN NOSUPERUSER NOREPLICATION NOCREATEDB NOCREATEROLE NOBYPASSRLS "
+                  "PASSWORD NULL")
+    if rows and rows[0] == wanted:
+        host.noop(f"role {role} logs in, by peer only, and may do nothing else")
+        return
+    verb = "ALTER" if rows else "CREATE"
+    yield psql_command(f"{verb} ROLE {ident(role)} {attributes}", port=port)
+
+
+def auth_lookup_check(role: str, digest: str) -> str:
+    """SQL answering 't' in a database where pgbouncer.get_auth(text) is exactly
+    templates/sql/pgbouncer.sql.j2's (its body's md5), SECURITY DEFINER, executable by
+    `role` and by no one else, and `role` may connect."""
+    r = literal(role)
+    return ("select coalesce((select p.prosecdef and md5(p.prosrc) = "
+            f"{literal(digest)} and p.proacl is not null and not exists (select 1 from "
+            "aclexplode(p.proacl) a where a.grantee = 0) and has_function_privilege("
+            f"{r}, p.oid, 'EXECUTE') from pg_proc p where p.oid = "
+            "to_regprocedure('pgbouncer.get_auth(text)')), false) and "
+            f"has_database_privilege({r}, current_database(), 'CONNECT')")
+
+
+@operation()
+def auth_lookup(sql_file: str, role: str, digest: str, databases: list[str], port: int = 5432):
+    """PgBouncer's verifier lookup (sql_file) in each database clients may use: the ones
+    given and every other that accepts connections, made again where it differs."""
+    found = _query("select datname from pg_database where datallowconn and not datistemplate "
+                   "order by datname", port=port) or []
+    names = list(dict.fromkeys([*databases, *(row[0] for row in found)]))
+    missing = [db for db in names
+               if (_query(auth_lookup_check(role, digest), database=db, port=port) or [[""]])
+               [0][0] != "t"]
+    if not missing:
+        host.noop(f"PgBouncer's lookup is in {', '.join(names)}")
+        return
+    for database in missing:
+        yield psql_command(database=database, port=port, file=sql_file, rows=False)

@@ -12,6 +12,7 @@ from pgcluster.control import tls
 from pgcluster.control.templating import render_template, template_context
 from pgcluster.errors import ConfigError
 from pgcluster.facts.files import MountPoint
+from pgcluster.model.endpoints import proxy_names
 from pgcluster.model.layout import NODE_ENV, PGPASS, SCRIPTS_DIR, Layout
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
@@ -130,7 +131,8 @@ def _tls_files(data: dict, topology: Topology, layout: Layout, engine: str) -> l
     """The node's CA bundle, certificate and key (made or renewed on the control machine
     when needed, see pgcluster.tls); a change reloads the server, which reads them again."""
     node = topology.cluster.node(host.name)
-    material = tls.node_material(data, node.name, node.address, engine=engine)
+    material = tls.node_material(data, node.name, node.address, engine=engine,
+                                 proxies=proxy_names(topology.cluster))
     if material.issued:
         logger.warning(f"pgcluster: new TLS certificate for {node.name}: {material.issued}")
     return [

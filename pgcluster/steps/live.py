@@ -15,7 +15,7 @@ from pgcluster.control.preflight import validate_inventory
 from pgcluster.errors import ConfigError
 from pgcluster.facts.patroni import HaServices
 from pgcluster.facts.postgres import node_state
-from pgcluster.model.cluster import Cluster, HostEntry, Node, is_etcd_only
+from pgcluster.model.cluster import Cluster, HostEntry, Node, is_service_host
 from pgcluster.model.layout import Layout
 from pgcluster.model.patroni import decide_engine, running_engine
 from pgcluster.model.topology import Topology, decide
@@ -105,10 +105,10 @@ def engine(topology: Topology) -> str:
 
 
 def database_node() -> bool:
-    """Whether this host is a database node: every host but the etcd-only ones (the
-    inventory's `etcd` group's, in no role group), which the cluster deploy gives etcd and
-    every other command leaves alone."""
-    return not is_etcd_only(HostEntry(host.name, tuple(host.groups), host.data.dict()))
+    """Whether this host is a database node: every host but the service hosts (of the
+    `etcd` or `proxy` group and no role group), which the cluster deploy gives etcd or
+    HAProxy and every other command leaves alone."""
+    return not is_service_host(HostEntry(host.name, tuple(host.groups), host.data.dict()))
 
 
 def this_node(topology: Topology) -> Node:

@@ -6,6 +6,9 @@ data and waits until they stream."""
 
 from __future__ import annotations
 
+from pyinfra import host
+
+from pgcluster.model import patroni as model
 from pgcluster.model.topology import Topology
 from pgcluster.steps import live, patroni, primary, replicas
 
@@ -14,7 +17,8 @@ def build(topology: Topology, engine: str) -> None:
     """On every host: an etcd-only host gets etcd here and nothing else (from the same
     steps as the nodes, so that every member of etcd starts at once)."""
     database = live.database_node()
-    if engine == "patroni":
+    member = model.runs_etcd(topology.cluster, host.name)
+    if engine == "patroni" and (database or member):  # a proxy needs neither
         patroni.install(topology)
         patroni.etcd(topology)
         if database:

@@ -30,7 +30,8 @@ from pgcluster.control.templating import (
     yaml_scalar,
 )
 from pgcluster.model.backups import FullBackup
-from pgcluster.model.cluster import Cluster
+from pgcluster.model.cluster import Cluster, ServiceHost
+from pgcluster.model.endpoints import haproxy_context
 from pgcluster.model.patroni import etcd_environment, patroni_config
 from tests.unit.helpers import ALL, SECRETS, cluster, entry
 
@@ -456,7 +457,8 @@ STRING_KEYS = ["listen_addresses", "timezone", "initdb_locale", "tls_min_protoco
                "backup_registry_database", "backup_full_schedule", "backup_checkpoint",
                "replication_password", "rewind_password", "patroni_rest_user",
                "patroni_rest_password", "patroni_scope", "patroni_namespace",
-               "patroni_watchdog", "etcd_data_dir"]
+               "patroni_watchdog", "etcd_data_dir", "pgbouncer_auth_user",
+               "proxy_stats_address", "pgbouncer_pool_mode"]
 TEMPLATES = sorted(str(p.relative_to(TEMPLATES_DIR)) for p in TEMPLATES_DIR.rglob("*.j2"))
 
 
@@ -468,6 +470,9 @@ def hostile_renderings(template: str, payload: str) -> Iterator[tuple[str, str, 
                    entry("db2", "standby", node_address="10.0.0.2", **data)]
         c = Cluster.from_entries(entries)
         ctx = template_context({**ALL, **SECRETS, **data}, c.nodes[0], c)
+        if template.startswith("haproxy/"):  # a proxy's file: the proxy's own values
+            ctx = haproxy_context({**ALL, **SECRETS, **data}, c, ServiceHost("px", "px",
+                                                                             "10.0.0.9"))
         return render_template(template, {**ctx, "registry_version": "v1", **(extra or {})})
 
     # (where, how the value goes in, a harmless value for the comparison)

@@ -107,3 +107,19 @@ def test_an_etcd_container_must_have_the_etcd_role_and_a_name_of_its_own(tmp_pat
     bad.write_text(text.replace('name = "pgetcd-etcd3"', 'name = "pgetcd-etcd3"\nrole = "standby"'))
     with pytest.raises(ConfigError, match=r"an \[\[etcd\]\] container's role is \"etcd\""):
         load_lab(str(bad))
+
+
+def test_the_seed_lab_has_its_proxy_on_the_loopback_with_the_issue_s_ports() -> None:
+    lab = load_lab("seed")
+    assert lab.proxy is not None and lab.proxy.name == "postgresql-proxy"
+    assert dict(lab.proxy_ports) == {5000: 5000, 5001: 5001, 5002: 5002, 5003: 5003,
+                                     7000: 7000}
+    args = " ".join(run_arguments(lab, lab.proxy, "2"))
+    for port in (5000, 5001, 5002, 5003, 7000):
+        assert f"--publish 127.0.0.1:{port}:{port}" in args
+    assert "--volume postgresql" not in args  # no data, no backups: HAProxy only
+    assert lab.proxy.name in lab.containers and "" not in lab.volumes
+    assert lab.proxy_host_data(lab.proxy)["proxy_stats_address"] == lab.proxy.address
+    ha = load_lab("ha")
+    assert ha.published(5000) == 28500 and ha.published(7000) == 28700
+    assert load_lab("test").proxy is None
