@@ -79,8 +79,9 @@ def _endpoints(lab: Lab, ca_file: Path) -> None:
     ports = {key: lab.published(int(data[key])) or int(data[key]) for key in PORT_KEYS}
     user, database = data["app_user"], data["database_name"]
     print("\nEndpoints (whichever node is primary; app's password, TLS verify-full):")
+    ca = secrets.shown(ca_file)
     for endpoint in endpoints(lab.bind_address, ports):
-        print(f"  {endpoint.name:<36}psql '{endpoint.conninfo(user, database, str(ca_file))}'")
+        print(f"  {endpoint.name:<36}psql '{endpoint.conninfo(user, database, ca)}'")
     stats = lab.published(int(data["proxy_stats_port"]))
     print(f"  {'HAProxy statistics':<36}http://{lab.bind_address}:{stats}/")
     hosts = [(lab.bind_address, n.published_port) for n in lab.nodes
@@ -88,7 +89,7 @@ def _endpoints(lab: Lab, ca_file: Path) -> None:
     if hosts:
         print("Without the proxy (libpq tries each node in turn):")
         for attrs in ("read-write", "prefer-standby"):
-            print(f"  psql '{multi_host(hosts, user, database, str(ca_file), attrs)}'")
+            print(f"  psql '{multi_host(hosts, user, database, ca, attrs)}'")
 
 
 def _removal(kind: str, name: str, lab: Lab) -> tuple[bool, str]:

@@ -26,7 +26,7 @@ from pyinfra_cli.inventory import make_inventory
 
 from pgcluster import REPO_ROOT
 from pgcluster.facts.postgres import PgQuery, node_state
-from pgcluster.model.cluster import Cluster, Node
+from pgcluster.model.cluster import Cluster, Node, ServiceHost
 from pgcluster.model.layout import Layout
 from pgcluster.model.topology import Topology, decide
 
@@ -75,15 +75,15 @@ class Session:
 
     # -------------------------------------------------------------------------- hosts
 
-    def host(self, node: Node | str) -> Host:
+    def host(self, node: Node | ServiceHost | str) -> Host:
         assert self.state is not None
-        name = node.host if isinstance(node, Node) else self.cluster.find(node).host
+        name = node.host if isinstance(node, Node | ServiceHost) else self.cluster.find(node).host
         return self.state.inventory.get_host(name)
 
-    def reachable(self, node: Node) -> bool:
+    def reachable(self, node: Node | ServiceHost) -> bool:
         return self.host(node) in self.state.activated_hosts
 
-    def data(self, node: Node) -> dict[str, Any]:
+    def data(self, node: Node | ServiceHost) -> dict[str, Any]:
         return self.host(node).data.dict()
 
     def layout(self, node: Node) -> Layout:
@@ -98,7 +98,8 @@ class Session:
 
     # ----------------------------------------------------------------------- commands
 
-    def run(self, node: Node, command: str, timeout: int | None = None) -> tuple[bool, str, str]:
+    def run(self, node: Node | ServiceHost, command: str, timeout: int | None = None
+            ) -> tuple[bool, str, str]:
         """Run a shell command on the node as pyinfra runs an operation's or a fact's: with
         the host's own connector arguments from its data (`_sudo` for an SSH user that is
         not root, `_sudo_password`, `_su_user`, ...), which Host.run_shell_command alone

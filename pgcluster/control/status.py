@@ -24,6 +24,7 @@ from pgcluster.facts.lock import OperationLock
 from pgcluster.facts.patroni import PatroniMembers
 from pgcluster.facts.postgres import Archiver
 from pgcluster.lab.docker import container_status
+from pgcluster.model import endpoints
 from pgcluster.model.cluster import Node
 from pgcluster.model.layout import Layout
 from pgcluster.model.patroni import PatroniView
@@ -90,6 +91,8 @@ class Report:
     # `patroni`), else "manual".
     engine: str = "manual"
     patroni: list[dict[str, Any]] | None = None
+    # Per proxy: each endpoint's servers as HAProxy sees them (None: no proxy group).
+    proxies: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -243,12 +246,35 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
         issues += patroni_findings(view, primary.name if primary else None,
                                    int(max_lag) if max_lag is not None else None)
         warnings += view.notes()
+    proxies = proxy_views(session)
+    for proxy in proxies or []:
+        if proxy["endpoints"] is None:
+            issues.append(f"the proxy {proxy['name']} does not answer (HAProxy's statistics)")
+        else:
+            issues += endpoints.proxy_findings(proxy["name"], proxy["endpoints"])
     return Report(healthy=not issues, issues=issues,
                   primary=primary.name if primary else None, nodes=nodes,
                   replication=replication, archiver=archiver, last_backup=last_backup,
                   collected_at=time.time(), warnings=warnings,
                   engine="manual" if view is None else "patroni",
-                  patroni=None if view is None else [asdict(m) for m in view.members])
+                  patroni=None if view is None else [asdict(m) for m in view.members],
+                  proxies=proxies)
+
+
+def proxy_views(session: Session) -> list[dict[str, Any]] | None:
+    """Each proxy's endpoints as HAProxy routes them now, read from its statistics."""
+    if not session.cluster.proxy_hosts:
+        return None
+    views = []
+    for proxy in session.cluster.proxy_hosts:
+        view = None
+        if session.reachable(proxy):
+            data = session.data(proxy)
+            ok, out, _ = session.run(proxy, endpoints.stats_command(
+                str(data["proxy_stats_address"]), int(data["proxy_stats_port"])), timeout=10)
+            view = endpoints.parse_stats(out) if ok else None
+        views.append({"name": proxy.name, "endpoints": view or None})
+    return views
 
 
 def patroni_view(session: Session) -> PatroniView | None:
@@ -341,6 +367,16 @@ def format_report(report: Report) -> str:
             lag = "-" if m["lag_bytes"] is None else human_bytes(m["lag_bytes"])
             lines.append(f"{m['name']:<22}{m['role']:<15}{m['state']:<12}"
                          f"{m['timeline'] or '-'!s:>3}  {lag:>10}  {tags}")
+    for proxy in report.proxies or []:
+        lines.append("")
+        lines.append(f"{'ENDPOINT (' + proxy['name'] + ')':<36}SENDS CLIENTS TO")
+        for endpoint, servers in (proxy["endpoints"] or {}).items():
+            now = endpoints.serving(servers)
+            fallback = bool(now) and not any(s["up"] and not s["fallback"] for s in servers)
+            lines.append(f"{endpoint:<36}{', '.join(now) or 'nothing'}"
+                         + (" (the primary: no replica qualifies)" if fallback else ""))
+        if proxy["endpoints"] is None:
+            lines.append("(the proxy does not answer)")
     if report.archiver:
         a = report.archiver
         lines.append("")

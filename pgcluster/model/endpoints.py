@@ -13,6 +13,7 @@ on each node, the direct ones to PostgreSQL itself.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -182,4 +183,62 @@ def problems(entries: Sequence[HostEntry], cluster: Cluster) -> list[str]:
                 f"max_connections = {data.get('max_connections', 100)} (less the superuser's "
                 "reserved connections) for replication, backups and the direct ports: lower "
                 "it, or raise max_connections")
+    return found
+
+
+# ------------------------------------------------------------------ the proxy's view
+
+# HAProxy's backends by endpoint, as status shows them.
+BACKENDS = {"primary": "read-write", "replicas": "read-only",
+            "primary-direct": "read-write direct", "replicas-direct": "read-only direct"}
+FALLBACK = "-as-primary"
+
+
+def stats_command(address: str, port: int) -> str:
+    """HAProxy's statistics as CSV, from its own page on the proxy host (bash only: the
+    proxy needs no client tool)."""
+    script = (f"exec 3<>/dev/tcp/{address}/{int(port)} && "
+              "printf 'GET /;csv HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 5 cat <&3")
+    return f"bash -c {shlex.quote(script)}"
+
+
+def parse_stats(text: str) -> dict[str, list[dict[str, Any]]]:
+    """Per endpoint, each server HAProxy has for it: its node, up or not, and whether it is
+    the read-only endpoint's fallback to the primary."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# pxname,")), None)
+    if start is None:
+        return {}
+    header = lines[start][2:].split(",")
+    view: dict[str, list[dict[str, Any]]] = {name: [] for name in BACKENDS.values()}
+    for line in lines[start + 1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        endpoint = BACKENDS.get(row.get("pxname", ""))
+        server = row.get("svname", "")
+        if endpoint is None or server in ("FRONTEND", "BACKEND", ""):
+            continue
+        view[endpoint].append({"node": server.removesuffix(FALLBACK),
+                               "up": row.get("status", "").startswith("UP"),
+                               "fallback": server.endswith(FALLBACK)})
+    return view
+
+
+def serving(servers: list[dict[str, Any]]) -> list[str]:
+    """The nodes an endpoint sends clients to now: its up servers, the fallback ones only
+    while no other is up (HAProxy's backup servers)."""
+    main = [s["node"] for s in servers if s["up"] and not s["fallback"]]
+    return main or [s["node"] for s in servers if s["up"] and s["fallback"]]
+
+
+def proxy_findings(proxy: str, view: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """What makes the endpoints unhealthy: no write target, or two (HAProxy then refuses
+    every write connection), or no reader at all."""
+    found = []
+    writers = serving(view.get("read-write", []))
+    if len(writers) != 1:
+        found.append(f"the read-write endpoint of {proxy} has "
+                     + (f"{len(writers)} write targets ({', '.join(writers)}): it refuses "
+                        "connections" if writers else "no write target"))
+    if not serving(view.get("read-only", [])):
+        found.append(f"the read-only endpoint of {proxy} has no server to send reads to")
     return found

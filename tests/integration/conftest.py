@@ -26,6 +26,7 @@ import pytest
 import testinfra
 
 from pgcluster.control import secrets
+from pgcluster.control.writer import Writer, conninfo
 from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.lab.docker import docker_available
 from pgcluster.model.conninfo import tls_options
@@ -173,3 +174,29 @@ def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster
     as a non-root user with sudo; see tests/integration/sshlab.py."""
     yield from built_ssh_cluster(SSH_LAB_NAME, tmp_path_factory.mktemp("ssh-standins"),
                                  destroy_lab)
+
+
+# ------------------------------------------------------------------ the endpoints
+
+
+APP = ("app", "app123")  # the lab's application role (pgcluster/control/secrets.py)
+RW, RO, RW_DIRECT, RO_DIRECT, STATS = 5000, 5001, 5002, 5003, 7000  # the proxy's ports
+
+
+def endpoint_dsn(lab: Lab, endpoint: int, user: tuple[str, str] = APP, **extra: str) -> str:
+    """A client of one of the lab proxy's endpoints (its port published on this machine),
+    verify-full against the address it dials."""
+    tls = tls_options(lab_ca())
+    if endpoint in (RW, RO):  # PgBouncer 1.18 offers SCRAM without channel binding
+        tls["channel_binding"] = "prefer"
+    options = {"host": lab.bind_address, "port": lab.published(endpoint), "user": user[0],
+               "password": user[1], "dbname": "proyecto_db", "connect_timeout": 3,
+               **tls, **extra}
+    return " ".join(f"{k}={v}" for k, v in options.items())
+
+
+def endpoint_writer(lab: Lab, primary: LabNode) -> Writer:
+    """The drill writer as an application: through the read-write endpoint, as app (which
+    may write the table, not create it: the admin makes it on the primary first)."""
+    Writer(conninfo([primary.published_port], *ADMIN, sslrootcert=lab_ca())).prepare()
+    return Writer(endpoint_dsn(lab, RW)).start(prepare=False)

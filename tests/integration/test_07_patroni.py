@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     ADMIN,
     built_lab,
     connect,
+    endpoint_writer,
     lab_ca,
     node_host,
     pgcluster_cli,
@@ -82,7 +83,7 @@ def test_patroni_bootstraps_the_cluster_every_replica_streaming(patroni_lab: Lab
     primary = patroni_lab.node("primary")
     wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="3 healthy members")
     view = members(patroni_lab)
-    assert sorted(m.name for m in view.members) == sorted(patroni_lab.containers)
+    assert sorted(m.name for m in view.members) == sorted(n.name for n in patroni_lab.nodes)
     assert view.member(patroni_lab.node("readonly").name).nofailover
     assert not view.member(patroni_lab.node("standby").name).nofailover
     assert writer(patroni_lab) == primary
@@ -147,11 +148,22 @@ def test_a_killed_primary_is_replaced_by_the_standby_by_itself(patroni_lab: Lab)
         conn.execute("insert into patroni_drill values (1, 'before the failover')")
     wait_for(lambda: query(readonly, "select count(*) from patroni_drill")[0][0] == 1,
              timeout=30, what="the row on the read-only replica")
-    killed = time.monotonic()
+    # An application that knows only the proxy's read-write endpoint, reconnecting on error.
+    client = endpoint_writer(patroni_lab, primary)
+    wait_for(lambda: len(client.acknowledged) > 10, timeout=30, what="writes through 5000")
+    killed, killed_at = time.monotonic(), time.time()
     subprocess.run(["docker", "kill", primary.name], check=True, capture_output=True)
-    wait_for(lambda: not in_recovery(standby), timeout=90, interval=1,
-             what=f"{standby.name} promoted by Patroni")
-    took = time.monotonic() - killed
+    try:
+        wait_for(lambda: not in_recovery(standby), timeout=90, interval=1,
+                 what=f"{standby.name} promoted by Patroni")
+        took = time.monotonic() - killed
+        wait_for(lambda: client.first_ack_after(time.time() - 0.5) is not None, timeout=60,
+                 what="writes again through the read-write endpoint, same address")
+        resumed = client.first_ack_after(killed_at)
+    finally:
+        client.stop()
+    assert resumed is not None
+    print(f"read-write endpoint: writes again {resumed - killed_at:.1f}s after the kill")
     assert in_recovery(readonly), "the read-only replica (nofailover) was promoted"
     with connect(standby) as conn:
         conn.execute("insert into patroni_drill values (2, 'after the failover')")

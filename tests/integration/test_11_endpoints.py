@@ -10,6 +10,7 @@ expects (the failover test last but one, the split brain last).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import urllib.request
@@ -19,22 +20,26 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from pgcluster.control.writer import TABLE, Writer
+from pgcluster.control.writer import TABLE
 from pgcluster.lab.definition import Lab, LabNode
-from pgcluster.model.conninfo import tls_options
+from pgcluster.model.endpoints import serving
 from tests.conftest import changed, run_pyinfra
 from tests.integration.conftest import (
+    APP,
+    RO,
+    RO_DIRECT,
+    RW,
+    RW_DIRECT,
+    STATS,
     built_lab,
     connect,
-    lab_ca,
+    endpoint_dsn,
+    endpoint_writer,
     node_host,
     pgcluster_cli,
     query,
     wait_for,
 )
-
-APP = ("app", "app123")
-RW, RO, RW_DIRECT, RO_DIRECT, STATS = 5000, 5001, 5002, 5003, 7000
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +48,7 @@ def proxy_lab() -> Iterator[Lab]:
 
 
 def dsn(lab: Lab, endpoint: int, user: tuple[str, str] = APP, **extra: str) -> str:
-    tls = tls_options(lab_ca())
-    if endpoint in (RW, RO):  # PgBouncer 1.18 offers SCRAM without channel binding
-        tls["channel_binding"] = "prefer"
-    options = {"host": lab.bind_address, "port": lab.published(endpoint), "user": user[0],
-               "password": user[1], "dbname": "proyecto_db", "connect_timeout": 3,
-               **tls, **extra}
-    return " ".join(f"{k}={v}" for k, v in options.items())
+    return endpoint_dsn(lab, endpoint, user, **extra)
 
 
 def ask(lab: Lab, endpoint: int, sql: str, user: tuple[str, str] = APP) -> tuple:
@@ -87,6 +86,19 @@ def test_writes_and_reads_go_where_they_belong_with_verify_full(proxy_lab: Lab) 
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         ask(proxy_lab, RO, "insert into proyecto.logs_replicacion (evento, nodo, detalle) "
                            "values ('test', 'pytest', 'through 5001')")
+
+
+def test_status_shows_where_each_endpoint_sends_clients(proxy_lab: Lab) -> None:
+    primary = proxy_lab.node("primary")
+    result = pgcluster_cli(proxy_lab, "status", "--json")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (proxy,) = json.loads(result.stdout)["proxies"]
+    assert proxy["name"] == "pgha-proxy"
+    assert serving(proxy["endpoints"]["read-write"]) == [primary.name]
+    assert sorted(serving(proxy["endpoints"]["read-only"])) == sorted(
+        n.name for n in proxy_lab.nodes if n != primary)
+    text = pgcluster_cli(proxy_lab, "status").stdout
+    assert f"read-write                          {primary.name}" in text, text
 
 
 def test_pgbouncer_refuses_plain_text_wrong_passwords_and_its_excluded_roles(
@@ -155,11 +167,7 @@ def test_a_second_deploy_reports_zero_changes(proxy_lab: Lab) -> None:
 def test_a_client_of_the_read_write_endpoint_writes_again_after_a_failover(
         proxy_lab: Lab) -> None:
     primary, standby = proxy_lab.node("primary"), proxy_lab.node("standby")
-    with connect(primary) as conn:  # the app may write the table, not create it
-        conn.execute(f"create table if not exists {TABLE} (id bigint primary key, at "
-                     "timestamptz not null default clock_timestamp(), written_on text not "
-                     "null default current_setting('cluster_name'))")
-    client = Writer(dsn(proxy_lab, RW)).start(prepare=False)
+    client = endpoint_writer(proxy_lab, primary)
     try:
         wait_for(lambda: len(client.acknowledged) > 20, timeout=30, what="writes through 5000")
         subprocess.run(["docker", "stop", primary.name], check=True, capture_output=True)
@@ -201,6 +209,9 @@ def test_a_split_brain_is_no_write_target(proxy_lab: Lab) -> None:
         return True
 
     wait_for(refused, timeout=30, what="both read-write endpoints refusing")
+    issues = json.loads(pgcluster_cli(proxy_lab, "status", "--json").stdout)["issues"]
+    assert any("the read-write endpoint of pgha-proxy has 2 write targets" in i
+               for i in issues), issues
     assert pgcluster_cli(proxy_lab, "stop", primary.name).returncode == 0
     wait_for(lambda: ask(proxy_lab, RW, WHO) == (standby.name, False), timeout=30,
              what="the endpoint back on the one primary")

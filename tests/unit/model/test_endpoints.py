@@ -161,3 +161,42 @@ def test_the_endpoints_and_multi_host_strings_given_to_applications() -> None:
 def test_a_proxy_is_a_service_host_of_its_own_kind() -> None:
     entries = with_proxy()
     assert ServiceHost("px", "px", "10.0.2.1") == Cluster.from_entries(entries).proxy_hosts[0]
+
+
+HEADER = ("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,"
+          "eresp,wretr,wredis,status,weight")
+STATS_CSV = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + HEADER + """
+stats,FRONTEND,,,0,1,4000,1,0,0,0,0,0,,,,,OPEN,
+primary,FRONTEND,,,0,1,4000,1,0,0,0,0,0,,,,,OPEN,
+primary,db1,0,0,0,1,,1,0,0,,0,,0,0,0,0,DOWN,1
+primary,db2,0,0,0,1,,1,0,0,,0,,0,0,0,0,UP,1
+primary,db3,0,0,0,1,,1,0,0,,0,,0,0,0,0,DOWN,1
+primary,BACKEND,0,0,0,1,400,1,0,0,0,0,,0,0,0,0,UP,1
+replicas,db1,0,0,0,1,,1,0,0,,0,,0,0,0,0,UP,1
+replicas,db2,0,0,0,1,,1,0,0,,0,,0,0,0,0,DOWN,1
+replicas,db3,0,0,0,1,,1,0,0,,0,,0,0,0,0,UP 1/2,1
+replicas,db1-as-primary,0,0,0,1,,1,0,0,,0,,0,0,0,0,DOWN,1
+replicas,db2-as-primary,0,0,0,1,,1,0,0,,0,,0,0,0,0,UP,1
+replicas,db3-as-primary,0,0,0,1,,1,0,0,,0,,0,0,0,0,DOWN,1
+"""
+
+
+def test_status_reads_which_node_each_endpoint_serves_from_haproxy_s_statistics() -> None:
+    view = endpoints.parse_stats(STATS_CSV)
+    assert endpoints.serving(view["read-write"]) == ["db2"]
+    # The fallback to the primary only while no replica is up.
+    assert endpoints.serving(view["read-only"]) == ["db1", "db3"]
+    assert endpoints.proxy_findings("px", view) == []
+    no_replica = STATS_CSV.replace("replicas,db1,0,0,0,1,,1,0,0,,0,,0,0,0,0,UP",
+                                   "replicas,db1,0,0,0,1,,1,0,0,,0,,0,0,0,0,DOWN").replace(
+        "UP 1/2", "DOWN")
+    assert endpoints.serving(endpoints.parse_stats(no_replica)["read-only"]) == ["db2"]
+    split = STATS_CSV.replace("primary,db1,0,0,0,1,,1,0,0,,0,,0,0,0,0,DOWN",
+                              "primary,db1,0,0,0,1,,1,0,0,,0,,0,0,0,0,UP")
+    assert endpoints.proxy_findings("px", endpoints.parse_stats(split)) == [
+        "the read-write endpoint of px has 2 write targets (db1, db2): it refuses connections"]
+    nothing = STATS_CSV.replace(",UP", ",DOWN").replace("UP 1/2", "DOWN")
+    assert "the read-write endpoint of px has no write target" in endpoints.proxy_findings(
+        "px", endpoints.parse_stats(nothing))
+    assert endpoints.parse_stats("not haproxy") == {}
+    assert "/dev/tcp/10.0.2.1/7000" in endpoints.stats_command("10.0.2.1", 7000)

@@ -536,6 +536,11 @@ def _other_scenarios() -> list[list[HostEntry]]:
         [*three_nodes(**patroni), entry("e1", "etcd", node_address="10.0.0.1", **patroni),
          entry("e2", "etcd", node_address="10.0.1.2", **patroni)],
         [*nodes, *(entry(f"e{i}", "etcd", node_address=f"10.0.1.{i}") for i in (1, 2, 3))],
+        # The endpoints
+        [*three_nodes(proxy_ro_port=5000), entry("px", "proxy", node_address="10.0.2.1",
+                                                   proxy_ro_port=5000)],
+        [*three_nodes(pgbouncer_port=8008), entry("px", "proxy", node_address="10.0.2.1")],
+        [*three_nodes(max_connections=40), entry("px", "proxy", node_address="10.0.2.1")],
     ]
 
 
