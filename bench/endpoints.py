@@ -33,7 +33,6 @@ import argparse
 import re
 import sys
 import time
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +101,13 @@ def pooling(lab: Lab, seconds: int) -> dict[str, Any]:
 
 
 def outage(client: Writer, fault_at: float) -> dict[str, Any]:
-    acks = [at for _, at, _ in client.acknowledged]
-    first = next((at for at in acks if at >= fault_at), None)
-    around = [at for at in acks if at >= fault_at - 1]
-    gap = max((b - a for a, b in pairwise(around)), default=None)
-    return {"to_first_write_s": None if first is None else round(first - fault_at, 2),
-            "longest_write_gap_s": None if gap is None else round(gap, 2)}
+    """The writer's longest pause around the fault; its end is the new primary's first
+    write (an ack just after the fault can still be the old primary's)."""
+    pause = client.outage_after(fault_at)
+    if pause is None:
+        return {"to_first_write_s": None, "longest_write_gap_s": None}
+    return {"to_first_write_s": round(max(pause[1] - fault_at, 0), 2),
+            "longest_write_gap_s": round(pause[1] - pause[0], 2)}
 
 
 def under_writer(lab: Lab, fault: list[list[str]], settle: float = 3) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import psycopg
@@ -34,6 +35,7 @@ def conninfo(ports: list[int], user: str, password: str, *, sslrootcert: str | P
 class Writer:
     dsn: str
     interval: float = 0.01
+    table: str = TABLE  # another table lets two writers run side by side
     acknowledged: list[tuple[int, float, str]] = field(default_factory=list)  # id, time, port
     failures: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -41,12 +43,12 @@ class Writer:
 
     def prepare(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(f"create table if not exists {TABLE} (id bigint primary key, "
+            conn.execute(f"create table if not exists {self.table} (id bigint primary key, "
                          "at timestamptz not null default clock_timestamp(), "
                          "written_on text not null default "
                          # Through PgBouncer (a Unix socket) there is no server address.
                          "coalesce(inet_server_addr()::text, current_setting('cluster_name')))")
-            conn.execute(f"truncate {TABLE}")
+            conn.execute(f"truncate {self.table}")
 
     def start(self, prepare: bool = True) -> Writer:
         """Start writing; `prepare` (re)creates the table first, which needs a role that
@@ -69,7 +71,7 @@ class Writer:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.dsn, autocommit=True)
-                conn.execute(f"insert into {TABLE} (id) values (%s)", (next_id,))
+                conn.execute(f"insert into {self.table} (id) values (%s)", (next_id,))
                 self.acknowledged.append((next_id, time.time(), str(conn.info.port)))
             except psycopg.Error:
                 self.failures += 1
@@ -88,8 +90,15 @@ class Writer:
                 return at
         return None
 
+    def outage_after(self, moment: float) -> tuple[float, float] | None:
+        """The longest pause between two acknowledged commits from a second before
+        `moment` on: (the last commit before it, the first after it). The first after it
+        is the new primary's: an ack right after a fault can still be the old one's."""
+        acks = [at for _, at, _ in self.acknowledged if at >= moment - 1]
+        return max(pairwise(acks), key=lambda pair: pair[1] - pair[0], default=None)
+
     def missing(self) -> list[int]:
         """Acknowledged ids absent from the current primary (call after stop())."""
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            present = {row[0] for row in conn.execute(f"select id from {TABLE}")}
+            present = {row[0] for row in conn.execute(f"select id from {self.table}")}
         return [i for i, _, _ in self.acknowledged if i not in present]

@@ -24,6 +24,7 @@ from pgcluster.control.templating import render_template, template_context
 from pgcluster.errors import ClusterStateError
 from pgcluster.model import patroni as model
 from pgcluster.model.cluster import Cluster, Node
+from pgcluster.model.endpoints import proxy_names
 from pgcluster.model.failover import Plan
 from pgcluster.model.layout import ETCD_ENVIRONMENT, ETCD_TLS_DIR, PATRONI_CONFIG, Layout
 from pgcluster.model.topology import Topology
@@ -95,7 +96,10 @@ def etcd(topology: Topology) -> None:
 def _member(data: dict, cluster: Cluster) -> None:
     node = cluster.etcd_host(host.name) or cluster.node(host.name)
     ctx = template_context(data, node, cluster)
-    material = tls.node_material(data, node.name, node.address, engine="patroni")
+    # One certificate per host: a node's names the proxies too, as configure's does.
+    proxies = proxy_names(cluster) if cluster.is_node(host.name) else []
+    material = tls.node_material(data, node.name, node.address, engine="patroni",
+                                 proxies=proxies)
     data_dir = str(data["etcd_data_dir"])
     # The package's home for etcd's data, etcd's own: a volume mounted there before the
     # package was installed (an etcd-only lab container) is root's, and etcd cannot list it.

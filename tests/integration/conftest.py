@@ -26,7 +26,7 @@ import pytest
 import testinfra
 
 from pgcluster.control import secrets
-from pgcluster.control.writer import Writer, conninfo
+from pgcluster.control.writer import TABLE, Writer, conninfo
 from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.lab.docker import docker_available
 from pgcluster.model.conninfo import tls_options
@@ -195,8 +195,9 @@ def endpoint_dsn(lab: Lab, endpoint: int, user: tuple[str, str] = APP, **extra: 
     return " ".join(f"{k}={v}" for k, v in options.items())
 
 
-def endpoint_writer(lab: Lab, primary: LabNode) -> Writer:
+def endpoint_writer(lab: Lab, primary: LabNode, table: str = TABLE) -> Writer:
     """The drill writer as an application: through the read-write endpoint, as app (which
     may write the table, not create it: the admin makes it on the primary first)."""
-    Writer(conninfo([primary.published_port], *ADMIN, sslrootcert=lab_ca())).prepare()
-    return Writer(endpoint_dsn(lab, RW)).start(prepare=False)
+    Writer(conninfo([primary.published_port], *ADMIN, sslrootcert=lab_ca()),
+           table=table).prepare()
+    return Writer(endpoint_dsn(lab, RW), table=table).start(prepare=False)

@@ -159,11 +159,11 @@ def test_a_killed_primary_is_replaced_by_the_standby_by_itself(patroni_lab: Lab)
         took = time.monotonic() - killed
         wait_for(lambda: client.first_ack_after(time.time() - 0.5) is not None, timeout=60,
                  what="writes again through the read-write endpoint, same address")
-        resumed = client.first_ack_after(killed_at)
     finally:
         client.stop()
-    assert resumed is not None
-    print(f"read-write endpoint: writes again {resumed - killed_at:.1f}s after the kill")
+    outage = client.outage_after(killed_at)
+    assert outage is not None and outage[1] > killed_at
+    print(f"read-write endpoint: writes again {outage[1] - killed_at:.1f}s after the kill")
     assert in_recovery(readonly), "the read-only replica (nofailover) was promoted"
     with connect(standby) as conn:
         conn.execute("insert into patroni_drill values (2, 'after the failover')")
@@ -197,11 +197,19 @@ def test_a_switchover_under_a_writer_loses_no_acknowledged_commit(patroni_lab: L
     primary, readonly = patroni_lab.node("primary"), patroni_lab.node("readonly")
     assert members(patroni_lab).leader == patroni_lab.node("standby").name
     client = a_writer(patroni_lab)
+    # An application beside it, that knows only the proxy's read-write endpoint.
+    application = endpoint_writer(patroni_lab, patroni_lab.node("standby"),
+                                  table="proyecto.endpoint_writes")
     time.sleep(2)
     started = time.time()
     result = pgcluster_cli(patroni_lab, "switchover", "--to", primary.name, "--yes")
+    wait_for(lambda: application.first_ack_after(time.time() - 0.5) is not None, timeout=30,
+             what="the application writing again through 5000")
     time.sleep(2)
     client.stop()
+    application.stop()
+    assert application.first_ack_after(started) is not None
+    assert application.missing() == [], "acknowledged commits lost through the endpoint"
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert members(patroni_lab).leader == primary.name and writer(patroni_lab) == primary
     assert len(client.acknowledged) > 100

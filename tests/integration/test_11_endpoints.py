@@ -164,6 +164,28 @@ def test_a_second_deploy_reports_zero_changes(proxy_lab: Lab) -> None:
     assert changed(result) == []
 
 
+def test_switchovers_there_and_back_lose_nothing_through_the_endpoint(proxy_lab: Lab) -> None:
+    primary, standby = proxy_lab.node("primary"), proxy_lab.node("standby")
+    client = endpoint_writer(proxy_lab, primary)
+    try:
+        for target in (standby, primary):
+            wait_for(lambda: len(client.acknowledged) > 20, timeout=30, what="writes")
+            started = time.time()
+            result = pgcluster_cli(proxy_lab, "switchover", "--to", target.name, "--yes")
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            wait_for(lambda name=target.name: ask(proxy_lab, RW, WHO) == (name, False),
+                     timeout=30, what=f"the read-write endpoint on {target.name}")
+            wait_for(lambda: client.first_ack_after(time.time() - 0.5) is not None,
+                     timeout=30, what="writes again through 5000")
+            outage = client.outage_after(started)
+            assert outage is not None
+            print(f"switchover to {target.name}: writes through 5000 paused "
+                  f"{outage[1] - outage[0]:.2f}s")
+    finally:
+        client.stop()
+    assert client.missing() == [], "acknowledged commits lost in a switchover"
+
+
 def test_a_client_of_the_read_write_endpoint_writes_again_after_a_failover(
         proxy_lab: Lab) -> None:
     primary, standby = proxy_lab.node("primary"), proxy_lab.node("standby")
@@ -176,10 +198,11 @@ def test_a_client_of_the_read_write_endpoint_writes_again_after_a_failover(
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         wait_for(lambda: client.first_ack_after(time.time() - 0.5) is not None, timeout=60,
                  what="writes again through 5000")
-        resumed = client.first_ack_after(lost)
     finally:
         client.stop()
-    assert resumed is not None
+    outage = client.outage_after(lost)
+    assert outage is not None
+    resumed = outage[1]
     rows = dict(query(standby, f"select written_on, count(*) from {TABLE} group by 1"))
     assert rows.get(standby.name, 0) > 0, rows
     print(f"read-write endpoint: writes again {resumed - lost:.1f}s after the primary stopped "
