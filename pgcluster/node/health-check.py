@@ -183,7 +183,9 @@ class Checker:
             return 503, {"role": "unknown", "state": "stopped", "wal_receiver": None,
                          "lag": None, "error": f"cannot query PostgreSQL: {describe(error)}"}
         primary = not status.in_recovery
-        lag = 0 if primary else self.lag(status)
+        # The upstream is asked (a replication connection) only when a bound needs it:
+        # every check of every replica would otherwise fork a walsender on the primary.
+        lag = 0 if primary else (self.lag(status) if max_lag is not None else None)
         body: dict[str, Any] = {"role": "primary" if primary else "replica",
                                 "state": "running", "wal_receiver": status.wal_receiver,
                                 "lag": lag}

@@ -198,12 +198,18 @@ def test_the_real_psql_is_run_with_the_passfile_and_the_timeout(tmp_path: Path) 
                     "echo 't|streaming|0/3000000|db1|5432'\n")
     psql.chmod(0o755)
     config = {**CONFIG, "PSQL": str(psql), "PGPASS": "/home/pg/.pgpass", "CHECK_TIMEOUT": "1"}
-    # The upstream's psql hangs: killed after CHECK_TIMEOUT, the lag is unknown.
+    # Without a bound the upstream is not asked at all.
     assert hc.Checker(config).handle("/replica") == (
         200, {"role": "replica", "state": "running", "wal_receiver": "streaming", "lag": None})
     calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 1
     assert calls[0].startswith("/home/pg/.pgpass -h /run/pg -p 5433 -d postgres -X -A -t")
-    assert "IDENTIFY_SYSTEM" in calls[1]
+    # With one, the upstream's psql hangs: killed after CHECK_TIMEOUT, the lag is unknown,
+    # and a replica of unknown lag is no reader.
+    assert hc.Checker(config).handle("/replica?lag=16MB") == (
+        503, {"role": "replica", "state": "running", "wal_receiver": "streaming", "lag": None})
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert "IDENTIFY_SYSTEM" in calls[2]
     assert hc.Checker({**config, "PSQL": str(tmp_path / "none")}).handle("/health")[0] == 503
 
 
