@@ -48,7 +48,7 @@ def pgvalue(value: Any) -> str:
     for char, escaped in (("\\", "\\\\"), ("'", "''"), ("\n", "\\n"), ("\r", "\\r"),
                           ("\t", "\\t")):
         text = text.replace(char, escaped)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if _has_control(text):
         raise UnsafeValue(f"{value!r} holds a control character: not a postgresql.conf value")
     return f"'{text}'"
 
@@ -74,11 +74,16 @@ def setting_name(value: Any) -> str:
     return text
 
 
+def _has_control(text: str) -> bool:
+    """A control character (a newline, a tab...): it would end or split a line."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def hba_name(value: Any) -> str:
     """A database or role name as a pg_hba.conf field: bare when it is a plain name,
     otherwise double-quoted (a quote doubled); never a line break."""
     text = str(value)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if _has_control(text):
         raise UnsafeValue(f"{value!r} holds a control character: not a pg_hba.conf field")
     if re.fullmatch(r"[a-z_][a-z0-9_]*", text) and text not in ("all", "sameuser",
                                                                 "samerole", "replication"):
@@ -107,7 +112,7 @@ def hba_address(address: str) -> str:
 
 def pgpass_field(value: Any) -> str:
     text = str(value)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if _has_control(text):
         raise UnsafeValue("a .pgpass field cannot hold a control character (a newline...)")
     return text.replace("\\", "\\\\").replace(":", "\\:")
 
@@ -121,7 +126,7 @@ def shell_line(value: Any) -> str:
     """A value as one shell word on one line, for env files read line by line as well as
     by bash (pgcluster/node/health-check.py): a control character is refused."""
     text = str(value)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if _has_control(text):
         raise UnsafeValue(f"{value!r} holds a control character: not one line of an env file")
     return shlex.quote(text)
 
@@ -144,7 +149,7 @@ def word(value: Any) -> str:
 def quoted(value: Any) -> str:
     """A double-quoted field with its quotes doubled (PgBouncer's auth_file)."""
     text = str(value)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if _has_control(text):
         raise UnsafeValue(f"{value!r} holds a control character: not a quoted field")
     return '"' + text.replace('"', '""') + '"'
 
