@@ -25,6 +25,7 @@ from tests.conftest import REPO, run_pyinfra, totals
 from tests.integration.conftest import (
     ADMIN,
     connect,
+    endpoint_writer,
     lab_ca,
     node_host,
     pgcluster_cli,
@@ -314,11 +315,27 @@ def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab
 
 def test_failover_after_losing_the_primary_container(ha_lab: Lab) -> None:
     primary, standby, readonly = (ha_lab.node(r) for r in ("primary", "standby", "readonly"))
+    # An application that knows only the proxy's read-write endpoint, reconnecting on error.
+    application = endpoint_writer(ha_lab, primary, table="proyecto.failover_endpoint")
+    wait_for(lambda: len(application.acknowledged) > 10, timeout=30, what="writes through 5000")
+    stopped = time.time()
     subprocess.run(["docker", "stop", primary.name], check=True, capture_output=True)
-    refused_readonly = pgcluster_cli(ha_lab, "failover", "--yes", "--to", readonly.name)
-    assert refused_readonly.returncode != 0
-    result = pgcluster_cli(ha_lab, "failover", "--yes")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    try:
+        refused_readonly = pgcluster_cli(ha_lab, "failover", "--yes", "--to", readonly.name)
+        assert refused_readonly.returncode != 0
+        result = pgcluster_cli(ha_lab, "failover", "--yes")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        promoted = time.time()
+        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
+                 what="writes again through the read-write endpoint, same address")
+    finally:
+        application.stop()
+    # docker stop is a clean shutdown: the old primary sent all its WAL before it went.
+    assert application.missing() == [], "acknowledged commits lost through the endpoint"
+    outage = application.outage_after(stopped)
+    assert outage is not None and outage[1] > stopped
+    print(f"read-write endpoint: writes again {outage[1] - stopped:.1f}s after docker stop "
+          f"(the failover command included)")
     # The operator reads the result, not pyinfra's log: what was done, how far behind the
     # promoted node was, the topology now, and where the whole log is.
     assert result.stdout.startswith("Failover done in "), result.stdout[:2000]
@@ -422,16 +439,29 @@ def test_switchover_under_a_writer_loses_no_committed_row(ha_lab: Lab, target_ro
     assert old != target
     writer = Writer(conninfo([n.published_port for n in ha_lab.nodes], *ADMIN,
                              sslrootcert=lab_ca())).start()
+    # Beside it, an application that knows only the proxy's read-write endpoint.
+    application = endpoint_writer(ha_lab, old, table="proyecto.switchover_endpoint")
     time.sleep(2)
     started = time.time()
     result = pgcluster_cli(ha_lab, "switchover", "--to", target.name, "--yes")
-    time.sleep(2)
-    writer.stop()
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        done = time.time()
+        wait_for(lambda: application.first_ack_after(done) is not None, timeout=30,
+                 what="writes again through the read-write endpoint, same address")
+        time.sleep(1)
+    finally:
+        writer.stop()
+        application.stop()
     assert roles(ha_lab)[target.name] == "PRIMARY"
     assert len(writer.acknowledged) > 100
     assert writer.first_ack_after(started, str(target.published_port)), "no write on new primary"
     assert writer.missing() == [], "committed rows lost in a switchover"
+    assert application.missing() == [], "committed rows lost through the endpoint"
+    outage = application.outage_after(started)
+    assert outage is not None
+    print(f"read-write endpoint across the switchover: longest gap "
+          f"{outage[1] - outage[0]:.1f}s")
     assert streaming_from(ha_lab, target_role) == others(ha_lab, target.name)
 
 

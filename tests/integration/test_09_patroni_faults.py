@@ -31,6 +31,7 @@ from tests.integration.conftest import (
     ADMIN,
     built_lab,
     connect,
+    endpoint_writer,
     lab_ca,
     node_host,
     pgcluster_cli,
@@ -75,18 +76,27 @@ def first_write_on(node: LabNode) -> float | None:
 def test_a_stopped_leader_hands_over_at_once_losing_nothing(patroni_lab: Lab) -> None:
     leader, other, readonly = roles(patroni_lab)
     client = a_writer(patroni_lab)
+    # And an application that knows only the proxy's read-write endpoint.
+    application = endpoint_writer(patroni_lab, leader, table="proyecto.stop_endpoint")
     time.sleep(2)
     stopped = time.time()
     # systemd stops Patroni, which stops PostgreSQL (its WAL reaches the replicas first) and
     # gives the leader key up: no ttl to wait for.
     subprocess.run(["docker", "stop", "-t", "60", leader.name], check=True, capture_output=True)
-    wait_for(lambda: not in_recovery(other), timeout=60, interval=0.5,
-             what=f"{other.name} promoted")
-    time.sleep(2)
-    client.stop()
+    try:
+        wait_for(lambda: not in_recovery(other), timeout=60, interval=0.5,
+                 what=f"{other.name} promoted")
+        promoted = time.time()
+        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
+                 what="writes again through the read-write endpoint, same address")
+        time.sleep(1)
+    finally:
+        client.stop()
+        application.stop()
     first = client.first_ack_after(stopped, str(other.published_port))
     assert first is not None, f"no write acknowledged on {other.name}"
     assert client.missing() == [], "acknowledged commits lost on a graceful stop"
+    assert application.missing() == [], "acknowledged commits lost through the endpoint"
     assert in_recovery(readonly), "the read-only replica was promoted"
     print(f"leader stopped: first write on {other.name} {first - stopped:.1f}s after docker stop")
     subprocess.run(["docker", "start", leader.name], check=True, capture_output=True)
