@@ -8,16 +8,17 @@ each replica only when it is not already streaming from that primary (manual eng
 runs etcd and Patroni, which do it (ha_engine = "patroni": `make cluster HA=patroni`;
 etcd on the hosts of an `etcd` inventory group when there is one), and with a `proxy`
 group the endpoints: PgBouncer and HAProxy's role checks on the nodes, HAProxy on the proxies,
-then installs the backup scripts, their cron schedule and the backup registry; under
-Patroni a setting that needs a restart is applied last, rolling (replicas, a switchover,
-the old leader). A second run changes nothing.
+then installs the backup scripts, their cron schedule and the backup registry; with a
+`monitor` group the exporters on the nodes and Prometheus and Alertmanager on the monitors;
+under Patroni a setting that needs a restart is applied last, rolling (replicas, a
+switchover, the old leader). A second run changes nothing.
 """
 
-from pgcluster.steps import backups, configure, endpoints, install, live, replication
+from pgcluster.steps import backups, configure, endpoints, install, live, monitoring, replication
 
 topology = live.topology(operation="cluster deploy")
 engine = live.engine(topology)
-database = live.database_node()  # not a service host (the `etcd` or `proxy` group's)
+database = live.database_node()  # not a service host (of the `etcd`, `proxy`, `monitor` groups)
 if database:
     install.postgresql()
     configure.postgresql(topology, engine)
@@ -26,5 +27,7 @@ replication.build(topology, engine)
 if database:
     endpoints.pgbouncer(topology)
     backups.schedule(topology)
+    monitoring.exporters(topology, engine)
     replication.finish(topology, engine)
 endpoints.haproxy(topology)
+monitoring.monitor(topology, engine)

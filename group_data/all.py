@@ -26,6 +26,7 @@ from pgcluster.model.settings import (
     LOCALE,
     PATRONI_SCOPE,
     TIME_ZONE,
+    WEBHOOK_URL,
     WEEK,
     AbsolutePath,
     Bool,
@@ -213,6 +214,53 @@ pgbouncer_reserve_pool_size: Int(0, 10000) = 5  # extra ones when clients wait r
 pgbouncer_max_db_connections: Int(0, 100000) = 50
 pgbouncer_auth_user: Identifier() = "pgbouncer"  # reads verifiers, nothing else; never a superuser
 
+# ---------------------------------------------------------------------------- Monitoring
+# With a `monitor` inventory group (docs/monitoring.md): on every database node
+# postgres_exporter and node_exporter, over TLS with the node's certificate and HTTP basic
+# auth (monitor_password: only the monitors hold it); on each monitor host Prometheus, which
+# scrapes them (and Patroni's and etcd's /metrics), and Alertmanager.
+monitor_user: Identifier() = "monitor"  # postgres_exporter's role: pg_monitor, by peer only
+postgres_exporter_port: Int(1, 65535) = 9187  # the Prometheus project's registered ports
+node_exporter_port: Int(1, 65535) = 9100
+# Prometheus' and Alertmanager's address on a monitor host: the loopback by default (no
+# login in front of them: reach them through an SSH tunnel); the lab gives the container's
+# own address, which Docker publishes on the control machine's loopback only.
+monitor_listen_address: Host() = "127.0.0.1"
+prometheus_port: Int(1, 65535) = 9090
+alertmanager_port: Int(1, 65535) = 9093
+# How often Prometheus scrapes and evaluates the alert rules: an alert's `for` plus two of
+# these is how late it may fire.
+monitor_scrape_interval: Duration(1, 3600, base="s") = 15
+monitor_retention: Duration(3600, 315360000, base="s") = "15d"  # how long Prometheus keeps samples
+# Where Alertmanager sends alerts: webhooks (each gets every alert, as JSON) and e-mail (to
+# alertmanager_email_to through alertmanager_smarthost, host:port; its password, if it needs
+# one, is the secret alertmanager_smtp_password). Neither set: alerts are only listed by
+# Alertmanager's API and `amtool`.
+alertmanager_webhook_urls: ListOf(WEBHOOK_URL) = []
+alertmanager_email_to: Optional(Text()) = None
+alertmanager_email_from: Optional(Text()) = None  # default: pgcluster@<the monitor's name>
+alertmanager_smarthost: Optional(Text()) = None  # e.g. "smtp.example.com:587" (STARTTLS)
+alertmanager_smtp_user: Optional(Text()) = None
+alertmanager_smtp_password: Optional(Secret()) = secret("alertmanager_smtp_password")
+# Alerts of one kind on one node are sent together, at most this often while they last.
+alertmanager_repeat_interval: Duration(60, 604800, base="s") = "4h"
+# The alert rules' thresholds (templates/monitoring/alerts.yml.j2; docs/monitoring.md). An
+# alert fires when its condition has held for alert_for (a split brain and a failed backup:
+# at once), and reaches Prometheus' API within alert_for + two scrapes.
+alert_for: Duration(0, 86400, base="s") = "1min"
+alert_replication_lag_bytes: Int(0) = 64 * 1024 * 1024  # WAL received, not yet replayed
+alert_replication_lag: Duration(1, 86400, base="s") = "5min"  # replay behind the primary
+alert_slot_retained_bytes: Int(0) = 1024 * 1024 * 1024  # under max_slot_wal_keep_size's lab 1GB
+# A segment waiting this long to be archived (the archive, and so PITR, falls behind);
+# archive_timeout closes a segment every minute while there are writes.
+alert_archive_wait: Duration(60, 86400, base="s") = "10min"
+# The weekly full backup plus a day: one missed run is an alert.
+alert_full_backup_age: Duration(3600, 31536000, base="s") = "8d"
+alert_connections_ratio: Real(0, 1) = 0.8  # of max_connections
+# Under tls_renew_days (30): a deploy re-run renews first; this fires when none did.
+alert_certificate_days: Int(1, 36500) = 21
+alert_free_space_ratio: Real(0, 1) = 0.1  # backup_root's and the data directory's filesystems
+
 # ------------------------------------------------------------------------ WAL archiving
 # Archives on the primary; a promoted standby takes over archiving
 archive_mode: Enum("on", "off", "always") = "on"
@@ -316,6 +364,9 @@ rewind_password: Optional(Secret()) = secret("rewind_password")
 # UPDATE and DELETE on its tables (also those admin creates later); nothing else.
 app_user: Identifier() = "app"
 app_password: Optional(Secret()) = secret("app_password")
+# Prometheus' password for the exporters on the nodes (HTTP basic auth, over TLS): only a
+# monitor host holds it, so the metrics answer no one else. Needed with a `monitor` group.
+monitor_password: Optional(Secret()) = secret("monitor_password")
 allow_lab_default_passwords: Bool() = False  # only the Docker lab's group data turns this on
 
 # ------------------------------------------------------------- The seed's application data

@@ -1,6 +1,6 @@
 """Overrides for the Docker lab (inventory/docker.py): lab-only conveniences.
 
-The passwords below are the lab's documented defaults (the seed's, and three of
+The passwords below are the lab's documented defaults (the seed's, and four of
 pgcluster's own). They are public, so they apply to this inventory only: validation refuses
 them for every other one (allow_lab_default_passwords). The environment, or
 secrets/docker.env, still wins, so the lab can run with real secrets too.
@@ -13,6 +13,7 @@ replication_password = secret("replication_password", default="replica123")  # l
 rewind_password = secret("rewind_password", default="rewind123")  # lab default
 app_password = secret("app_password", default="app123")  # lab default
 patroni_rest_password = secret("patroni_rest_password", default="patroni123")  # lab default
+monitor_password = secret("monitor_password", default="monitor123")  # lab default
 allow_lab_default_passwords = True  # the values above are accepted here, and only here
 
 shared_buffers = "64MB"  # three nodes share one laptop

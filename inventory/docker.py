@@ -35,6 +35,9 @@ if _lab.etcd:
 # The container that runs HAProxy, where the lab has one: the cluster's endpoints.
 if _lab.proxy:
     proxy = [(f"@lab/{_lab.proxy.name}", _lab.proxy_host_data(_lab.proxy))]
+# The container that runs Prometheus and Alertmanager, where the lab has one.
+if _lab.monitor:
+    monitor = [(f"@lab/{_lab.monitor.name}", _lab.monitor_host_data(_lab.monitor))]
 
 check_inventory(globals(), __file__)
 if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":

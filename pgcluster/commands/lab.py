@@ -59,6 +59,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{lab.proxy.name:<22}{lab.proxy.role:<10}{lab.proxy.address:<15}"
               "(HAProxy: the endpoints below)")
         _endpoints(lab, ca_file)
+    if lab.monitor:
+        data = load_group_data("all")
+        print(f"{lab.monitor.name:<22}{lab.monitor.role:<10}{lab.monitor.address:<15}"
+              "(Prometheus and Alertmanager: docs/monitoring.md)")
+        prometheus = lab.published(int(data["prometheus_port"]))
+        alertmanager = lab.published(int(data["alertmanager_port"]))
+        print(f"\nMetrics and alerts:\n  {'Prometheus':<36}http://{lab.bind_address}:{prometheus}/"
+              f"\n  {'Alertmanager (API, amtool)':<36}http://{lab.bind_address}:{alertmanager}"
+              "/api/v2/alerts")
     if standins:
         # No lab defaults apply to an SSH inventory.
         print("\nPasswords: those the deploy had (PGCLUSTER_*_PASSWORD, or "

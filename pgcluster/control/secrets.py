@@ -28,15 +28,17 @@ from secrets import token_urlsafe  # the standard library's, not this module
 from pgcluster import REPO_ROOT
 from pgcluster.control.tls import private_dir
 from pgcluster.errors import ConfigError
-from pgcluster.model.cluster import HostEntry, is_service_host
+from pgcluster.model.cluster import MONITOR_GROUP, HostEntry, is_service_host
 
 # Every password the deploy needs, by group data key. patroni_rest_password guards the
 # changes of Patroni's REST API (switchover, restart, configuration): required where
 # ha_engine = "patroni" (a cluster found running Patroni without it is refused too:
-# pgcluster.steps.live.engine), so Patroni never runs without one.
+# pgcluster.steps.live.engine), so Patroni never runs without one. monitor_password is
+# what Prometheus gives the exporters (HTTP basic auth over TLS): required where the
+# inventory has a `monitor` group, on its hosts and the nodes.
 SECRET_KEYS = ("admin_password", "replication_password", "rewind_password", "app_password",
-               "patroni_rest_password")
-# The Docker lab's documented passwords (the seed report's, and three of pgcluster's own).
+               "patroni_rest_password", "monitor_password")
+# The Docker lab's documented passwords (the seed report's, and four of pgcluster's own).
 # They are public, so validation refuses them in every inventory that does not set
 # allow_lab_default_passwords (only group_data/docker.py does).
 LAB_DEFAULTS = {
@@ -45,6 +47,7 @@ LAB_DEFAULTS = {
     "rewind_password": "rewind123",
     "app_password": "app123",
     "patroni_rest_password": "patroni123",
+    "monitor_password": "monitor123",
 }
 GENERATED_BYTES = 24  # secrets.token_urlsafe(24): 32 characters, 192 random bits
 
@@ -161,9 +164,13 @@ def _how_to_supply(key: str) -> str:
     )
 
 
-def needs(entry: HostEntry, key: str) -> bool:
-    """Whether the host needs this password: Patroni's only where it runs Patroni, none on
-    a service host (etcd authenticates its clients by certificate; HAProxy has none)."""
+def needs(entry: HostEntry, key: str, monitored: bool = False) -> bool:
+    """Whether the host needs this password: Patroni's only where it runs Patroni; the
+    exporters' only in a `monitor`ed cluster (`monitored`), on the nodes and the monitors;
+    none other on a service host (etcd authenticates its clients by certificate; HAProxy
+    has none)."""
+    if key == "monitor_password":
+        return monitored and (MONITOR_GROUP in entry.groups or not is_service_host(entry))
     if is_service_host(entry):
         return False
     return key != "patroni_rest_password" or entry.data.get("ha_engine") == "patroni"
@@ -178,8 +185,10 @@ def problems(entries: Sequence[HostEntry]) -> list[str]:
     """Every password present, none of them the lab's public defaults outside the lab, and
     none that would break the files they are written to."""
     found = []
+    monitored = any(MONITOR_GROUP in e.groups for e in entries)
     for key in SECRET_KEYS:
-        missing = sorted(e.name for e in entries if not e.data.get(key) and needs(e, key))
+        missing = sorted(e.name for e in entries
+                         if not e.data.get(key) and needs(e, key, monitored))
         if missing:
             found.append(missing_message(key, missing))
         public = sorted(

@@ -54,6 +54,11 @@ class Lab:
     # (the group_data endpoint ports' defaults, 5000...) -> port on this machine.
     proxy: LabNode | None = None
     proxy_ports: tuple[tuple[int, int], ...] = ()
+    # Optional [monitor] table: a container running Prometheus and Alertmanager, the
+    # inventory's `monitor` group (role "monitor"; its volume holds their data), and the
+    # ports it publishes on bind_address, as [proxy]'s (9090, 9093 -> ports here).
+    monitor: LabNode | None = None
+    monitor_ports: tuple[tuple[int, int], ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -109,14 +114,27 @@ class Lab:
         return {"node_name": node.name, "node_address": node.address,
                 "proxy_stats_address": node.address, **dict(self.data)}
 
+    def monitor_host_data(self, node: LabNode) -> dict:
+        """The monitor container's host data: Prometheus and Alertmanager listen on its own
+        address, which Docker publishes on this machine's loopback only."""
+        return {"node_name": node.name, "node_address": node.address,
+                "monitor_listen_address": node.address, **dict(self.data)}
+
     def published(self, container_port: int) -> int | None:
-        """The port on bind_address where the proxy's container_port is published."""
-        return dict(self.proxy_ports).get(container_port)
+        """The port on bind_address where the proxy's or the monitor's container_port is
+        published (their ports differ: 5000-5003 and 7000, 9090 and 9093)."""
+        return {**dict(self.proxy_ports), **dict(self.monitor_ports)}.get(container_port)
+
+    def ports_of(self, node: LabNode) -> tuple[tuple[int, int], ...]:
+        """What a service container publishes: (its port, the port on bind_address)."""
+        return {"proxy": self.proxy_ports, "monitor": self.monitor_ports}.get(node.role, ())
 
     @property
     def machines(self) -> tuple[LabNode, ...]:
-        """Every container of the lab: the database nodes, the etcd-only hosts, the proxy."""
-        return (*self.nodes, *self.etcd, *([self.proxy] if self.proxy else []))
+        """Every container of the lab: the database nodes, the etcd-only hosts, the proxy,
+        the monitor."""
+        return (*self.nodes, *self.etcd, *([self.proxy] if self.proxy else []),
+                *([self.monitor] if self.monitor else []))
 
     @property
     def containers(self) -> list[str]:
@@ -166,8 +184,9 @@ def load_lab(name: str | None = None) -> Lab:
         source=lab_selector(name),
         etcd=tuple(LabNode(**{"role": "etcd", **node}) for node in raw.get("etcd", [])),
         proxy=_proxy(raw.get("proxy")),
-        proxy_ports=tuple(sorted((int(k), int(v)) for k, v in
-                                 (raw.get("proxy") or {}).get("ports", {}).items())),
+        proxy_ports=_ports(raw.get("proxy")),
+        monitor=_monitor(raw.get("monitor")),
+        monitor_ports=_ports(raw.get("monitor")),
     )
     _check(lab, path)
     return lab
@@ -177,6 +196,17 @@ def _proxy(raw: dict | None) -> LabNode | None:
     if raw is None:
         return None
     return LabNode(name=raw["name"], role="proxy", address=raw["address"], data_volume="")
+
+
+def _monitor(raw: dict | None) -> LabNode | None:
+    if raw is None:
+        return None
+    return LabNode(name=raw["name"], role="monitor", address=raw["address"],
+                   data_volume=raw["data_volume"])
+
+
+def _ports(raw: dict | None) -> tuple[tuple[int, int], ...]:
+    return tuple(sorted((int(k), int(v)) for k, v in (raw or {}).get("ports", {}).items()))
 
 
 def _check(lab: Lab, path: Path) -> None:

@@ -16,6 +16,7 @@ from pgcluster.lab.definition import DEFAULT_LAB, Lab, LabNode
 BACKUPS_MOUNT = "/backups"
 DATA_MOUNT = "/var/lib/postgresql"  # Debian's home of every cluster's data directory
 ETCD_MOUNT = "/var/lib/etcd"  # an etcd-only container's volume: etcd_data_dir is below it
+MONITOR_MOUNT = "/var/lib/prometheus"  # the monitor's volume: Prometheus' and Alertmanager's data
 
 def docker_available() -> bool:
     if not shutil.which("docker"):
@@ -75,10 +76,14 @@ def cgroup_version() -> str:
 
 def _volumes(lab: Lab, node: LabNode) -> list[str]:
     """A node's data and the shared backups; an etcd host's data; the proxy: none, and its
-    endpoints published on the loopback."""
+    endpoints published on the loopback; the monitor: Prometheus' and Alertmanager's data,
+    and their ports published on the loopback."""
+    published = [arg for inside, outside in lab.ports_of(node)
+                 for arg in ("--publish", f"{lab.bind_address}:{outside}:{inside}")]
     if node.role == "proxy":
-        return [arg for inside, outside in lab.proxy_ports
-                for arg in ("--publish", f"{lab.bind_address}:{outside}:{inside}")]
+        return published
+    if node.role == "monitor":
+        return ["--volume", f"{node.data_volume}:{MONITOR_MOUNT}", *published]
     if node.role == "etcd":
         return ["--volume", f"{node.data_volume}:{ETCD_MOUNT}"]
     return ["--volume", f"{node.data_volume}:{DATA_MOUNT}",

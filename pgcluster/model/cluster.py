@@ -21,8 +21,11 @@ ETCD_GROUP = "etcd"
 # The inventory group whose hosts run HAProxy, the cluster's endpoints (a database node may
 # be in it too).
 PROXY_GROUP = "proxy"
+# The inventory group whose hosts run Prometheus and Alertmanager, which watch the cluster
+# (docs/monitoring.md). With it, every database node runs the exporters they scrape.
+MONITOR_GROUP = "monitor"
 # Groups of hosts that serve the cluster without being database nodes themselves.
-SERVICE_GROUPS = (ETCD_GROUP, PROXY_GROUP)
+SERVICE_GROUPS = (ETCD_GROUP, PROXY_GROUP, MONITOR_GROUP)
 # Roles a failover may promote. The read-only replica never is, as in the seed report.
 PROMOTABLE_ROLES = ("primary", "standby")
 
@@ -98,8 +101,8 @@ def role_of(entry: HostEntry) -> list[str]:
 
 
 def is_service_host(entry: HostEntry) -> bool:
-    """A host of a service group (`etcd`, `proxy`) and of no role group: it runs etcd or
-    HAProxy, and no PostgreSQL."""
+    """A host of a service group (`etcd`, `proxy`, `monitor`) and of no role group: it runs
+    etcd, HAProxy or Prometheus, and no PostgreSQL."""
     return any(g in entry.groups for g in SERVICE_GROUPS) and not role_of(entry)
 
 
@@ -115,7 +118,7 @@ def database_entries(entries: Iterable[HostEntry]) -> list[HostEntry]:
 
 @dataclass(frozen=True)
 class ServiceHost:
-    """A host of a service group: one member of the etcd cluster, or one proxy."""
+    """A host of a service group: one member of the etcd cluster, a proxy or a monitor."""
 
     host: str  # the pyinfra inventory name
     name: str  # etcd's member name (node_name, else the inventory name's last part)
@@ -150,6 +153,8 @@ class Cluster:
     etcd_hosts: tuple[ServiceHost, ...] = ()
     # The hosts of the `proxy` group (HAProxy), in inventory order; empty: no endpoints.
     proxy_hosts: tuple[ServiceHost, ...] = ()
+    # The hosts of the `monitor` group (Prometheus, Alertmanager); empty: no exporters.
+    monitor_hosts: tuple[ServiceHost, ...] = ()
 
     @classmethod
     def from_entries(cls, entries: Iterable[HostEntry]) -> Cluster:
@@ -159,7 +164,7 @@ class Cluster:
                          if name in e.groups)
 
         return cls(tuple(node_from_entry(e) for e in database_entries(entries)),
-                   group(ETCD_GROUP), group(PROXY_GROUP))
+                   group(ETCD_GROUP), group(PROXY_GROUP), group(MONITOR_GROUP))
 
     @classmethod
     def from_inventory(cls, inventory: Iterable[Any]) -> Cluster:
@@ -184,6 +189,10 @@ class Cluster:
     def proxy_host(self, host: str) -> ServiceHost | None:
         """The proxy an inventory host is, when the `proxy` group names it."""
         return next((p for p in self.proxy_hosts if p.host == host), None)
+
+    def monitor_host(self, host: str) -> ServiceHost | None:
+        """The monitor an inventory host is, when the `monitor` group names it."""
+        return next((m for m in self.monitor_hosts if m.host == host), None)
 
     def with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if n.role == role]

@@ -275,6 +275,17 @@ class Duration(SettingType):
         return None
 
 
+def duration_seconds(value: Any, base: str = "s") -> float:
+    """A checked Duration's value in seconds: a whole number is in `base`, a string has
+    its unit ("15d", "4h", "500ms")."""
+    if _is_int(value):
+        return value * TIME_UNITS_MS[base] / 1000
+    match = _DURATION.fullmatch(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration")
+    return int(match.group(1)) * TIME_UNITS_MS[match.group(2)] / 1000
+
+
 # crontab(5): minute hour day-of-month month day-of-week, with these names.
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
                ("day of week", 0, 7))
@@ -864,6 +875,10 @@ DCS_NAMESPACE = Token(r"/(?:[a-z0-9_-]+/)*",
 HTTP_USER = Token(r"[A-Za-z0-9_.-]{1,64}",
                   "a user name for HTTP basic auth: letters, digits, _ . and - (e.g. 'patroni')",
                   "patroni")
+# A receiver's URL goes into alertmanager.yml quoted: no quote, backslash or space in it.
+WEBHOOK_URL = Token(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/?#@!$&()*+,;=%:-]*)?",
+                    "a URL: http:// or https://, a host, an optional :port and path "
+                    "(e.g. 'https://alerts.example.com/hook')", "https://alerts.example.com/hook")
 
 USER_NAME = Token(r"[a-z_][a-z0-9_-]{0,31}",
                   "a login name: lower-case letters, digits, _ and -, at most 32", "deploy")

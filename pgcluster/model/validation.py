@@ -195,15 +195,17 @@ def _address_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
 
 
 def _service_address_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
-    """A service host's address (an etcd-only host's, a proxy's), as _address_problems
+    """A service host's address (an etcd-only host's, a proxy's, a monitor's), as _address_problems
     checks a node's."""
     found = []
     for entry in entries:
-        member = cluster.etcd_host(entry.name) or cluster.proxy_host(entry.name)
+        member = (cluster.etcd_host(entry.name) or cluster.proxy_host(entry.name)
+                  or cluster.monitor_host(entry.name))
         if (not is_service_host(entry) or member is None or "node_address" in entry.data
                 or "ssh_hostname" in entry.data or is_host(member.address)):
             continue
-        what = "etcd host" if cluster.etcd_host(entry.name) else "proxy"
+        what = ("etcd host" if cluster.etcd_host(entry.name)
+                else "proxy" if cluster.proxy_host(entry.name) else "monitor")
         found.append(
             f"{what} {member.host} has no node_address (nor ssh_hostname), and its inventory "
             f"name {member.address!r} is not one host: set `node_address` to the address the "

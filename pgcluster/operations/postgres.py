@@ -167,6 +167,23 @@ def grant_role(role: str, member_of: str, port: int = 5432):
 
 
 @operation()
+def grant_select(role: str, table: str, database: str, port: int = 5432):
+    """USAGE on a table's schema and SELECT on the table (schema.table), granted only where
+    missing."""
+    schema = table.split(".", 1)[0]
+    rows = _query(f"select has_schema_privilege({literal(role)}, {literal(schema)}, 'USAGE'), "
+                  f"has_table_privilege({literal(role)}, {literal(table)}, 'SELECT')",
+                  database=database, port=port)
+    if rows and rows[0] == ["t", "t"]:
+        host.noop(f"{role} may read {table}")
+        return
+    yield psql_command(f"GRANT USAGE ON SCHEMA {ident(schema)} TO {ident(role)}", database,
+                       port)
+    yield psql_command(f"GRANT SELECT ON {'.'.join(ident(p) for p in table.split('.'))} TO "
+                       f"{ident(role)}", database, port)
+
+
+@operation()
 def database(database: str, owner: str, encoding: str = "UTF8", port: int = 5432):
     rows = _query(f"select 1 from pg_database where datname = {literal(database)}", port=port)
     if rows:

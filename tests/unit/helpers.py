@@ -11,7 +11,7 @@ ALL = load_group_data("all")
 SCHEMA = group_data_schema()  # group_data/all.py's types
 SECRETS = {"admin_password": "s3cret-admin", "replication_password": "s3cret-repl",
            "rewind_password": "s3cret-rewind", "app_password": "s3cret-app",
-           "patroni_rest_password": "s3cret-patroni"}
+           "patroni_rest_password": "s3cret-patroni", "monitor_password": "s3cret-monitor"}
 
 
 def entry(name: str, role: str | None, **data: Any) -> HostEntry:

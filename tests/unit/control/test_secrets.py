@@ -13,7 +13,7 @@ from pgcluster.cli import main
 from pgcluster.control import secrets
 from pgcluster.control.preflight import load_group_data
 from pgcluster.errors import ConfigError
-from tests.unit.helpers import three_nodes
+from tests.unit.helpers import entry, three_nodes
 from tests.unit.inventories import load_inventory
 
 ENV = [secrets.env_name(key) for key in secrets.SECRET_KEYS]
@@ -64,11 +64,11 @@ def test_generate_once_privately_never_replacing_a_password(private_secrets_dir:
     path = write(private_secrets_dir / "production.env", "PGCLUSTER_ADMIN_PASSWORD=mine\n")
     added = secrets.generate(path)
     assert added == ["replication_password", "rewind_password", "app_password",
-                     "patroni_rest_password"]
+                     "patroni_rest_password", "monitor_password"]
     values = secrets.read_file(path)
     assert values["PGCLUSTER_ADMIN_PASSWORD"] == "mine"
     assert all(len(values[name]) >= 32 for name in ENV[1:])
-    assert len(set(values.values())) == 5
+    assert len(set(values.values())) == 6
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert secrets.generate(path) == []
@@ -115,6 +115,18 @@ def test_missing_password_says_every_way_to_supply_it() -> None:
     assert "python -m pgcluster --inventory inventory/production.py secrets init" in found[0]
 
 
+def test_the_exporters_password_is_needed_only_with_a_monitor_group() -> None:
+    secrets.use_inventory("inventory/production.py")
+    assert secrets.problems(three_nodes(monitor_password=None)) == []
+    watched = [*three_nodes(monitor_password=None),
+               entry("mon1", "monitor", node_address="10.0.0.9", monitor_password=None),
+               entry("etcd1", "etcd", node_address="10.0.0.8", monitor_password=None)]
+    found = secrets.problems(watched)
+    assert len(found) == 1
+    # The nodes (their exporters) and the monitor (Prometheus); not the etcd-only host.
+    assert "monitor_password is not set for db1, db2, db3, mon1:" in found[0]
+
+
 def test_a_password_with_a_newline_is_refused() -> None:
     found = secrets.problems(three_nodes(replication_password="two\nlines"))
     assert found and "control characters" in found[0]
@@ -127,7 +139,7 @@ def test_example_inventory_with_lab_passwords_stops_before_connecting(
     with pytest.raises(ConfigError) as caught:
         load_inventory("inventory/example.py")
     text = str(caught.value)
-    assert text.count("one of the Docker lab's documented passwords") == 5
+    assert text.count("one of the Docker lab's documented passwords") == 6
     assert "secrets/example.env" in text or "example.env" in text
 
 

@@ -29,6 +29,7 @@ from pgcluster.control.templating import (
     yaml_key,
     yaml_scalar,
 )
+from pgcluster.model import monitoring, scrape
 from pgcluster.model.backups import FullBackup
 from pgcluster.model.cluster import Cluster, ServiceHost
 from pgcluster.model.endpoints import haproxy_context
@@ -458,8 +459,35 @@ STRING_KEYS = ["listen_addresses", "timezone", "initdb_locale", "tls_min_protoco
                "replication_password", "rewind_password", "patroni_rest_user",
                "patroni_rest_password", "patroni_scope", "patroni_namespace",
                "patroni_watchdog", "etcd_data_dir", "pgbouncer_auth_user",
-               "proxy_stats_address", "pgbouncer_pool_mode"]
+               "proxy_stats_address", "pgbouncer_pool_mode", "monitor_user",
+               "monitor_listen_address", "monitor_password", "alertmanager_email_to",
+               "alertmanager_email_from", "alertmanager_smarthost", "alertmanager_smtp_user",
+               "alertmanager_smtp_password"]
 TEMPLATES = sorted(str(p.relative_to(TEMPLATES_DIR)) for p in TEMPLATES_DIR.rglob("*.j2"))
+
+
+def monitoring_context(template: str, data: dict, c: Cluster) -> dict[str, Any]:
+    """The context each templates/monitoring file is rendered with (its e-mail receiver
+    and webhook set, so that their values reach the file)."""
+    monitor = ServiceHost("mon", "mon", "10.0.0.9")
+    name = template.removeprefix("monitoring/")
+    if name == "prometheus.yml.j2":
+        return scrape.prometheus_context(data, c, monitor, "patroni")
+    if name == "alertmanager.yml.j2":
+        receivers = {"alertmanager_email_to": "dba@example.com", "alertmanager_smtp_user": "u",
+                     "alertmanager_smtp_password": "p",
+                     "alertmanager_webhook_urls": ["https://alerts.example.com/hook"]}
+        return scrape.alertmanager_context(
+            {**data, **{k: v for k, v in receivers.items() if not data.get(k)}}, monitor)
+    if name == "alerts.yml.j2":
+        return monitoring.alert_context({**data, "ha_engine": "patroni"})
+    if name == "postgres-exporter-queries.yaml.j2":
+        return {"monitor_user": data["monitor_user"],
+                "database": data["backup_registry_database"]}
+    if name == "daemon.default.j2":
+        return {"service": "prometheus", "monitor": monitor,
+                "args": scrape.daemon_args(data)["prometheus"]}
+    return scrape.exporter_context(data, c.nodes[0].name, c.nodes[0].address)
 
 
 def hostile_renderings(template: str, payload: str) -> Iterator[tuple[str, str, str]]:
@@ -473,6 +501,8 @@ def hostile_renderings(template: str, payload: str) -> Iterator[tuple[str, str, 
         if template.startswith("haproxy/"):  # a proxy's file: the proxy's own values
             ctx = haproxy_context({**ALL, **SECRETS, **data}, c, ServiceHost("px", "px",
                                                                              "10.0.0.9"))
+        if template.startswith("monitoring/"):  # a monitor's file, or an exporter's
+            ctx = monitoring_context(template, {**ALL, **SECRETS, **data}, c)
         return render_template(template, {**ctx, "registry_version": "v1", **(extra or {})})
 
     # (where, how the value goes in, a harmless value for the comparison)
