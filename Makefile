@@ -30,7 +30,7 @@ cluster: venv
 	$(PY) -m pgcluster info
 
 test: venv
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=40
 
 unit: venv
 	$(PY) -m pytest tests/unit

@@ -131,13 +131,16 @@ def test_no_trust_tls_and_scram_everywhere_on_the_network(lab: Lab, role: str) -
     assert all(method != "trust" for _, _, method, _ in rules)
     assert {method for kind, _, method, _ in rules if kind == "local"} == {"peer",
                                                                           "scram-sha-256"}
-    assert [user for kind, user, method, _ in rules if method == "peer"] == [["postgres"]] * 2
+    # By peer: postgres, and with a monitor the exporter's role (as the OS user prometheus).
+    exporter = [["monitor"]] if lab.monitor else []
+    assert [user for kind, user, method, _ in rules if method == "peer"] == [
+        ["postgres"]] * 2 + exporter
     network = [(kind, user, method) for kind, user, method, _ in rules if kind != "local"]
     # accepted over TLS only, with a password; everything else is an explicit refusal
     assert {method for kind, _, method in network if kind == "hostssl"} == {"scram-sha-256"}
     assert {method for kind, _, method in network if kind != "hostssl"} == {"reject"}
-    assert sorted(user[0] for kind, user, method in network if kind == "host") == [
-        "postgres", "replicator", "rewinder"]
+    assert sorted(user[0] for kind, user, method in network if kind == "host") == sorted(
+        ["postgres", "replicator", "rewinder", *(u[0] for u in exporter)])
 
 
 @pytest.mark.parametrize("role", NODES)
