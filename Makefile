@@ -10,11 +10,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
+# Debian 12's promtool, for the alert rules' unit tests (tests/unit/monitoring/).
+PROMTOOL := $(VENV)/bin/promtool
 export PYINFRA_PROGRESS ?= off
 # The high-availability engine for `make cluster` (group_data ha_engine): manual or patroni.
 HA ?=
 
-.PHONY: cluster test unit integration lint destroy bench bench-backup venv
+.PHONY: cluster test unit integration lint destroy bench bench-backup bench-monitoring venv
 
 venv: $(VENV)/.installed
 
@@ -24,15 +26,19 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+$(PROMTOOL): lab/install-promtool.sh | $(VENV)/.installed
+	lab/install-promtool.sh $(VENV)/bin
+	@touch $@
+
 cluster: venv
 	$(PYINFRA) -y @local deploys/lab.py
 	$(PYINFRA) -y inventory/docker.py deploys/cluster.py $(if $(HA),--data ha_engine=$(HA),)
 	$(PY) -m pgcluster info
 
-test: venv
+test: venv $(PROMTOOL)
 	$(PY) -m pytest tests --durations=40
 
-unit: venv
+unit: venv $(PROMTOOL)
 	$(PY) -m pytest tests/unit
 
 integration: venv
@@ -40,7 +46,7 @@ integration: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	shellcheck -x pgcluster/node/*.sh
+	shellcheck -x pgcluster/node/*.sh lab/*.sh
 	shellcheck -x -s bash tests/unit/node/fakes/*
 
 destroy: venv
@@ -51,3 +57,6 @@ bench: venv
 
 bench-backup: venv
 	$(PY) bench/backup.py
+
+bench-monitoring: venv
+	$(PY) bench/monitoring.py

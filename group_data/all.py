@@ -244,10 +244,17 @@ alertmanager_smtp_user: Optional(Text()) = None
 alertmanager_smtp_password: Optional(Secret()) = secret("alertmanager_smtp_password")
 # Alerts of one kind on one node are sent together, at most this often while they last.
 alertmanager_repeat_interval: Duration(60, 604800, base="s") = "4h"
+# After a notification, how long Alertmanager waits before it sends what changed in the
+# same group: a resolution, or the same alert on another node. Shorter is noisier.
+alertmanager_group_interval: Duration(1, 86400, base="s") = "1min"
 # The alert rules' thresholds (templates/monitoring/alerts.yml.j2; docs/monitoring.md). An
-# alert fires when its condition has held for alert_for (a split brain and a failed backup:
-# at once), and reaches Prometheus' API within alert_for + two scrapes.
+# alert fires when its condition has held for alert_for (a failed backup: at once), and
+# reaches Prometheus' API within alert_for + two scrapes.
 alert_for: Duration(0, 86400, base="s") = "1min"
+# Two primaries at once is a split brain: it must not wait alert_for, but a switchover
+# looks like one until the old primary's next scrape (its last sample still says primary),
+# so MoreThanOnePrimary waits this long, and never less than two monitor_scrape_interval.
+alert_split_brain_for: Duration(0, 86400, base="s") = "30s"
 alert_replication_lag_bytes: Int(0) = 64 * 1024 * 1024  # WAL received, not yet replayed
 alert_replication_lag: Duration(1, 86400, base="s") = "5min"  # replay behind the primary
 alert_slot_retained_bytes: Int(0) = 1024 * 1024 * 1024  # under max_slot_wal_keep_size's lab 1GB
@@ -380,3 +387,4 @@ sample_users: ListOf(Dict(nombre=Text(), email=Text())) = [
     {"nombre": "José Martínez", "email": "jose.martinez@proyecto.local"},
     {"nombre": "Laura Sánchez", "email": "laura.sanchez@proyecto.local"},
 ]
+

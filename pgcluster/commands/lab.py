@@ -14,6 +14,7 @@ from pgcluster.control.preflight import load_group_data
 from pgcluster.lab.definition import Lab, load_lab
 from pgcluster.lab.docker import docker_available, inspect
 from pgcluster.lab.standins import STANDIN_INVENTORY
+from pgcluster.model import scrape
 from pgcluster.model.endpoints import PORT_KEYS, endpoints, multi_host
 
 
@@ -65,7 +66,9 @@ def cmd_info(args: argparse.Namespace) -> int:
               "(Prometheus and Alertmanager: docs/monitoring.md)")
         prometheus = lab.published(int(data["prometheus_port"]))
         alertmanager = lab.published(int(data["alertmanager_port"]))
-        print(f"\nMetrics and alerts:\n  {'Prometheus':<36}http://{lab.bind_address}:{prometheus}/"
+        base = f"http://{lab.bind_address}:{prometheus}"
+        print(f"\nMetrics and alerts:\n  {'Prometheus':<36}{base}/"
+              f"\n  {'The cluster (console page)':<36}{base}{scrape.CONSOLE_PATH}"
               f"\n  {'Alertmanager (API, amtool)':<36}http://{lab.bind_address}:{alertmanager}"
               "/api/v2/alerts")
     if standins:

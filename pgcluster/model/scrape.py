@@ -10,6 +10,7 @@ cluster's name under either engine).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,13 @@ KEY_FILE = "/etc/prometheus/pgcluster-monitor.key"
 RULES_FILE = "/etc/prometheus/pgcluster-alerts.yml"
 PROMETHEUS_YML = "/etc/prometheus/prometheus.yml"
 ALERTMANAGER_YML = "/etc/prometheus/alertmanager.yml"
+# The console page (templates/monitoring/consoles/): Prometheus runs these Go templates
+# on each request, so a new page needs no reload.
+CONSOLES_DIR = "/etc/prometheus/consoles"
+CONSOLE_LIBRARIES_DIR = "/etc/prometheus/console_libraries"
+CONSOLE_FILES = {f"{CONSOLES_DIR}/pgcluster.html": "monitoring/consoles/pgcluster.html",
+                 f"{CONSOLE_LIBRARIES_DIR}/pgcluster.lib": "monitoring/consoles/pgcluster.lib"}
+CONSOLE_PATH = "/consoles/pgcluster.html"
 # On a node, the exporters' TLS and basic auth (exporter-toolkit's web configuration).
 EXPORTER_DIR = "/etc/prometheus/pgcluster"
 WEB_CONFIG = f"{EXPORTER_DIR}/web.yml"
@@ -54,10 +62,12 @@ class Target:
     role: str = ""  # the inventory role of a database node
 
 
+@functools.lru_cache(maxsize=256)
 def password_hash(password: str, salt_source: str) -> str:
     """The bcrypt hash exporter-toolkit wants for basic auth. Its salt comes from the
     password and the host, not from chance, so a re-run renders the same file (no change,
-    no restart) and two hosts still hold different hashes."""
+    no restart) and two hosts still hold different hashes. Deterministic, hence cached:
+    bcrypt is slow on purpose, and a deploy renders it for every node more than once."""
     digest = hashlib.sha256(f"pgcluster-scrape\0{salt_source}\0{password}".encode()).digest()
     # bcrypt's salt: 22 characters of its own base64 alphabet (16 bytes; the last
     # character carries 2 bits, so it is one of .Oeu).
@@ -145,6 +155,7 @@ def alertmanager_context(data: Mapping[str, Any], monitor: ServiceHost) -> dict[
             "password": data.get("alertmanager_smtp_password"),
         } if email_to else None,
         "repeat_interval": int(duration_seconds(data["alertmanager_repeat_interval"])),
+        "group_interval": int(duration_seconds(data["alertmanager_group_interval"])),
     }
 
 
@@ -154,7 +165,9 @@ def daemon_args(data: Mapping[str, Any]) -> dict[str, str]:
     retention = int(duration_seconds(data["monitor_retention"]))
     return {
         "prometheus": (f"--web.listen-address={hostport(listen, int(data['prometheus_port']))} "
-                       f"--storage.tsdb.retention.time={retention}s"),
+                       f"--storage.tsdb.retention.time={retention}s "
+                       f"--web.console.templates={CONSOLES_DIR} "
+                       f"--web.console.libraries={CONSOLE_LIBRARIES_DIR}"),
         # One Alertmanager per monitor, no gossip between them: no cluster port to open.
         "alertmanager": (f"--web.listen-address="
                          f"{hostport(listen, int(data['alertmanager_port']))} "

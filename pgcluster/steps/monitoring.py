@@ -14,6 +14,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, server, systemd
 
+from pgcluster import TEMPLATES_DIR
 from pgcluster.control import tls
 from pgcluster.control.templating import render_template
 from pgcluster.model import scrape
@@ -121,7 +122,21 @@ def monitor(topology: Topology, engine: str) -> None:
     data = host.data.dict()
     material = _material(topology, monitor_host.name, monitor_host.address, engine)
     args = scrape.daemon_args(data)
-    _packages(["prometheus", "prometheus-alertmanager"], "Prometheus and Alertmanager")
+    daemons = ("prometheus", "prometheus-alertmanager")
+    # Debian starts Prometheus at install with its own prometheus.yml (localhost:9090,
+    # localhost:9100). Its samples would outlive that process by the 5 minutes of
+    # Prometheus' lookback (a restart writes no stale markers): our rules, once loaded,
+    # would see that localhost:9100 "down". So the daemons first start with our
+    # configuration: masked (until reboot only, --runtime) while the packages install,
+    # unmasked below, also after a deploy that stopped in between.
+    units = " ".join(f"{d}.service" for d in daemons)
+    fresh = any(d not in host.get_fact(DebPackages) for d in daemons)
+    if fresh:
+        server.shell(name="Prometheus and Alertmanager wait for their configuration to start",
+                     commands=[f"systemctl mask --runtime {units}"])
+    _packages(list(daemons), "Prometheus and Alertmanager")
+    masked = host.get_fact(Command, command=" ".join(
+        f"[ -L /run/systemd/system/{d}.service ] && echo {d};" for d in daemons) + " true")
     # A volume mounted on /var/lib/prometheus before the packages came (the lab's) is
     # root's: the daemons keep their data below it.
     content.directories(
@@ -142,6 +157,12 @@ def monitor(topology: Topology, engine: str) -> None:
                        secret=True),
                Content(scrape.PASSWORD_FILE, str(data["monitor_password"]), "640", "root",
                        "prometheus", secret=True)],
+    )
+    # Go templates, copied as they are (Jinja would read their {{ }}).
+    content.contents(
+        name="The cluster's console page",
+        files=[Content(dest, (TEMPLATES_DIR / source).read_text())
+               for dest, source in scrape.CONSOLE_FILES.items()],
     )
     alertmanager = content.contents(
         name="Alertmanager's configuration",
@@ -164,15 +185,17 @@ def monitor(topology: Topology, engine: str) -> None:
     server.shell(name="Alertmanager's configuration is valid (amtool)",
                  commands=[f"amtool check-config {scrape.ALERTMANAGER_YML}"],
                  _if=alertmanager.did_change)
-    daemons = ("prometheus", "prometheus-alertmanager")
-    # The packages start them with their own command lines: restarted once ours are in
-    # place (also after a deploy that stopped in between).
+    if fresh or masked:
+        server.shell(name="Prometheus and Alertmanager may start, their configuration in place",
+                     commands=[f"systemctl unmask --runtime {units}"])
+    # A package that was there before started them with its own command lines: restarted
+    # once ours are in place (also after a deploy that stopped in between).
     stale = _started_before(daemons, [f"/etc/default/{d}" for d in daemons])
     for service, changed in zip(daemons, (prometheus, alertmanager), strict=True):
         systemd.service(name=f"{service} runs, and starts at boot", service=service,
                         running=True, enabled=True)
         systemd.service(name=f"{service} restarts: its command line changed",
                         service=service, restarted=True,
-                        _if=lambda: defaults.did_change() or stale)
+                        _if=lambda: not fresh and (defaults.did_change() or stale))
         systemd.service(name=f"{service} reloads its changed configuration", service=service,
-                        reloaded=True, _if=changed.did_change)
+                        reloaded=True, _if=lambda c=changed: not fresh and c.did_change())

@@ -13,21 +13,27 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import ssl
+import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pgcluster.lab.definition import Lab, LabNode
+from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.model.settings import duration_seconds
-from tests.conftest import changed, run_pyinfra
+from tests.conftest import REPO, changed, run_pyinfra
 from tests.integration.conftest import (
     LAB_ENV,
     connect,
@@ -41,7 +47,9 @@ from tests.unit.helpers import ALL
 
 PROMETHEUS, ALERTMANAGER = 9090, 9093  # the monitor's ports, published by the lab
 WEBHOOK_PORT = 29099  # lab/test.toml's alertmanager_webhook_urls, on the gateway
-SCRAPE = duration_seconds(ALL["monitor_scrape_interval"])
+# The test lab's scrape interval (lab/test.toml's [data], over group_data's).
+SCRAPE = duration_seconds(dict(load_lab("test").data).get("monitor_scrape_interval",
+                                                       ALL["monitor_scrape_interval"]))
 
 
 def api(lab: Lab, port: int, path: str, **params: str) -> Any:
@@ -99,6 +107,73 @@ class Webhook:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--hide-scrollbars", "--window-size=1400,2000", "--virtual-time-budget=20000",
+    # Loopback only: no name resolves, no proxy, none of the browser's own services.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--no-proxy-server",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions", "--no-first-run",
+    "--no-default-browser-check", "--metrics-recording-only",
+]
+# Where the console's screenshot goes (git-ignored; docs/images has the committed one).
+ARTIFACTS = Path(os.environ.get("PGCLUSTER_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def chromium(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Debian's chromium, headless, on a page of the lab (a profile of its own)."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.fail("chromium is not installed: apt-get install chromium (.ci/run does)")
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args,
+                               url], capture_output=True, text=True, timeout=120)
+
+
+class ConsolePage(HTMLParser):
+    """What the console shows once its scripts ran: each node's row (its cells' text)
+    and, per graph, how many lines Rickshaw drew."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, list[str]] = {}
+        self.lines: dict[str, int] = {}
+        self._row: str | None = None
+        self._cell: list[str] | None = None
+        self._graph: str | None = None
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "tr" and "node" in (found.get("class") or "").split():
+            self._row = found["data-node"] or ""
+            self.rows[self._row] = []
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+        if self._graph is not None:
+            self._depth += 1
+            if tag == "path" and "path" in (found.get("class") or "").split():
+                self.lines[self._graph] += 1
+        elif tag == "div" and "pgcluster-graph-body" in (found.get("class") or "").split():
+            self._graph, self._depth = found["id"] or "", 1
+            self.lines[self._graph] = 0
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._graph is not None:
+            self._depth -= 1
+            if self._depth == 0:
+                self._graph = None
+        if tag == "td" and self._row is not None and self._cell is not None:
+            self.rows[self._row].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +286,55 @@ def test_the_exporter_role_reads_statistics_and_nothing_else(lab: Lab) -> None:
                           "'SELECT')") == [(False,)]
 
 
+def test_the_console_page_shows_every_node_with_data_in_a_browser(lab: Lab) -> None:
+    url = (f"http://{lab.bind_address}:{lab.published(PROMETHEUS)}"
+           "/consoles/pgcluster.html")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "console.png"
+    shot.unlink(missing_ok=True)
+    taken = chromium(url, f"--screenshot={shot}")
+    assert taken.returncode == 0 and shot.stat().st_size > 20_000, taken.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dom = chromium(url, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = ConsolePage()
+    page.feed(dom.stdout)
+    # Every node, with its role now, up, and its numbers (not the "-" of a missing series).
+    assert set(page.rows) == {n.name for n in lab.nodes}, dom.stdout[:3000]
+    for node in lab.nodes:
+        name, role, state, streams, lag, _, connections, waiting, backup = page.rows[node.name]
+        assert name == node.name
+        assert (role, state) == ("primary" if node.role == "primary" else "replica", "up")
+        assert streams == ("-" if node.role == "primary" else "yes")
+        assert lag.endswith("B") and " of " in connections and waiting.endswith("segments")
+        assert backup.endswith(" old"), page.rows[node.name]
+    # Each graph drew a line per node that has the series (the slots' on the primary).
+    assert page.lines == {"lag": 3, "tps": 3, "connections": 3, "archiving": 3,
+                          "backups": 3}, page.lines
+
+
+def test_every_grafana_panel_query_returns_data(lab: Lab) -> None:
+    dashboard = json.loads((REPO / "templates/monitoring/grafana/pgcluster.json").read_text())
+    # Grafana's variables as a user's Grafana gives them (the dashboard's cluster picker
+    # lists label_values(pg_up, cluster)).
+    clusters = {r["metric"]["cluster"] for r in api(
+        lab, PROMETHEUS, "/api/v1/query", query="pg_up")["data"]["result"]}
+    assert len(clusters) == 1, clusters
+    values = {"$cluster": clusters.pop(), "$__rate_interval": "1m"}
+    empty = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for name, value in values.items():
+                expr = expr.replace(name, value)
+            assert "$" not in expr, f"{panel['title']}: a variable left in {expr}"
+            answer = api(lab, PROMETHEUS, "/api/v1/query", query=expr)
+            assert answer["status"] == "success", (panel["title"], answer)
+            if not answer["data"]["result"]:
+                empty.append(f"{panel['title']}: {expr}")
+    assert not empty, "panels with no data:\n" + "\n".join(empty)
+
+
 def test_a_stopped_replica_fires_and_resolves_its_alert(lab: Lab, webhook: Webhook) -> None:
     replica = lab.node("readonly")
     host = node_host(replica)
@@ -233,7 +357,7 @@ def test_a_stopped_replica_fires_and_resolves_its_alert(lab: Lab, webhook: Webho
     wait_for(lambda: replica.name not in firing(lab, "PostgresDown"), timeout=3 * SCRAPE + 30,
              interval=1, what="PostgresDown resolved in Prometheus")
     wait_for(lambda: "resolved" in webhook.statuses("PostgresDown", replica.name),
-             timeout=120, interval=2, what="the resolved notification at the webhook")
+             timeout=60, interval=2, what="the resolved notification at the webhook")
 
 
 def test_broken_archiving_fires_and_resolves_its_alert(lab: Lab, webhook: Webhook) -> None:
@@ -252,6 +376,9 @@ def test_broken_archiving_fires_and_resolves_its_alert(lab: Lab, webhook: Webhoo
                  timeout=60, interval=1, what="Alertmanager's notification at the webhook")
     finally:
         host.check_output(f"chmod {mode} {archive}")
+        # After three failures the archiver sleeps a minute; a reload wakes it to retry
+        # now (what an operator does after the repair, docs/troubleshooting.md).
+        host.check_output("runuser -u postgres -- psql -XAtq -c 'select pg_reload_conf()'")
     # PostgreSQL retries the segment it kept: archiving catches up, nothing was lost.
     wait_for(lambda: query(primary, "select last_failed_time is null or last_archived_time "
                                     "> last_failed_time from pg_stat_archiver")[0][0],
@@ -259,7 +386,7 @@ def test_broken_archiving_fires_and_resolves_its_alert(lab: Lab, webhook: Webhoo
     wait_for(lambda: primary.name not in firing(lab, "ArchivingFailing"),
              timeout=3 * SCRAPE + 30, interval=2, what="ArchivingFailing resolved")
     wait_for(lambda: "resolved" in webhook.statuses("ArchivingFailing", primary.name),
-             timeout=120, interval=2, what="the resolved notification at the webhook")
+             timeout=60, interval=2, what="the resolved notification at the webhook")
 
 
 def test_a_second_deploy_changes_nothing_with_the_monitor(lab: Lab) -> None:
