@@ -120,6 +120,16 @@ status_max_lag_bytes: Int(0) = 64 * 1024 * 1024  # status: a replica further beh
 # Status: an older newest full backup is unhealthy
 status_max_backup_age_hours: Int(1, 24 * 366) = 8 * 24
 
+# -------------------------------------------------------------------------------- Drills
+# `pgcluster drill failover|switchover` (docs/drills.md) passes when the writer's first
+# commit after the fault is acknowledged within this many seconds (the recovery time an
+# application sees: promotion, re-pointing, the endpoint noticing) ...
+drill_max_rto_seconds: Seconds(1, 3600) = 30
+# ... and no more acknowledged commits than this are missing on the new primary. A cleanly
+# stopped primary sends its standbys everything first, so 0 holds even without synchronous
+# replication; a killed one may lose the last few (see synchronous_standbys).
+drill_max_lost_commits: Int(0) = 0
+
 # ------------------------------------------------------------- High availability engine
 # Who promotes a standby when the primary fails. "manual": pgcluster's own failover and
 # switchover commands, run by an operator. "patroni": Patroni on every node, with etcd on

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pgcluster.errors import ClusterStateError, ConfigError
 
 # Modules under pgcluster/commands/, in the order their commands appear in --help.
-COMMAND_MODULES = ["lab", "operate", "menu", "backup", "restore", "secrets"]
+COMMAND_MODULES = ["lab", "operate", "menu", "backup", "restore", "drill", "secrets"]
 
 
 def build_parser() -> argparse.ArgumentParser:

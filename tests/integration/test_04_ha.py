@@ -478,9 +478,20 @@ def test_synchronous_replication_survives_a_failover(ha_lab: Lab) -> None:
         states = dict(query(primary, "select application_name, sync_state "
                                      "from pg_stat_replication"))
         assert states[other.name] == "sync"
+        # An application of the read-write endpoint: with a synchronous standby, nothing it
+        # was told committed may be lost.
+        application = endpoint_writer(ha_lab, primary, table="proyecto.sync_endpoint")
+        time.sleep(2)
         subprocess.run(["docker", "kill", primary.name], check=True, capture_output=True)
-        result = pgcluster_cli(ha_lab, "failover", "--yes")
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        try:
+            result = pgcluster_cli(ha_lab, "failover", "--yes")
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            promoted = time.time()
+            wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
+                     what="writes again through the read-write endpoint, same address")
+        finally:
+            application.stop()
+        assert application.missing() == [], "acknowledged commits lost through the endpoint"
         # Its synchronous standby is gone: suspended, so the new primary takes writes.
         assert query(other, "show synchronous_standby_names") == [("",)]
         with connect(other) as conn:

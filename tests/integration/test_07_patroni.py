@@ -21,8 +21,9 @@ import psycopg
 import pytest
 
 from pgcluster.control.writer import Writer, conninfo
-from pgcluster.lab.definition import Lab, LabNode
+from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.model.patroni import PatroniView, parse_members
+from pgcluster.model.settings import duration_seconds
 from tests.conftest import changed, run_pyinfra, totals
 from tests.integration.conftest import (
     ADMIN,
@@ -35,11 +36,22 @@ from tests.integration.conftest import (
     query,
     wait_for,
 )
+from tests.integration.prometheus import (
+    PROMETHEUS,
+    alert_for,
+    api,
+    firing,
+    firing_now,
+    healthy_targets,
+    instant,
+)
 
 LAB = "patroni"
 ENV = {"PGCLUSTER_LAB": LAB}
 CLUSTER = ["inventory/docker.py", "deploys/cluster.py"]
 PATRONICTL = "patronictl -c /etc/patroni/config.yml"
+# The lab's scrape interval (lab/patroni.toml's [data]).
+SCRAPE = duration_seconds(dict(load_lab(LAB).data)["monitor_scrape_interval"])
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +123,34 @@ def test_a_second_deploy_reports_zero_changes(patroni_lab: Lab) -> None:
     counts = totals(result)
     assert counts["error"] == 0 and counts["no_change"] > 50
     assert counts["success"] == 0, f"a re-run changed {counts['success']} operation(s)"
+
+
+def test_prometheus_scrapes_patroni_and_etcd_on_every_node(patroni_lab: Lab) -> None:
+    """The monitor scrapes every exporter, every Patroni's REST API and every etcd member
+    (with its client certificate): each target up, Patroni's and etcd's own view of the
+    cluster in the metrics, and no alert firing on the healthy cluster once it has a
+    full backup."""
+    names = {n.name for n in patroni_lab.nodes}
+    jobs = ("postgres", "node", "patroni", "etcd")
+    wait_for(lambda: all(healthy_targets(patroni_lab).get(job) == names for job in jobs),
+             timeout=3 * SCRAPE + 30, what=f"every {'/'.join(jobs)} target up "
+             f"(up: {healthy_targets(patroni_lab)})")
+    assert instant(patroni_lab, "patroni_postgres_running") == dict.fromkeys(names, 1.0)
+    assert instant(patroni_lab, "patroni_cluster_unlocked") == dict.fromkeys(names, 0.0)
+    assert instant(patroni_lab, "etcd_server_has_leader") == dict.fromkeys(names, 1.0)
+    # One etcd leader among the members, and Patroni's leader is the exporter's primary.
+    assert sum(instant(patroni_lab, "etcd_server_is_leader").values()) == 1.0
+    assert instant(patroni_lab, "pgcluster_node_in_recovery == 0") == \
+        {patroni_lab.node("primary").name: 0.0}
+    # Healthy includes a full backup (a new lab has none: NewestFullBackupTooOld says so),
+    # taken on Patroni's leader.
+    backup = pgcluster_cli(patroni_lab, "backup", "full")
+    assert backup.returncode == 0, backup.stdout[-2000:] + backup.stderr[-2000:]
+    wait_for(lambda: firing_now(patroni_lab) == [], timeout=3 * SCRAPE + 30, interval=2,
+             what=f"no alert firing (firing: {firing_now(patroni_lab)})")
+    rules = {r["name"] for g in api(patroni_lab, PROMETHEUS, "/api/v1/rules", type="alert")
+             ["data"]["groups"] for r in g["rules"]}
+    assert {"PatroniNoLeader", "EtcdMemberDown", "EtcdNoLeader"} <= rules
 
 
 def test_status_shows_patronis_view(patroni_lab: Lab) -> None:
@@ -241,22 +281,64 @@ def test_postgresql_killed_under_a_living_patroni_is_restarted_in_place(
     wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="every member back")
 
 
+def streams_from(primary: LabNode, replica: LabNode) -> bool:
+    return bool(query(primary, "select 1 from pg_stat_replication where application_name = "
+                               "%s and state = 'streaming'", (replica.name,)))
+
+
+def replica_diagnostics(primary: LabNode, replica: LabNode) -> str:
+    """What to read when a replica did not get a row: both sides of its replication and
+    the last words of its Patroni and PostgreSQL (a failure in CI cannot be looked at)."""
+    parts = []
+    for node, sql in ((primary, "select application_name, state, sent_lsn, replay_lsn "
+                                "from pg_stat_replication"),
+                      (replica, "select status, sender_host, latest_end_lsn, "
+                                "pg_last_wal_replay_lsn(), pg_is_wal_replay_paused() "
+                                "from pg_stat_wal_receiver right join (select 1) one on true")):
+        try:
+            parts.append(f"{node.name}: {query(node, sql)}")
+        except Exception as exc:  # the diagnostics must not hide the failure
+            parts.append(f"{node.name}: {exc}")
+    parts.append(node_host(replica).run(
+        "journalctl --no-pager -q -n 40 -u patroni | cut -c1-250; "
+        "tail -n 20 /var/log/postgresql/*.log 2>/dev/null | cut -c1-250").stdout)
+    return "\n".join(parts)
+
+
 def test_one_etcd_member_lost_fails_nothing_over(patroni_lab: Lab) -> None:
+    """And the lost member alerts (EtcdMemberDown) within its `for` plus two scrapes and an
+    evaluation, Patroni keeps its leader (no PatroniNoLeader), and the alert resolves."""
     primary, readonly = patroni_lab.node("primary"), patroni_lab.node("readonly")
+    bound = alert_for(patroni_lab, "EtcdMemberDown") + 3 * SCRAPE
+    # From a replica that streams (the previous test restarted the primary's server).
+    wait_for(lambda: streams_from(primary, readonly), timeout=60, what=f"{readonly.name} "
+             "streaming")
     node_host(readonly).run("systemctl stop etcd")
+    stopped = time.monotonic()
     try:
+        wait_for(lambda: firing(patroni_lab, "EtcdMemberDown") == {readonly.name},
+                 timeout=bound + 5, interval=1, what="EtcdMemberDown for the stopped member")
+        fired = time.monotonic() - stopped
+        print(f"EtcdMemberDown fired {fired:.1f}s after the stop (bound {bound:.0f}s)")
+        assert fired <= bound
+        assert firing(patroni_lab, "PatroniNoLeader") == set()
         # Longer than the leader key lives: a lost quorum would have shown by now.
-        time.sleep(25)
+        time.sleep(max(0.0, 25 - (time.monotonic() - stopped)))
         assert members(patroni_lab, on=primary).leader == primary.name
         assert writer(patroni_lab) == primary
         with connect(primary) as conn:
             conn.execute("insert into patroni_drill values (4, 'two etcd members of three') "
                          "on conflict do nothing")
-        wait_for(lambda: query(readonly, "select count(*) from patroni_drill where id = 4")
-                 [0][0] == 1, timeout=30, what="the row on the read-only replica")
+        try:
+            wait_for(lambda: query(readonly, "select count(*) from patroni_drill where id = 4")
+                     [0][0] == 1, timeout=60, what="the row on the read-only replica")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{replica_diagnostics(primary, readonly)}") from None
     finally:
         node_host(readonly).run("systemctl start etcd")
     wait_for(lambda: healthy(patroni_lab, primary.name), timeout=60, what="every member back")
+    wait_for(lambda: firing(patroni_lab, "EtcdMemberDown") == set(), timeout=3 * SCRAPE + 10,
+             interval=1, what="EtcdMemberDown resolved")
 
 
 def settings(node: LabNode) -> tuple[str, str]:
@@ -270,15 +352,23 @@ def longest_gap(client: Writer) -> float:
     return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
-def change_settings(lab: Lab, *data: str) -> tuple[Writer, subprocess.CompletedProcess]:
-    """A deploy with `data` (--data k=v each) under a writer."""
+def change_settings(lab: Lab, *data: str) -> tuple[Writer, Writer, subprocess.CompletedProcess]:
+    """A deploy with `data` (--data k=v each) under a writer, and under an application of
+    the read-write endpoint."""
     client = a_writer(lab)
+    application = endpoint_writer(lab, writer(lab), table="proyecto.rolling_endpoint")
     time.sleep(2)
     args = [arg for item in data for arg in ("--data", item)]
-    result = run_pyinfra(*CLUSTER, *args, env=ENV)
-    time.sleep(2)
-    client.stop()
-    return client, result
+    try:
+        result = run_pyinfra(*CLUSTER, *args, env=ENV)
+        done = time.time()
+        wait_for(lambda: application.first_ack_after(done) is not None, timeout=30,
+                 what="writes through the read-write endpoint after the deploy")
+        time.sleep(1)
+    finally:
+        client.stop()
+        application.stop()
+    return client, application, result
 
 
 def test_settings_that_need_a_restart_are_applied_rolling_by_one_switchover(
@@ -297,9 +387,10 @@ def test_settings_that_need_a_restart_are_applied_rolling_by_one_switchover(
                           ("160MB", raised)),
                          ((), before)):
         leader = members(patroni_lab).leader
-        client, result = change_settings(patroni_lab, *data)
+        client, application, result = change_settings(patroni_lab, *data)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert client.missing() == [], "acknowledged commits lost in the rolling restart"
+        assert application.missing() == [], "acknowledged commits lost through the endpoint"
         view = members(patroni_lab)
         assert view.leader not in (None, readonly.name)
         assert not any(m.pending_restart for m in view.members), view

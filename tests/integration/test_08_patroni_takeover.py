@@ -13,6 +13,7 @@ from pgcluster.lab.definition import Lab, load_lab
 from pgcluster.model.patroni import parse_members
 from tests.conftest import run_pyinfra, totals
 from tests.integration.conftest import connect, destroy_lab, node_host, query, wait_for
+from tests.integration.prometheus import healthy_targets, instant
 
 LAB = "patroni"
 ENV = {"PGCLUSTER_LAB": LAB}
@@ -61,6 +62,16 @@ def test_patroni_takes_a_running_manual_cluster_over_in_place(manual_lab: Lab) -
         assert node_host(node).file(MARKER).exists, f"{node.name} was cloned again"
         wait_for(lambda n=node: query(n, "select count(*) from public.takeover")[0][0] == 1,
                  timeout=30, what=f"the row on {node.name}")
+
+
+def test_the_monitor_scrapes_patroni_and_etcd_after_the_takeover(manual_lab: Lab) -> None:
+    """The same deploy gave the running Prometheus the Patroni and etcd jobs."""
+    names = {n.name for n in manual_lab.nodes}
+    wait_for(lambda: all(healthy_targets(manual_lab).get(job) == names
+                         for job in ("postgres", "patroni", "etcd")),
+             timeout=60, what=f"Patroni's and etcd's targets up "
+             f"(up: {healthy_targets(manual_lab)})")
+    assert instant(manual_lab, "patroni_cluster_unlocked") == dict.fromkeys(names, 0.0)
 
 
 def test_the_deploy_after_the_takeover_changes_nothing(manual_lab: Lab) -> None:

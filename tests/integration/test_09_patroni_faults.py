@@ -125,6 +125,9 @@ def test_a_partitioned_leader_stops_writing_before_another_takes_over(patroni_la
     host = node_host(leader)
     host.run("rm -f /tmp/partition-acks")
     client = a_writer(patroni_lab)
+    # An application that knows only the read-write endpoint: HAProxy loses the cut-off
+    # leader's checks, cuts its sessions and sends the client to the new leader.
+    application = endpoint_writer(patroni_lab, leader, table="proyecto.partition_endpoint")
     subprocess.run(["docker", "exec", "-d", leader.name, "bash", "-c",
                     LOCAL_WRITER.format(seconds=TTL + 45)], check=True)
     time.sleep(2)
@@ -135,8 +138,12 @@ def test_a_partitioned_leader_stops_writing_before_another_takes_over(patroni_la
         wait_for(lambda: not in_recovery(other), timeout=TTL + 40, interval=0.5,
                  what=f"{other.name} promoted")
         took = time.time() - cut
+        promoted = time.time()
+        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
+                 what="writes again through the read-write endpoint, same address")
         time.sleep(5)
         client.stop()
+        application.stop()
         assert in_recovery(readonly), "the read-only replica was promoted"
         acks = [float(t) for t in host.check_output("cat /tmp/partition-acks").split()]
         after_cut = [t for t in acks if t > cut]
@@ -151,6 +158,7 @@ def test_a_partitioned_leader_stops_writing_before_another_takes_over(patroni_la
               f"cut, {other.name} writable after {took:.1f}s")
     finally:
         client.stop()
+        application.stop()
         back = subprocess.run(["docker", "network", "connect", "--ip", leader.address,
                                patroni_lab.network, leader.name], check=False,
                               capture_output=True, text=True)
@@ -206,15 +214,23 @@ def test_a_failover_with_synchronous_mode_loses_no_acknowledged_commit(
     wait_for(lambda: sync_standby(patroni_lab) == other.name, timeout=60,
              what=f"{other.name} the synchronous standby")
     client = a_writer(patroni_lab)
+    application = endpoint_writer(patroni_lab, leader, table="proyecto.sync_endpoint")
     time.sleep(3)
     killed = time.time()
     subprocess.run(["docker", "kill", leader.name], check=True, capture_output=True)
-    wait_for(lambda: not in_recovery(other), timeout=TTL + 40, interval=0.5,
-             what=f"{other.name} promoted")
-    time.sleep(2)
-    client.stop()
+    try:
+        wait_for(lambda: not in_recovery(other), timeout=TTL + 40, interval=0.5,
+                 what=f"{other.name} promoted")
+        promoted = time.time()
+        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
+                 what="writes again through the read-write endpoint, same address")
+        time.sleep(1)
+    finally:
+        client.stop()
+        application.stop()
     assert len(client.acknowledged) > 50
     assert client.missing() == [], "acknowledged commits lost with synchronous_mode"
+    assert application.missing() == [], "acknowledged commits lost through the endpoint"
     assert in_recovery(readonly), "the read-only replica was promoted"
     first = client.first_ack_after(killed, str(other.published_port))
     print(f"sync failover: first write on {other.name} "

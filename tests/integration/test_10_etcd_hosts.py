@@ -23,6 +23,7 @@ from tests.conftest import changed, run_pyinfra
 from tests.integration.conftest import (
     built_lab,
     connect,
+    endpoint_writer,
     node_host,
     pgcluster_cli,
     query,
@@ -104,9 +105,22 @@ def test_one_etcd_host_lost_fails_nothing_over(etcd_lab: Lab) -> None:
 
 def test_a_killed_primary_fails_over_to_the_standby_not_the_readonly(etcd_lab: Lab) -> None:
     primary, standby, readonly = (etcd_lab.node(r) for r in ("primary", "standby", "readonly"))
+    # An application that knows only the proxy's read-write endpoint.
+    application = endpoint_writer(etcd_lab, primary, table="proyecto.etcd_endpoint")
+    time.sleep(2)
     subprocess.run(["docker", "kill", primary.name], check=True, capture_output=True)
-    wait_for(lambda: not in_recovery(standby), timeout=90, interval=1,
-             what=f"{standby.name} promoted by Patroni")
+    try:
+        wait_for(lambda: not in_recovery(standby), timeout=90, interval=1,
+                 what=f"{standby.name} promoted by Patroni")
+        promoted = time.time()
+        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
+                 what="writes again through the read-write endpoint, same address")
+    finally:
+        application.stop()
+    # Killed, the old primary may take its last few commits with it (asynchronous
+    # replication); the new one has every row it acknowledged itself.
+    print(f"through the endpoint: {len(application.acknowledged)} commits, "
+          f"{len(application.missing())} lost with the killed primary")
     assert in_recovery(readonly), "the read-only replica (nofailover) was promoted"
     with connect(standby) as conn:
         conn.execute("insert into etcd_drill values (2, 'after the failover')")
@@ -124,9 +138,19 @@ def test_switchover_and_backup_run_on_the_nodes_only(etcd_lab: Lab) -> None:
     """The operator's deploys with etcd-only hosts in the inventory: they act on the
     database nodes and leave the etcd hosts alone."""
     primary = etcd_lab.node("primary")
-    result = pgcluster_cli(etcd_lab, "switchover", "--to", primary.name, "--yes")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    wait_for(lambda: healthy(etcd_lab, primary.name), timeout=60, what=f"{primary.name} leads")
+    application = endpoint_writer(etcd_lab, writer(etcd_lab), table="proyecto.etcd_endpoint")
+    time.sleep(2)
+    try:
+        result = pgcluster_cli(etcd_lab, "switchover", "--to", primary.name, "--yes")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        wait_for(lambda: healthy(etcd_lab, primary.name), timeout=60,
+                 what=f"{primary.name} leads")
+        done = time.time()
+        wait_for(lambda: application.first_ack_after(done) is not None, timeout=30,
+                 what="writes again through the read-write endpoint, same address")
+    finally:
+        application.stop()
+    assert application.missing() == [], "acknowledged commits lost in the switchover"
     assert writer(etcd_lab) == primary
     backup = pgcluster_cli(etcd_lab, "backup", "full")
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]

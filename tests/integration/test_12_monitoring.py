@@ -43,41 +43,22 @@ from tests.integration.conftest import (
     query,
     wait_for,
 )
+from tests.integration.prometheus import (
+    ALERTMANAGER,
+    PROMETHEUS,
+    alert_for,
+    api,
+    firing,
+    firing_now,
+    healthy_targets,
+    instant,
+)
 from tests.unit.helpers import ALL
 
-PROMETHEUS, ALERTMANAGER = 9090, 9093  # the monitor's ports, published by the lab
 WEBHOOK_PORT = 29099  # lab/test.toml's alertmanager_webhook_urls, on the gateway
 # The test lab's scrape interval (lab/test.toml's [data], over group_data's).
 SCRAPE = duration_seconds(dict(load_lab("test").data).get("monitor_scrape_interval",
                                                        ALL["monitor_scrape_interval"]))
-
-
-def api(lab: Lab, port: int, path: str, **params: str) -> Any:
-    url = f"http://{lab.bind_address}:{lab.published(port)}{path}"
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
-
-
-def instant(lab: Lab, promql: str) -> dict[str, float]:
-    """An instant query's result: instance -> value."""
-    result = api(lab, PROMETHEUS, "/api/v1/query", query=promql)["data"]["result"]
-    return {r["metric"].get("instance", ""): float(r["value"][1]) for r in result}
-
-
-def firing(lab: Lab, alert: str) -> set[str]:
-    """The instances an alert is firing for, in Prometheus (not pending)."""
-    alerts = api(lab, PROMETHEUS, "/api/v1/alerts")["data"]["alerts"]
-    return {a["labels"].get("instance", "") for a in alerts
-            if a["labels"]["alertname"] == alert and a["state"] == "firing"}
-
-
-def alert_for(lab: Lab, alert: str) -> float:
-    """The rule's `for`, as Prometheus loaded it (seconds)."""
-    groups = api(lab, PROMETHEUS, "/api/v1/rules", type="alert")["data"]["groups"]
-    rule = next(r for g in groups for r in g["rules"] if r["name"] == alert)
-    return float(rule["duration"])
 
 
 class Webhook:
@@ -213,12 +194,7 @@ def test_prometheus_scrapes_every_exporter_of_every_node(lab: Lab) -> None:
     names = {n.name for n in lab.nodes}
 
     def up() -> dict[str, set[str]]:
-        targets = api(lab, PROMETHEUS, "/api/v1/targets")["data"]["activeTargets"]
-        found: dict[str, set[str]] = {}
-        for t in targets:
-            if t["health"] == "up":
-                found.setdefault(t["labels"]["job"], set()).add(t["labels"]["instance"])
-        return found
+        return healthy_targets(lab)
 
     wait_for(lambda: all(up().get(job) == names for job in ("postgres", "node")),
              timeout=3 * SCRAPE + 30, what="every exporter scraped")
@@ -250,13 +226,16 @@ def test_no_alert_fires_on_a_healthy_cluster(lab: Lab) -> None:
     if age is None or failed:
         backup = pgcluster_cli(lab, "backup", "full")
         assert backup.returncode == 0, backup.stdout[-2000:] + backup.stderr[-2000:]
+        # Seen by every exporter and Prometheus before "no alert" means anything (a pending
+        # NewestFullBackupTooOld is not firing yet).
+        wait_for(lambda: (ages := instant(lab, "pgcluster_backup_newest_full_age_seconds"))
+                 and all(v < 1e9 for v in ages.values()), timeout=3 * SCRAPE + 10,
+                 what="the new backup in every exporter's series")
+        wait_for(lambda: instant(lab, 'ALERTS{alertname=~"NewestFullBackup.*"}') == {},
+                 timeout=3 * SCRAPE + 10, what="no backup alert pending or firing")
 
-    def firing_now() -> list[dict]:
-        alerts = api(lab, PROMETHEUS, "/api/v1/alerts")["data"]["alerts"]
-        return [a["labels"] for a in alerts if a["state"] == "firing"]
-
-    wait_for(lambda: firing_now() == [], timeout=3 * SCRAPE + 30, interval=2,
-             what=f"no alert firing (firing: {firing_now()})")
+    wait_for(lambda: firing_now(lab) == [], timeout=3 * SCRAPE + 30, interval=2,
+             what=f"no alert firing (firing: {firing_now(lab)})")
     groups = api(lab, PROMETHEUS, "/api/v1/rules", type="alert")["data"]["groups"]
     assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
 

@@ -15,7 +15,7 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert caught.value.code == 0
     out = capsys.readouterr().out
     for command in ("up", "info", "destroy", "status", "monitor", "failover", "switchover",
-                    "rejoin", "logs", "psql", "stop", "start", "menu"):
+                    "rejoin", "logs", "psql", "stop", "start", "menu", "drill"):
         assert command in out
 
 

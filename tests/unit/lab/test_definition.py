@@ -82,7 +82,8 @@ def test_the_etcd_lab_has_etcd_only_containers_of_its_own() -> None:
         ("pgetcd-etcd1", "etcd", "172.22.0.20"), ("pgetcd-etcd2", "etcd", "172.22.0.21"),
         ("pgetcd-etcd3", "etcd", "172.22.0.22")]
     assert [n.role for n in lab.nodes] == ["primary", "standby", "readonly"]
-    assert lab.containers == [n.name for n in (*lab.nodes, *lab.etcd)]
+    assert lab.proxy is not None and lab.proxy.name == "pgetcd-proxy"
+    assert lab.containers == [n.name for n in (*lab.nodes, *lab.etcd, lab.proxy)]
     assert {"pgetcd-etcd1-data", "pgetcd-backups"} <= set(lab.volumes)
     assert dict(lab.data)["ha_engine"] == "patroni"
     for other in (load_lab("patroni"), load_lab("test"), load_lab("seed")):
