@@ -195,6 +195,13 @@ def endpoint_dsn(lab: Lab, endpoint: int, user: tuple[str, str] = APP, **extra: 
     return " ".join(f"{k}={v}" for k, v in options.items())
 
 
+def writes_again(client: Writer, after: float, timeout: float = 30) -> None:
+    """An application of the read-write endpoint committed again after `after` (epoch
+    seconds), with no change of address."""
+    wait_for(lambda: client.first_ack_after(after) is not None, timeout=timeout,
+             what="writes again through the read-write endpoint, same address")
+
+
 def endpoint_writer(lab: Lab, primary: LabNode, table: str = TABLE) -> Writer:
     """The drill writer as an application: through the read-write endpoint, as app (which
     may write the table, not create it: the admin makes it on the primary first)."""

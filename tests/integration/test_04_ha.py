@@ -31,6 +31,7 @@ from tests.integration.conftest import (
     pgcluster_cli,
     query,
     wait_for,
+    writes_again,
 )
 
 
@@ -326,8 +327,7 @@ def test_failover_after_losing_the_primary_container(ha_lab: Lab) -> None:
         result = pgcluster_cli(ha_lab, "failover", "--yes")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         promoted = time.time()
-        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
-                 what="writes again through the read-write endpoint, same address")
+        writes_again(application, after=promoted)
     finally:
         application.stop()
     # docker stop is a clean shutdown: the old primary sent all its WAL before it went.
@@ -447,8 +447,7 @@ def test_switchover_under_a_writer_loses_no_committed_row(ha_lab: Lab, target_ro
     try:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         done = time.time()
-        wait_for(lambda: application.first_ack_after(done) is not None, timeout=30,
-                 what="writes again through the read-write endpoint, same address")
+        writes_again(application, after=done)
         time.sleep(1)
     finally:
         writer.stop()
@@ -487,8 +486,7 @@ def test_synchronous_replication_survives_a_failover(ha_lab: Lab) -> None:
             result = pgcluster_cli(ha_lab, "failover", "--yes")
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
             promoted = time.time()
-            wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
-                     what="writes again through the read-write endpoint, same address")
+            writes_again(application, after=promoted)
         finally:
             application.stop()
         assert application.missing() == [], "acknowledged commits lost through the endpoint"

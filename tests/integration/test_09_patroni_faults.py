@@ -37,6 +37,7 @@ from tests.integration.conftest import (
     pgcluster_cli,
     query,
     wait_for,
+    writes_again,
 )
 from tests.integration.test_07_patroni import healthy, in_recovery, members, writer
 
@@ -87,8 +88,7 @@ def test_a_stopped_leader_hands_over_at_once_losing_nothing(patroni_lab: Lab) ->
         wait_for(lambda: not in_recovery(other), timeout=60, interval=0.5,
                  what=f"{other.name} promoted")
         promoted = time.time()
-        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
-                 what="writes again through the read-write endpoint, same address")
+        writes_again(application, after=promoted)
         time.sleep(1)
     finally:
         client.stop()
@@ -139,8 +139,7 @@ def test_a_partitioned_leader_stops_writing_before_another_takes_over(patroni_la
                  what=f"{other.name} promoted")
         took = time.time() - cut
         promoted = time.time()
-        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
-                 what="writes again through the read-write endpoint, same address")
+        writes_again(application, after=promoted)
         time.sleep(5)
         client.stop()
         application.stop()
@@ -222,8 +221,7 @@ def test_a_failover_with_synchronous_mode_loses_no_acknowledged_commit(
         wait_for(lambda: not in_recovery(other), timeout=TTL + 40, interval=0.5,
                  what=f"{other.name} promoted")
         promoted = time.time()
-        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
-                 what="writes again through the read-write endpoint, same address")
+        writes_again(application, after=promoted)
         time.sleep(1)
     finally:
         client.stop()

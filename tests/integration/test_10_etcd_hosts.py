@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     pgcluster_cli,
     query,
     wait_for,
+    writes_again,
 )
 from tests.integration.test_07_patroni import healthy, in_recovery, members, writer
 
@@ -113,8 +114,7 @@ def test_a_killed_primary_fails_over_to_the_standby_not_the_readonly(etcd_lab: L
         wait_for(lambda: not in_recovery(standby), timeout=90, interval=1,
                  what=f"{standby.name} promoted by Patroni")
         promoted = time.time()
-        wait_for(lambda: application.first_ack_after(promoted) is not None, timeout=30,
-                 what="writes again through the read-write endpoint, same address")
+        writes_again(application, after=promoted)
     finally:
         application.stop()
     # Killed, the old primary may take its last few commits with it (asynchronous
@@ -146,8 +146,7 @@ def test_switchover_and_backup_run_on_the_nodes_only(etcd_lab: Lab) -> None:
         wait_for(lambda: healthy(etcd_lab, primary.name), timeout=60,
                  what=f"{primary.name} leads")
         done = time.time()
-        wait_for(lambda: application.first_ack_after(done) is not None, timeout=30,
-                 what="writes again through the read-write endpoint, same address")
+        writes_again(application, after=done)
     finally:
         application.stop()
     assert application.missing() == [], "acknowledged commits lost in the switchover"
