@@ -271,12 +271,37 @@ def heard_nothing_for(node: LabNode, seconds: float) -> bool:
     return not rows or rows[0][1] != "streaming" or float(rows[0][0]) > seconds
 
 
+def receiver_timeout(node: LabNode, seconds: int | None, expected_ms: int = 0) -> int:
+    """Set wal_receiver_timeout on a replica (None: reset it to the deploy's value, which
+    is expected_ms), wait until its server runs with it, and return the value it had."""
+    def current() -> int:
+        return query(node, "select setting::int from pg_settings "
+                           "where name = 'wal_receiver_timeout'")[0][0]
+
+    before = current()
+    with connect(node) as conn:
+        if seconds is None:
+            conn.execute("alter system reset wal_receiver_timeout")
+        else:
+            conn.execute(f"alter system set wal_receiver_timeout = '{int(seconds)}s'")
+            expected_ms = seconds * 1000
+        conn.execute("select pg_reload_conf()")
+    wait_for(lambda: current() == expected_ms, timeout=10,
+             what=f"wal_receiver_timeout {expected_ms} ms on {node.name}")
+    return before
+
+
 def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab: Lab) -> None:
     """The standby loses its network while the primary goes on writing (the read-only
     replica receives it), then the primary dies (killed: no last segment reaches the
     archive, from which the standby would catch up): the standby lags, and stopped
     receiving WAL seconds before the cluster did."""
     primary, standby, readonly = (ha_lab.node(r) for r in ("primary", "standby", "readonly"))
+    # The refusal holds while the read-only replica's silence is within half its
+    # wal_receiver_timeout plus a margin (7.5 + 5 s with the lab's 15 s). On a busy machine
+    # the failover command alone can take longer than that to gather its facts, so the
+    # replica waits 120 s for the duration of that one check.
+    deployed_timeout = receiver_timeout(readonly, 120)
     docker = ["docker", "network"]
     subprocess.run([*docker, "disconnect", ha_lab.network, standby.name], check=True)
     try:
@@ -285,6 +310,9 @@ def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab
             conn.execute("create table if not exists public.lag_check (id int)")
             conn.execute("insert into public.lag_check select generate_series(1, 5000)")
         time.sleep(1)
+        # Powered off: its network goes first, so no FIN reaches the replicas (a process
+        # killed on a live kernel has its connections closed; a dead machine has not).
+        subprocess.run([*docker, "disconnect", ha_lab.network, primary.name], check=True)
         subprocess.run(["docker", "kill", primary.name], check=True, capture_output=True)
     finally:
         subprocess.run([*docker, "connect", "--ip", standby.address, ha_lab.network,
@@ -293,8 +321,12 @@ def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab
         # A killed primary closes no connection: until its replicas have heard nothing for
         # longer than a live primary allows (half of wal_receiver_timeout, then a margin),
         # their streams count as proof that it lives, and the failover is refused.
-        refused = pgcluster_cli(ha_lab, "failover", "--yes")
-        assert refused.returncode != 0 and "still stream" in refused.stdout + refused.stderr
+        try:
+            refused = pgcluster_cli(ha_lab, "failover", "--yes")
+        finally:
+            receiver_timeout(readonly, None, deployed_timeout)
+        assert refused.returncode != 0 and "still stream" in refused.stdout + refused.stderr, \
+            refused.stdout[-2000:] + refused.stderr[-2000:]
         wait_for(lambda: all(heard_nothing_for(n, 13) for n in (standby, readonly)),
                  timeout=45, interval=1, what="the replicas to hear nothing from the primary")
         env = env_of(ha_lab, PGCLUSTER_ALLOW_DOWN="1")
@@ -310,6 +342,11 @@ def test_a_target_behind_the_rest_of_the_cluster_is_refused_without_force(ha_lab
         assert "failover_max_receive_age = 1s" in stale.stderr, stale.stderr[-3000:]
         assert roles(ha_lab)[standby.name] == "STANDBY"
     finally:
+        if ha_lab.network not in subprocess.run(
+                ["docker", "inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}"
+                 "{{$n}} {{end}}", primary.name], capture_output=True, text=True).stdout.split():
+            subprocess.run([*docker, "connect", "--ip", primary.address, ha_lab.network,
+                            primary.name], check=True)
         subprocess.run(["docker", "start", primary.name], check=True, capture_output=True)
     healthy(ha_lab)
 
