@@ -3,6 +3,8 @@
 #   make test      every test, unit and integration (builds its own lab: lab/test.toml)
 #   make cluster HA=patroni   the same with Patroni and etcd (automatic failover); HA=manual
 #                  keeps pgcluster's own commands (unset: the engine the cluster runs)
+#   make cluster BACKUP=pgbackrest   backups and WAL archiving by pgBackRest, to repo1 on the
+#                  shared volume and repo2 on the lab's object store (unset: as the cluster runs)
 #   make destroy   remove the lab's containers, network and volumes (asks; YES=1 does not)
 
 SHELL := /bin/bash
@@ -15,8 +17,11 @@ PROMTOOL := $(VENV)/bin/promtool
 export PYINFRA_PROGRESS ?= off
 # The high-availability engine for `make cluster` (group_data ha_engine): manual or patroni.
 HA ?=
+# The backup engine for `make cluster` (group_data backup_engine): pg_basebackup or pgbackrest.
+BACKUP ?=
 
-.PHONY: cluster test unit integration lint destroy bench bench-backup bench-monitoring venv
+.PHONY: cluster test unit integration lint destroy bench bench-backup bench-pgbackrest \
+	bench-monitoring venv
 
 venv: $(VENV)/.installed
 
@@ -32,7 +37,8 @@ $(PROMTOOL): lab/install-promtool.sh | $(VENV)/.installed
 
 cluster: venv
 	$(PYINFRA) -y @local deploys/lab.py
-	$(PYINFRA) -y inventory/docker.py deploys/cluster.py $(if $(HA),--data ha_engine=$(HA),)
+	$(PYINFRA) -y inventory/docker.py deploys/cluster.py $(if $(HA),--data ha_engine=$(HA),) \
+		$(if $(BACKUP),--data backup_engine=$(BACKUP),)
 	$(PY) -m pgcluster info
 
 test: venv $(PROMTOOL)
@@ -57,6 +63,9 @@ bench: venv
 
 bench-backup: venv
 	$(PY) bench/backup.py
+
+bench-pgbackrest: venv
+	$(PY) bench/pgbackrest.py
 
 bench-monitoring: venv
 	$(PY) bench/monitoring.py

@@ -25,6 +25,8 @@ from pgcluster.model.settings import (
     LISTEN_ADDRESSES,
     LOCALE,
     PATRONI_SCOPE,
+    S3_BUCKET,
+    S3_REGION,
     TIME_ZONE,
     WEBHOOK_URL,
     WEEK,
@@ -332,6 +334,59 @@ backup_incr_schedule: Cron() = "30 2 * * *"
 backup_retention_schedule: Cron() = "0 4 * * *"  # daily expiry of backups and WAL past the window
 backup_verify_schedule: Cron() = "0 5 * * *"  # daily pg_verifybackup of the newest full backup
 restore_timeout: Seconds(1, WEEK) = 3600  # seconds a restore waits for recovery to reach its target
+
+# ----------------------------------------------------------------------- Backup engine
+# Who takes the backups and archives WAL. "pg_basebackup": pgcluster's own scripts and the
+# seed's layout under backup_root (full/, incr/, wal_archive/). "pgbackrest": pgBackRest
+# (Debian's 2.45): parallel, compressed, block-checksummed full backups and real
+# differential/incremental ones, on repo1 under backup_root and, with an S3 endpoint, on
+# repo2 in object storage too (docs/backups.md). Same schedules, retention window and
+# commands. None: keep the engine the cluster runs (a new cluster starts with
+# "pg_basebackup"). `make cluster BACKUP=pgbackrest` in the lab.
+backup_engine: Optional(Enum("pg_basebackup", "pgbackrest")) = None
+pgbackrest_stanza: Identifier() = "main"  # pgBackRest's name for this cluster in its repositories
+# repo1: on the storage every node shares, beside the seed engine's directories
+pgbackrest_repo1_path: AbsolutePath() = f"{backup_root}/pgbackrest"
+# Processes for a backup, a restore and asynchronous archiving (the lab has 2 cores)
+pgbackrest_process_max: Int(1, 64) = 2
+# lz4 is the fastest and cheapest on CPU; zst compresses better at some CPU cost
+pgbackrest_compress_type: Enum("lz4", "zst", "gz", "bz2", "none") = "lz4"
+# What the daily job takes: "incr" (changed since the last backup of any kind) or "diff"
+# (changed since the last full backup: larger, but a restore needs only two backups)
+pgbackrest_daily_type: Enum("incr", "diff") = "incr"
+# archive-push in the background, several segments at once: the archiver never waits on
+# object storage. The queue lives in the spool directory and is bounded below.
+pgbackrest_archive_async: Bool() = True
+pgbackrest_spool_path: AbsolutePath() = "/var/spool/pgbackrest"
+# When the repositories cannot take WAL for so long that this much queues up, pgBackRest
+# drops it and reports success so the primary's disk never fills (point-in-time recovery
+# then has a gap, and the archive alert fires). None: never drop; PostgreSQL keeps every
+# segment until it is archived, and the primary's disk may fill instead.
+pgbackrest_archive_push_queue_max: Optional(Size(16 * 1024**2, 1024**5, base="B")) = None
+# repo2: S3-compatible object storage (AWS S3, MinIO, SeaweedFS...). None: repo1 only. A
+# DNS name, not an address: pgBackRest checks the certificate against the host name. With
+# an `objectstore` inventory group (the lab's postgresql-objectstore) None means its host.
+pgbackrest_s3_endpoint: Optional(Host()) = None
+pgbackrest_s3_port: Int(1, 65535) = 443
+pgbackrest_s3_bucket: S3_BUCKET = "pgbackrest"
+pgbackrest_s3_region: S3_REGION = "us-east-1"
+# "path" for most self-hosted stores (bucket in the path); "host" for AWS (virtual hosts)
+pgbackrest_s3_uri_style: Enum("host", "path") = "host"
+pgbackrest_s3_path: AbsolutePath() = "/pgcluster"  # inside the bucket
+# CA certificates that sign the store's certificate, on the nodes. None: the system's, or
+# the cluster CA when the store is the `objectstore` group's (whose certificate it issues)
+pgbackrest_s3_ca_file: Optional(AbsolutePath()) = None
+# Object storage is someone else's disk: repo2 is encrypted by default (the passphrase,
+# pgbackrest_cipher_pass, comes from the secrets file; lose it and repo2 is unreadable)
+pgbackrest_s3_cipher_type: Enum("aes-256-cbc", "none") = "aes-256-cbc"
+pgbackrest_s3_key: Optional(Secret()) = secret("pgbackrest_s3_key")  # access key id
+pgbackrest_s3_key_secret: Optional(Secret()) = secret("pgbackrest_s3_key_secret")
+pgbackrest_cipher_pass: Optional(Secret()) = secret("pgbackrest_cipher_pass")
+# The `objectstore` group's SeaweedFS (the lab's postgresql-objectstore): where it keeps
+# the objects (the lab: a volume of its own, apart from the backups volume), and the size
+# at which it starts a new volume file (small: the lab's disk is the laptop's).
+objectstore_data_dir: AbsolutePath() = "/var/lib/seaweedfs"
+objectstore_volume_size_mb: Int(8, 30000) = 256
 
 # ------------------------------------------------------------------------------- Access
 # Client networks allowed to log in (over TLS, scram-sha-256), e.g. the application

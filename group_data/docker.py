@@ -14,6 +14,10 @@ rewind_password = secret("rewind_password", default="rewind123")  # lab default
 app_password = secret("app_password", default="app123")  # lab default
 patroni_rest_password = secret("patroni_rest_password", default="patroni123")  # lab default
 monitor_password = secret("monitor_password", default="monitor123")  # lab default
+# The lab's object store (postgresql-objectstore) and pgBackRest's repo2 passphrase
+pgbackrest_s3_key = secret("pgbackrest_s3_key", default="pgcluster")  # lab default
+pgbackrest_s3_key_secret = secret("pgbackrest_s3_key_secret", default="objectstore123")  # lab
+pgbackrest_cipher_pass = secret("pgbackrest_cipher_pass", default="cipher123")  # lab default
 allow_lab_default_passwords = True  # the values above are accepted here, and only here
 
 shared_buffers = "64MB"  # three nodes share one laptop

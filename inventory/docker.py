@@ -38,6 +38,11 @@ if _lab.proxy:
 # The container that runs Prometheus and Alertmanager, where the lab has one.
 if _lab.monitor:
     monitor = [(f"@lab/{_lab.monitor.name}", _lab.monitor_host_data(_lab.monitor))]
+# The container that runs the object store (SeaweedFS's S3), where the lab has one:
+# pgBackRest's repo2 (backup_engine = "pgbackrest").
+if _lab.objectstore:
+    objectstore = [(f"@lab/{_lab.objectstore.name}",
+                    _lab.objectstore_host_data(_lab.objectstore))]
 
 check_inventory(globals(), __file__)
 if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":

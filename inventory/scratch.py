@@ -12,6 +12,7 @@ import os
 from pgcluster.control.preflight import check_inventory
 from pgcluster.lab.definition import load_lab
 from pgcluster.lab.docker import require_running
+from pgcluster.model.layout import Layout
 
 _lab = load_lab()
 _node = _lab.scratch
@@ -21,7 +22,10 @@ primary = [
     (
         f"@lab/{_node.name}",
         # Outside the cluster: no Patroni, whatever engine the cluster runs.
-        {**_lab.host_data(_node), "archive_mode": "off", "ha_engine": "manual"},
+        {**_lab.host_data(_node), "archive_mode": "off", "ha_engine": "manual",
+         # pgBackRest's repo2 on the lab's object store, as the cluster's nodes have it.
+         **({"pgbackrest_s3_endpoint": _lab.objectstore.name, "pgbackrest_s3_uri_style": "path",
+             "pgbackrest_s3_ca_file": Layout(15, "main").tls_ca_file} if _lab.objectstore else {})},
     )
 ]
 docker = primary  # the lab's group data (group_data/docker.py) applies to this node too

@@ -17,8 +17,9 @@ from pgcluster.commands.common import (
     reachable_session,
 )
 from pgcluster.control.deploy import shown
-from pgcluster.facts.backups import BackupRepository
+from pgcluster.facts.backups import BackupRepository, PgbackrestInfo
 from pgcluster.facts.postgres import UTC_TEXT, Archiver
+from pgcluster.model import pgbackrest
 from pgcluster.model.backups import REGISTRY_TABLE, Repository, mismatches
 from pgcluster.model.units import human_bytes
 
@@ -43,7 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = deploy(args, "deploys/backup.py", hosts=reachable(args.inventory), env=env)
     if not run.ok:
         return finished(run, f"backup {args.kind}")
-    said = run.lines(r"backup-\w+\[[^]]*\]: (done|ok|verified|WARNING|ERROR)") or [
+    said = run.lines(r"(?:backup-\w+|pgbackrest-job)\[[^]]*\]: "
+                     r"(done|ok|verified|WARNING|ERROR|repo\d keeps)") or [
         "(the job said nothing: see the log)"]
     print(f"backup {args.kind} done in {run.seconds:.1f}s:")
     for line in said:
@@ -68,11 +70,39 @@ def gather(inventory: str) -> dict[str, Any]:
         repo: Repository = session.host(source).get_fact(
             BackupRepository, full_dir=data["backup_full_dir"], incr_dir=data["backup_incr_dir"],
             archive_dir=data["wal_archive_dir"])
+        engine = pgbackrest.decide_engine(
+            None, (live.get("backup_engine") for live in topology.live.values()))
+        stanza = session.host(source).get_fact(
+            PgbackrestInfo, stanza=data["pgbackrest_stanza"]) if engine == "pgbackrest" else None
     registry = None if rows is None else [dict(zip(REGISTRY_COLUMNS, r, strict=False))
                                           for r in rows if len(r) == len(REGISTRY_COLUMNS)]
     return {"source": source.name, "primary": topology.primary.name,
             "backup_root": data["backup_root"], "registry": registry, "repository": repo,
-            "archiver": archiver}
+            "archiver": archiver, "engine": engine, "pgbackrest": stanza}
+
+
+def pgbackrest_labels(stanza: pgbackrest.StanzaInfo | None) -> dict[int, set[str]] | None:
+    if stanza is None:
+        return None
+    labels: dict[int, set[str]] = {number: set() for number in stanza.repo_status}
+    for backup in stanza.backups:
+        labels.setdefault(backup.repo, set()).add(backup.label)
+    return labels
+
+
+def pgbackrest_json(stanza: pgbackrest.StanzaInfo | None) -> dict[str, Any] | None:
+    if stanza is None:
+        return None
+    return {"stanza": stanza.name, "status": stanza.status,
+            "repositories": {str(k): v for k, v in stanza.repo_status.items()},
+            "archive": {str(k): [stanza.archive_min.get(k), stanza.archive_max.get(k)]
+                        for k in stanza.repo_status},
+            "backups": [{"repo": b.repo, "label": b.label, "type": b.type,
+                         "started": b.started.isoformat(), "stopped": b.stopped.isoformat(),
+                         "size": b.size, "repo_size": b.repo_size, "start_lsn": b.start_lsn,
+                         "stop_lsn": b.stop_lsn, "start_wal": b.start_wal,
+                         "stop_wal": b.stop_wal, "prior": b.prior, "error": b.error}
+                        for b in stanza.backups]}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -80,13 +110,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     state = gather(args.inventory)
     repo: Repository = state["repository"]
     registry = state["registry"]
-    findings = mismatches(registry or [], repo)
+    stanza: pgbackrest.StanzaInfo | None = state["pgbackrest"]
+    findings = mismatches(registry or [], repo, pgbackrest_labels(stanza))
     archiver = state["archiver"]
+    engine_ok = state["engine"] != "pgbackrest" or (
+        stanza is not None and stanza.status_code == 0)
     healthy = registry is not None and not findings and bool(archiver) \
-        and not archiver["failing"]
+        and not archiver["failing"] and engine_ok
     if args.json:
         print(json.dumps({
             "source": state["source"], "primary": state["primary"], "registry": registry,
+            "engine": state["engine"], "pgbackrest": pgbackrest_json(stanza),
             "disk": {"full": [{"name": b.name, "size": b.size, "info": b.info}
                               for b in repo.full],
                      "incr": [vars(i) for i in repo.incr],
@@ -128,6 +162,8 @@ def cmd_list(args: argparse.Namespace) -> int:
               f"{info.get('finished_at')}")
     for incr in repo.incr:
         print(f"  incr/{incr.name}         {human_bytes(incr.size):>10}  {incr.files} WAL files")
+    if state["engine"] == "pgbackrest":
+        print_pgbackrest(stanza, state["source"])
     if findings:
         print("\nMISMATCH between the registry and the disk:")
         for f in findings:
@@ -148,6 +184,22 @@ def cmd_list(args: argparse.Namespace) -> int:
               f"{archiver['last_archived_time'] or '-'}, {archiver['failed_count']} failures "
               "since the statistics were reset")
     return 0 if healthy else 1
+
+
+def print_pgbackrest(stanza: pgbackrest.StanzaInfo | None, source: str) -> None:
+    if stanza is None:
+        print(f"\npgBackRest: no stanza readable on {source} (not configured yet: run the "
+              "cluster deploy; or `pgbackrest info` fails there)")
+        return
+    repos = ", ".join(f"repo{k} {v}" for k, v in sorted(stanza.repo_status.items()))
+    print(f"\npgBackRest stanza {stanza.name}: {stanza.status} ({repos})")
+    for number in sorted(stanza.repo_status):
+        low, high = stanza.archive_min.get(number), stanza.archive_max.get(number)
+        print(f"  repo{number} WAL archive: {f'{low} .. {high}' if low else 'empty'}")
+    for b in stanza.backups:
+        print(f"  repo{b.repo}/{b.label:<34} {b.type:<4} {human_bytes(b.repo_size):>10} "
+              f"(database {human_bytes(b.size)})  {b.start_lsn} - {b.stop_lsn}, ended "
+              f"{b.stopped:%Y-%m-%d %H:%M:%S}{'  ERROR' if b.error else ''}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

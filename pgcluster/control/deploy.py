@@ -30,7 +30,8 @@ from pgcluster.model.lock import LOCK_FILE
 # The node scripts' own lines (script[node]: ...) tell the story of a failed job.
 _PROBLEM = re.compile(r"pgcluster cannot continue|^\s+- |refus|[Ee]rror|FAILED|FATAL|PANIC|"
                       r"not promoted|cannot |busy|split brain|still stream|timed out|"
-                      r"not streaming|(restore-backup|rejoin-replica|clone-replica|backup-\w+)\[")
+                      r"not streaming|(restore-backup|rejoin-replica|clone-replica|backup-\w+|"
+                      r"pgbackrest-job)\[")
 
 
 def state_dir(inventory: str | None = None) -> Path:

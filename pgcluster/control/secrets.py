@@ -37,7 +37,13 @@ from pgcluster.model.cluster import MONITOR_GROUP, HostEntry, is_service_host
 # what Prometheus gives the exporters (HTTP basic auth over TLS): required where the
 # inventory has a `monitor` group, on its hosts and the nodes.
 SECRET_KEYS = ("admin_password", "replication_password", "rewind_password", "app_password",
-               "patroni_rest_password", "monitor_password")
+               "patroni_rest_password", "monitor_password", "pgbackrest_s3_key",
+               "pgbackrest_s3_key_secret", "pgbackrest_cipher_pass")
+# The keys of pgBackRest's S3 repository and its passphrase: for a store of pgcluster's own
+# (the `objectstore` group) `secrets init` makes them up like the passwords; for AWS or
+# another provider put the keys it gave you in the secrets file. Which hosts need them is
+# known once the backup engine is (pgcluster.model.pgbackrest.problems).
+PGBACKREST_KEYS = ("pgbackrest_s3_key", "pgbackrest_s3_key_secret", "pgbackrest_cipher_pass")
 # The Docker lab's documented passwords (the seed report's, and four of pgcluster's own).
 # They are public, so validation refuses them in every inventory that does not set
 # allow_lab_default_passwords (only group_data/docker.py does).
@@ -48,6 +54,9 @@ LAB_DEFAULTS = {
     "app_password": "app123",
     "patroni_rest_password": "patroni123",
     "monitor_password": "monitor123",
+    "pgbackrest_s3_key": "pgcluster",
+    "pgbackrest_s3_key_secret": "objectstore123",
+    "pgbackrest_cipher_pass": "cipher123",
 }
 GENERATED_BYTES = 24  # secrets.token_urlsafe(24): 32 characters, 192 random bits
 
@@ -169,6 +178,8 @@ def needs(entry: HostEntry, key: str, monitored: bool = False) -> bool:
     exporters' only in a `monitor`ed cluster (`monitored`), on the nodes and the monitors;
     none other on a service host (etcd authenticates its clients by certificate; HAProxy
     has none)."""
+    if key in PGBACKREST_KEYS:
+        return False  # decided with the backup engine: pgcluster.steps.live.current
     if key == "monitor_password":
         return monitored and (MONITOR_GROUP in entry.groups or not is_service_host(entry))
     if is_service_host(entry):

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from pgcluster import TEMPLATES_DIR
+from pgcluster.model import pgbackrest
 from pgcluster.model.cluster import Cluster, Node
 from pgcluster.model.conninfo import ssl_conninfo
 from pgcluster.model.endpoints import lookup_context, pgbouncer_context
@@ -244,12 +245,21 @@ _env.filters.update(onoff=onoff, pgvalue=pgvalue, pgtoken=pgtoken, hba_name=hba_
 
 
 def template_context(data: Mapping[str, Any], node: Node, cluster: Cluster,
-                     engine: str = "manual") -> dict[str, Any]:
+                     engine: str = "manual", backup_engine: str = "pg_basebackup"
+                     ) -> dict[str, Any]:
+    s3 = pgbackrest.s3_repository(data, [o.name for o in cluster.objectstore_hosts],
+                                  Layout.from_data(data).tls_ca_file)
     return {
         "pg": dict(data),
         # Who starts PostgreSQL and fails it over: "manual" (Debian's unit, pgcluster's
         # commands) or "patroni" (pgcluster.steps.live.engine).
         "engine": engine,
+        # Who takes the backups and archives WAL (Topology.backup_engine), and pgBackRest's
+        # repositories (pgcluster.model.pgbackrest): repo2 in object storage, or None.
+        "backup_engine": backup_engine,
+        "s3": s3,
+        "pgbackrest_repos": pgbackrest.repositories(s3),
+        "pgbackrest_log_dir": pgbackrest.LOG_DIR,
         "node": node,
         "cluster": cluster,
         "layout": Layout.from_data(data),

@@ -3,11 +3,13 @@ listed read-only and parsed into pgcluster.model.backups.Repository."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any
 
 from pyinfra.api import FactBase
 
+from pgcluster.model import pgbackrest
 from pgcluster.model.backups import Repository, parse_repository
 
 
@@ -61,6 +63,31 @@ class WalArchive(FactBase):
             return None
         newest, last = output[0].split()
         return {"newest_segment": newest, "last_file_at": float(last)}
+
+    def default(self) -> None:
+        return None
+
+
+class PgbackrestInfo(FactBase):
+    """`pgbackrest info --output=json` of the stanza, as postgres, parsed
+    (pgcluster.model.pgbackrest.StanzaInfo); None where pgBackRest is not installed or
+    configured, or knows no such stanza."""
+
+    def command(self, stanza: str) -> str:
+        return (f"if command -v pgbackrest >/dev/null && [ -r {pgbackrest.CONFIG_FILE} ]; then "
+                f"cd / && runuser -u postgres -- pgbackrest --stanza={shlex.quote(stanza)} "
+                "--output=json info 2>/dev/null; fi; true")
+
+    def process(self, output: list[str]) -> pgbackrest.StanzaInfo | None:
+        text = "\n".join(output).strip()
+        if not text:
+            return None
+        try:
+            stanzas = json.loads(text, strict=False)
+        except ValueError:
+            return None
+        name = stanzas[0].get("name") if stanzas else None
+        return pgbackrest.parse_info(text, name) if name else None
 
     def default(self) -> None:
         return None

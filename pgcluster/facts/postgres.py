@@ -11,7 +11,7 @@ from typing import Any
 
 from pyinfra.api import FactBase, Host
 
-from pgcluster.model.layout import SOCKET_DIR, Layout
+from pgcluster.model.layout import NODE_ENV, SOCKET_DIR, Layout
 
 FIELD_SEP = "\x1f"  # ASCII unit separator: never in names, settings or LSNs
 DOWN = "__pgcluster_server_down__"
@@ -167,6 +167,9 @@ class PgNode(FactBase):
                 'echo data=$([ -f "$D/PG_VERSION" ] && echo 1 || echo 0)',
                 'echo data_dir_nonempty=$([ -n "$(ls -A "$D" 2>/dev/null)" ] && echo 1 || echo 0)',
                 'echo standby_signal=$([ -f "$D/standby.signal" ] && echo 1 || echo 0)',
+                # The backup engine the last deploy set up (node.env is rendered by it).
+                f"sed -n \"s/^BACKUP_ENGINE=['\\\"]*\\([a-z_]*\\).*/backup_engine=\\1/p\" "
+                f"{NODE_ENV} 2>/dev/null",
                 f'if [ -x {bindir}/pg_controldata ] && [ -f "$D/global/pg_control" ]; then '
                 f'{bindir}/pg_controldata "$D" 2>/dev/null | sed -n '
                 "-e 's/^Database system identifier: *\\(.*\\)/system_identifier=\\1/p' "
@@ -191,7 +194,7 @@ class PgNode(FactBase):
                     "receiver_timeline", "sender_host", "sender_port", "primary_conninfo",
                     "primary_slot_name", "checkpoint_lsn", "current_lsn", "receive_lsn",
                     "replay_lsn", "replay_paused", "wal_received_at", "receiver_silence",
-                    "receiver_timeout_ms"):
+                    "receiver_timeout_ms", "backup_engine"):
             state[key] = raw.get(key) or None
         if not state["running"]:
             # A stopped node's role is what its data directory says.

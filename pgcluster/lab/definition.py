@@ -59,6 +59,10 @@ class Lab:
     # ports it publishes on bind_address, as [proxy]'s (9090, 9093 -> ports here).
     monitor: LabNode | None = None
     monitor_ports: tuple[tuple[int, int], ...] = ()
+    # Optional [objectstore] table: a container running SeaweedFS's S3 over HTTPS, the
+    # inventory's `objectstore` group (role "objectstore"; its volume holds the objects):
+    # pgBackRest's repo2, off the shared backups volume.
+    objectstore: LabNode | None = None
 
     @property
     def prefix(self) -> str:
@@ -120,6 +124,10 @@ class Lab:
         return {"node_name": node.name, "node_address": node.address,
                 "monitor_listen_address": node.address, **dict(self.data)}
 
+    def objectstore_host_data(self, node: LabNode) -> dict:
+        """The object store container's host data (its name and address; the lab's [data])."""
+        return {"node_name": node.name, "node_address": node.address, **dict(self.data)}
+
     def published(self, container_port: int) -> int | None:
         """The port on bind_address where the proxy's or the monitor's container_port is
         published (their ports differ: 5000-5003 and 7000, 9090 and 9093)."""
@@ -132,9 +140,10 @@ class Lab:
     @property
     def machines(self) -> tuple[LabNode, ...]:
         """Every container of the lab: the database nodes, the etcd-only hosts, the proxy,
-        the monitor."""
+        the monitor, the object store."""
         return (*self.nodes, *self.etcd, *([self.proxy] if self.proxy else []),
-                *([self.monitor] if self.monitor else []))
+                *([self.monitor] if self.monitor else []),
+                *([self.objectstore] if self.objectstore else []))
 
     @property
     def containers(self) -> list[str]:
@@ -187,6 +196,7 @@ def load_lab(name: str | None = None) -> Lab:
         proxy_ports=_ports(raw.get("proxy")),
         monitor=_monitor(raw.get("monitor")),
         monitor_ports=_ports(raw.get("monitor")),
+        objectstore=_objectstore(raw.get("objectstore")),
     )
     _check(lab, path)
     return lab
@@ -202,6 +212,13 @@ def _monitor(raw: dict | None) -> LabNode | None:
     if raw is None:
         return None
     return LabNode(name=raw["name"], role="monitor", address=raw["address"],
+                   data_volume=raw["data_volume"])
+
+
+def _objectstore(raw: dict | None) -> LabNode | None:
+    if raw is None:
+        return None
+    return LabNode(name=raw["name"], role="objectstore", address=raw["address"],
                    data_volume=raw["data_volume"])
 
 

@@ -17,6 +17,7 @@ BACKUPS_MOUNT = "/backups"
 DATA_MOUNT = "/var/lib/postgresql"  # Debian's home of every cluster's data directory
 ETCD_MOUNT = "/var/lib/etcd"  # an etcd-only container's volume: etcd_data_dir is below it
 MONITOR_MOUNT = "/var/lib/prometheus"  # the monitor's volume: Prometheus' and Alertmanager's data
+OBJECTSTORE_MOUNT = "/var/lib/seaweedfs"  # the object store's volume: SeaweedFS's data
 
 def docker_available() -> bool:
     if not shutil.which("docker"):
@@ -86,6 +87,8 @@ def _volumes(lab: Lab, node: LabNode) -> list[str]:
         return ["--volume", f"{node.data_volume}:{MONITOR_MOUNT}", *published]
     if node.role == "etcd":
         return ["--volume", f"{node.data_volume}:{ETCD_MOUNT}"]
+    if node.role == "objectstore":
+        return ["--volume", f"{node.data_volume}:{OBJECTSTORE_MOUNT}"]
     return ["--volume", f"{node.data_volume}:{DATA_MOUNT}",
             "--volume", f"{lab.backups_volume}:{BACKUPS_MOUNT}"]
 

@@ -20,10 +20,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pgcluster.errors import ConfigError
+from pgcluster.model import pgbackrest
 from pgcluster.model.wal import parse_lsn
 
 # Scripts installed on every node (pgcluster/node/<name>.sh -> SCRIPTS_DIR/<name>).
-SCRIPTS = ("backup-full", "backup-incr", "backup-retention", "backup-verify", "restore-backup")
+SCRIPTS = ("backup-full", "backup-incr", "backup-retention", "backup-verify", "restore-backup",
+           "pgbackrest-job")
 BACKUP_KINDS = ("full", "incr", "verify", "retention")
 # Written as the registry table's comment; a different value makes the deploy apply
 # templates/sql/backups.sql.j2 again (it only creates what is missing).
@@ -33,19 +35,27 @@ REGISTRY_TABLE = "pgcluster.backups"
 STAMP_RE = re.compile(r"^\d{8}T\d{6}Z$")
 # How a user may name a full backup: its directory (full/<stamp>) or its label.
 BACKUP_NAME_RE = re.compile(r"(?:full/|pgcluster-full-)?\d{8}T\d{6}Z")
+PGBACKREST_NAME_RE = pgbackrest.NAME_RE  # its labels, latest, repo<N>/...
 RECOVERY_ACTIONS = ("promote", "pause")
 
 
 def check_backup_name(name: str) -> str:
     """A backup name given to a command, checked before any script sees it: latest, a
     full backup's directory name or its label. ConfigError otherwise."""
-    if name == "latest" or BACKUP_NAME_RE.fullmatch(name):
+    if name == "latest" or BACKUP_NAME_RE.fullmatch(name) or PGBACKREST_NAME_RE.fullmatch(name):
         return name
     raise ConfigError(
         f"backup {name!r} is not a backup name: use latest, a full backup's directory "
         "(20260131T020000Z or full/20260131T020000Z) or its label "
-        "(pgcluster-full-20260131T020000Z); `pgcluster backup list` shows them"
+        "(pgcluster-full-20260131T020000Z), or with pgBackRest its label (20260131-020000F, "
+        "20260131-020000F_20260201-023000I) or repo2/<label>; `pgcluster backup list` "
+        "shows them"
     )
+
+
+def is_pgbackrest_name(name: str) -> bool:
+    """A name of pgBackRest's backups (latest is both engines')."""
+    return bool(PGBACKREST_NAME_RE.fullmatch(name))
 
 
 # ------------------------------------------------------------------------------ the disk
@@ -261,16 +271,34 @@ class Finding:
     problem: str
 
 
-def mismatches(registry: Sequence[Mapping[str, Any]], repo: Repository) -> list[Finding]:
-    """Where the registry (rows of pgcluster.backups) and the disk disagree."""
+def mismatches(registry: Sequence[Mapping[str, Any]], repo: Repository,
+               pgbackrest_labels: Mapping[int, set[str]] | None = None) -> list[Finding]:
+    """Where the registry (rows of pgcluster.backups) and the disk disagree; with
+    pgbackrest_labels (repository number -> the labels `pgbackrest info` lists), where the
+    registry and pgBackRest's repositories disagree too."""
     found: list[Finding] = []
     on_disk_full = {b.name: b for b in repo.complete_full}
     incr_on_disk = {f"incr/{i.name}" for i in repo.incr}
     registered_full = set()
     registered_incr = set()
+    registered_pgbackrest: dict[int, set[str]] = {}
     for row in registry:
         kind, path, status = row.get("kind"), row.get("path") or "", row.get("status")
         removed = bool(row.get("removed_at"))
+        pgbackrest = re.fullmatch(r"repo(\d+)/(.+)", path) if kind in ("full", "incr") else None
+        if pgbackrest:
+            number, label = int(pgbackrest.group(1)), pgbackrest.group(2)
+            if status == "ok":
+                registered_pgbackrest.setdefault(number, set()).add(label)
+            if pgbackrest_labels is None:
+                continue
+            present = label in pgbackrest_labels.get(number, set())
+            if status == "ok" and not removed and not present:
+                found.append(Finding(kind, path, "registered as ok but pgBackRest does not "
+                                     f"list it in repo{number}"))
+            if removed and present:
+                found.append(Finding(kind, path, "marked removed but pgBackRest still lists it"))
+            continue
         if kind == "full":
             registered_full.add(row.get("label"))
             present = path.removeprefix("full/") in on_disk_full
@@ -294,4 +322,9 @@ def mismatches(registry: Sequence[Mapping[str, Any]], repo: Repository) -> list[
         if not backup.complete and not backup.in_progress:
             found.append(Finding("full", f"full/{backup.name}",
                                  "not a complete pgcluster backup (no backup.info)"))
+    for number, labels in sorted((pgbackrest_labels or {}).items()):
+        for label in sorted(labels - registered_pgbackrest.get(number, set())):
+            found.append(Finding("full" if label.endswith("F") else "incr",
+                                 f"repo{number}/{label}",
+                                 "in pgBackRest's repository but not in the registry"))
     return found

@@ -24,8 +24,11 @@ PROXY_GROUP = "proxy"
 # The inventory group whose hosts run Prometheus and Alertmanager, which watch the cluster
 # (docs/monitoring.md). With it, every database node runs the exporters they scrape.
 MONITOR_GROUP = "monitor"
+# The inventory group whose host runs an S3-compatible object store (SeaweedFS) for
+# pgBackRest's repo2: the lab's postgresql-objectstore (docs/backups.md).
+OBJECTSTORE_GROUP = "objectstore"
 # Groups of hosts that serve the cluster without being database nodes themselves.
-SERVICE_GROUPS = (ETCD_GROUP, PROXY_GROUP, MONITOR_GROUP)
+SERVICE_GROUPS = (ETCD_GROUP, PROXY_GROUP, MONITOR_GROUP, OBJECTSTORE_GROUP)
 # Roles a failover may promote. The read-only replica never is, as in the seed report.
 PROMOTABLE_ROLES = ("primary", "standby")
 
@@ -101,8 +104,8 @@ def role_of(entry: HostEntry) -> list[str]:
 
 
 def is_service_host(entry: HostEntry) -> bool:
-    """A host of a service group (`etcd`, `proxy`, `monitor`) and of no role group: it runs
-    etcd, HAProxy or Prometheus, and no PostgreSQL."""
+    """A host of a service group (`etcd`, `proxy`, `monitor`, `objectstore`) and of no role
+    group: it runs etcd, HAProxy, Prometheus or the object store, and no PostgreSQL."""
     return any(g in entry.groups for g in SERVICE_GROUPS) and not role_of(entry)
 
 
@@ -155,6 +158,8 @@ class Cluster:
     proxy_hosts: tuple[ServiceHost, ...] = ()
     # The hosts of the `monitor` group (Prometheus, Alertmanager); empty: no exporters.
     monitor_hosts: tuple[ServiceHost, ...] = ()
+    # The hosts of the `objectstore` group (SeaweedFS's S3); empty: none of pgcluster's.
+    objectstore_hosts: tuple[ServiceHost, ...] = ()
 
     @classmethod
     def from_entries(cls, entries: Iterable[HostEntry]) -> Cluster:
@@ -164,7 +169,8 @@ class Cluster:
                          if name in e.groups)
 
         return cls(tuple(node_from_entry(e) for e in database_entries(entries)),
-                   group(ETCD_GROUP), group(PROXY_GROUP), group(MONITOR_GROUP))
+                   group(ETCD_GROUP), group(PROXY_GROUP), group(MONITOR_GROUP),
+                   group(OBJECTSTORE_GROUP))
 
     @classmethod
     def from_inventory(cls, inventory: Iterable[Any]) -> Cluster:
@@ -193,6 +199,10 @@ class Cluster:
     def monitor_host(self, host: str) -> ServiceHost | None:
         """The monitor an inventory host is, when the `monitor` group names it."""
         return next((m for m in self.monitor_hosts if m.host == host), None)
+
+    def objectstore_host(self, host: str) -> ServiceHost | None:
+        """The object store an inventory host is, when the `objectstore` group names it."""
+        return next((o for o in self.objectstore_hosts if o.host == host), None)
 
     def with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if n.role == role]

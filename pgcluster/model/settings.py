@@ -879,6 +879,13 @@ HTTP_USER = Token(r"[A-Za-z0-9_.-]{1,64}",
 WEBHOOK_URL = Token(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/?#@!$&()*+,;=%:-]*)?",
                     "a URL: http:// or https://, a host, an optional :port and path "
                     "(e.g. 'https://alerts.example.com/hook')", "https://alerts.example.com/hook")
+# S3's bucket naming rules (the part every provider accepts), and a region name.
+S3_BUCKET = Token(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                  "an S3 bucket name: 3 to 63 lower-case letters, digits, . and -, starting "
+                  "and ending with a letter or digit (e.g. 'pgcluster-backups')", "pgbackrest")
+S3_REGION = Token(r"[a-z0-9][a-z0-9-]{0,62}",
+                  "an S3 region: lower-case letters, digits and - (e.g. 'eu-west-1')",
+                  "us-east-1")
 
 USER_NAME = Token(r"[a-z_][a-z0-9_-]{0,31}",
                   "a login name: lower-case letters, digits, _ and -, at most 32", "deploy")

@@ -23,6 +23,9 @@ class Topology:
     primary: Node
     live: dict[str, dict[str, Any]]  # host name -> PgNode fact
     notes: list[str] = field(default_factory=list)
+    # The backup engine of this run (pgcluster.model.pgbackrest.decide_engine), set with the
+    # live state: "pg_basebackup" or "pgbackrest".
+    backup_engine: str = "pg_basebackup"
 
     @property
     def replicas(self) -> list[Node]:

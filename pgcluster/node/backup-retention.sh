@@ -21,6 +21,12 @@ PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
 # shellcheck source=lib.sh
 . "$PGCLUSTER_LIB/lib.sh"
 backup_job_init
+# The pgbackrest engine's jobs are pgBackRest's (backup_engine in group_data).
+# pgbackrest-job runs this part too (PGCLUSTER_SEED_RETENTION=1) for the backups taken
+# before a switch to pgBackRest.
+if [ "${BACKUP_ENGINE:-pg_basebackup}" = pgbackrest ] && [ -z "${PGCLUSTER_SEED_RETENTION:-}" ]; then
+    exec "$PGCLUSTER_LIB/pgbackrest-job" retention "$@"
+fi
 
 args=("$@")
 plan=0

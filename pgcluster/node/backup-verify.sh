@@ -17,6 +17,10 @@ PGCLUSTER_LIB=${PGCLUSTER_LIB:-$(dirname "$(readlink -f "$0")")}
 # shellcheck source=lib.sh
 . "$PGCLUSTER_LIB/lib.sh"
 backup_job_init
+# The pgbackrest engine's jobs are pgBackRest's (backup_engine in group_data).
+if [ "${BACKUP_ENGINE:-pg_basebackup}" = pgbackrest ]; then
+    exec "$PGCLUSTER_LIB/pgbackrest-job" verify "$@"
+fi
 
 which=$(backup_name "${1-latest}") || exit
 run_as_postgres "$@"

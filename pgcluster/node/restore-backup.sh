@@ -36,7 +36,17 @@ usage() {
 [ "$(id -u)" = 0 ] || { echo "$script: run me as root" >&2; exit 1; }
 cd /
 [ $# -ge 1 ] || usage
-name=$(backup_name "$1") || exit
+# With the pgbackrest engine a backup is pgBackRest's (latest, its label, or repo<N>/<label>);
+# the seed engine's backups taken before a switch keep their own names and are restored
+# as before, from full/ and the WAL archive.
+engine=seed repo="" set_label=""
+pgbackrest_name='^((repo([0-9]+))/)?([0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?|latest)$'
+if [ "${BACKUP_ENGINE:-pg_basebackup}" = pgbackrest ] && [[ "$1" =~ $pgbackrest_name ]]; then
+    engine=pgbackrest repo=${BASH_REMATCH[3]} name=${BASH_REMATCH[4]}
+    [ "$name" = latest ] || set_label=$name
+else
+    name=$(backup_name "$1") || exit
+fi
 shift
 target_kind=latest target="" timeline=latest action=promote force=0
 while [ $# -gt 0 ]; do
@@ -46,11 +56,15 @@ while [ $# -gt 0 ]; do
             target_kind="${1#--}" target="$2"; shift ;;
         --timeline) timeline="$2"; shift ;;
         --action) action="$2"; shift ;;
+        --repo)
+            [[ "$2" =~ ^[0-9]+$ ]] || { echo "$script: --repo takes a repository number" >&2; exit 64; }
+            repo=$2; shift ;;
         --force) force=1 ;;
         *) usage ;;
     esac
     shift
 done
+[ -z "$repo" ] || [ "$engine" = pgbackrest ] || { echo "$script: --repo is for pgBackRest's backups" >&2; exit 64; }
 case "$action" in promote|pause) ;; *) echo "$script: --action promote or pause" >&2; exit 64 ;; esac
 [[ "$timeline" =~ ^(latest|current|[0-9]+)$ ]] || { echo "$script: bad --timeline $timeline" >&2; exit 64; }
 if [ "$target_kind" = lsn ] && ! [[ "$target" =~ ^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$ ]]; then
@@ -64,15 +78,23 @@ rlog() {
 }
 mkdir -p "$BACKUP_LOG_DIR"
 
-if [ "$name" = latest ]; then
-    name=$(newest_backup)
-    [ -n "$name" ] || die "no full backup in $BACKUP_FULL_DIR to restore"
+if [ "$engine" = pgbackrest ]; then
+    label=${set_label:-latest}
+    shown="${repo:+repo$repo/}$label"
+    backup_path="${repo:+repo$repo/}$label"
+else
+    if [ "$name" = latest ]; then
+        name=$(newest_backup)
+        [ -n "$name" ] || die "no full backup in $BACKUP_FULL_DIR to restore"
+    fi
+    backup="$BACKUP_FULL_DIR/$name"
+    for f in base.tar.gz pg_wal.tar.gz backup.info; do
+        [ -s "$backup/$f" ] || die "$backup is not a complete backup: $f is missing"
+    done
+    label=$(info_get "$backup/backup.info" label)
+    shown="full/$name ($label)"
+    backup_path="full/$name"
 fi
-backup="$BACKUP_FULL_DIR/$name"
-for f in base.tar.gz pg_wal.tar.gz backup.info; do
-    [ -s "$backup/$f" ] || die "$backup is not a complete backup: $f is missing"
-done
-label=$(info_get "$backup/backup.info" label)
 take_lock shared
 
 running=0
@@ -91,7 +113,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 started=$(date +%s)
 target_text="latest (end of the archive)"
 [ "$target_kind" != latest ] && target_text="$target_kind '$target'"
-rlog "restoring full/$name ($label) onto $NODE_NAME, target $target_text, timeline $timeline, then $action"
+rlog "restoring $shown onto $NODE_NAME, target $target_text, timeline $timeline, then $action"
 if [ "$running" = 1 ]; then
     rlog "stopping the running server ($SERVICE), as requested by name"
     systemctl stop "$SERVICE"
@@ -129,21 +151,51 @@ if [ -e "$data" ] && [ -n "$(ls -A "$data" 2>/dev/null)" ]; then
 fi
 [ -d "$data" ] && rmdir "$data"
 install -d -o postgres -g postgres -m 0700 "$data"
-as_postgres tar -xzf "$backup/base.tar.gz" -C "$data"
-as_postgres mkdir -p "$data/pg_wal"
-as_postgres tar -xzf "$backup/pg_wal.tar.gz" -C "$data/pg_wal"
-rm -f "$data/standby.signal" "$data/recovery.signal" "$data/postmaster.pid"
+if [ "$engine" = pgbackrest ]; then
+    # pgBackRest copies the backup (and the backups it builds on) in parallel, writes the
+    # recovery settings into postgresql.auto.conf with recovery.signal, and recovery
+    # fetches the WAL with archive-get from the same repositories.
+    restore_args=(--stanza="$PGBACKREST_STANZA" --pg1-path="$data" --target-timeline="$timeline")
+    [ -n "$repo" ] && restore_args+=(--repo="$repo")
+    [ -n "$set_label" ] && restore_args+=(--set="$set_label")
+    if [ "$target_kind" = latest ]; then
+        restore_args+=(--type=default)
+    else
+        restore_args+=(--type="$target_kind" --target="$target" --target-action="$action")
+    fi
+    rlog "pgbackrest restore ${restore_args[*]}"
+    pgbr_err=$(mktemp)
+    if ! as_postgres pgbackrest --log-level-console=warn --log-level-stderr=warn \
+            "${restore_args[@]}" restore 2>"$pgbr_err"; then
+        rlog "FAILED: pgbackrest restore: $(grep -E 'ERROR|WARN' "$pgbr_err" | tail -n 3 | tr '\n' ' ')"
+        rm -f "$pgbr_err"
+        exit 1
+    fi
+    rm -f "$pgbr_err"
+    rm -f "$data/standby.signal" "$data/postmaster.pid"
+    # A default (latest) restore ends where the archive does, and promotes there.
+    [ "$target_kind" = latest ] && [ "$action" = pause ] \
+        && echo "recovery_target_action = 'pause'" >>"$data/postgresql.auto.conf"
+else
+    as_postgres tar -xzf "$backup/base.tar.gz" -C "$data"
+    as_postgres mkdir -p "$data/pg_wal"
+    as_postgres tar -xzf "$backup/pg_wal.tar.gz" -C "$data/pg_wal"
+    rm -f "$data/standby.signal" "$data/recovery.signal" "$data/postmaster.pid"
+fi
 unpacked=$(date +%s)
 
 # --- "latest" is a target too: the last record of the WAL this restore can read, on the
 # timeline it recovers to. Without a target, a missing or damaged segment would simply end
 # recovery early and the node would be promoted there, reporting success; with this one,
 # PostgreSQL stops with "recovery ended before configured recovery target was reached".
-seg_size=$(info_get "$backup/backup.info" wal_segment_size)
+seg_size="" backup_tli="" backup_end=""
+if [ "$engine" = seed ]; then
+    seg_size=$(info_get "$backup/backup.info" wal_segment_size)
+    backup_tli=$(info_get "$backup/backup.info" timeline)
+    backup_end=$(info_get "$backup/backup.info" stop_lsn)
+    backup_end=${backup_end:-$(info_get "$backup/backup.info" start_lsn)}
+fi
 seg_size=${seg_size:-16777216}  # backups of pgcluster all say; PostgreSQL's default otherwise
-backup_tli=$(info_get "$backup/backup.info" timeline)
-backup_end=$(info_get "$backup/backup.info" stop_lsn)
-backup_end=${backup_end:-$(info_get "$backup/backup.info" start_lsn)}
 
 history_file() { printf '%s/%08X.history' "$WAL_ARCHIVE_DIR" "$1"; }
 
@@ -219,7 +271,9 @@ wal_end() {
 }
 
 recovery_tli=$timeline
-if [ "$target_kind" = latest ]; then
+if [ "$engine" = pgbackrest ]; then
+    [ "$target_kind" = latest ] && target_text="latest (the end of pgBackRest's archive)"
+elif [ "$target_kind" = latest ]; then
     end_problem="" end_lsn="" end_segment="" end_tli=""
     [ -n "$backup_tli" ] && recovery_tli=$(recovery_timeline)
     if [ -z "$backup_tli" ] || [ -z "$backup_end" ] || ! wal_end "$recovery_tli"; then
@@ -230,7 +284,7 @@ if [ "$target_kind" = latest ]; then
     rlog "the end of the archive is LSN $end_lsn, the last record of $end_segment on timeline $end_tli: recovery to timeline $recovery_tli must reach it"
 fi
 
-{
+[ "$engine" = pgbackrest ] || {
     echo "# pgcluster restore of full/$name ($stamp): reset when the node is promoted"
     echo "restore_command = $(sql_literal "$SCRIPTS_DIR/restore-wal %f %p")"
     echo "recovery_target_timeline = $(sql_literal "$recovery_tli")"
@@ -242,7 +296,7 @@ fi
     fi
     echo "recovery_target_action = $(sql_literal "$action")"
 } >>"$data/postgresql.auto.conf"
-as_postgres touch "$data/recovery.signal"
+[ "$engine" = pgbackrest ] || as_postgres touch "$data/recovery.signal"
 chown postgres:postgres "$data/postgresql.auto.conf"
 
 log_offset=$(stat -c %s "$PG_LOG_FILE" 2>/dev/null || echo 0)
@@ -340,7 +394,7 @@ if [ "$state" = primary ]; then
              timeline, stop_lsn, detail)
          values ('restore', :'label', :'node', :'path', 'ok', to_timestamp(:'t0'::double precision), now(),
              :'tli', nullif(:'lsn', '')::pg_lsn, :'detail')" \
-        label="$label" node="$NODE_NAME" path="full/$name" t0="$started" tli="$tli" lsn="$reached_lsn" \
+        label="$label" node="$NODE_NAME" path="$backup_path" t0="$started" tli="$tli" lsn="$reached_lsn" \
         detail="restored to $target_text: ${stop_line:-end of archive}" >/dev/null 2>&1 \
         || log "WARNING: could not record the restore in pgcluster.backups on $NODE_NAME"
 else
@@ -349,7 +403,7 @@ fi
 
 cat >"$report_file" <<REPORT
 node=$NODE_NAME
-backup=full/$name
+backup=$backup_path
 label=$label
 target=$target_text
 timeline_requested=$timeline

@@ -17,11 +17,13 @@ from pyinfra.operations import files, systemd
 
 from pgcluster.control.templating import render_template, template_context
 from pgcluster.errors import ConfigError
+from pgcluster.model import pgbackrest
 from pgcluster.model.backups import BACKUP_KINDS, REGISTRY_VERSION, SCRIPTS, check_backup_name
 from pgcluster.model.layout import SCRIPTS_DIR
 from pgcluster.model.topology import Topology
 from pgcluster.operations import files as content
 from pgcluster.operations import jobs
+from pgcluster.operations import pgbackrest as pgbackrest_operations
 from pgcluster.operations import postgres as operations
 from pgcluster.operations.conditional import only_if
 from pgcluster.operations.files import Content, Directory, sql_file
@@ -35,7 +37,8 @@ REGISTRY_SQL = "/etc/pgcluster/backups.sql"
 def scripts(topology: Topology) -> None:
     """The repository directories, the log directory and the backup/restore scripts."""
     data = host.data.dict()
-    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster)
+    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster,
+                           backup_engine=topology.backup_engine)
     log_dir = data["backup_log_dir"]
     content.directories(
         name="Directories: full and incremental backups, logs",
@@ -54,12 +57,33 @@ def scripts(topology: Topology) -> None:
                Content("/etc/logrotate.d/pgcluster",
                        render_template("logrotate/pgcluster.j2", ctx))],
     )
+    if topology.backup_engine == "pgbackrest":
+        pgbackrest_files(data, ctx)
+
+
+def pgbackrest_files(data: dict, ctx: dict) -> None:
+    """pgBackRest's repository, spool and log directories and its configuration, which
+    holds the object store's keys and repo2's passphrase: postgres' to read, nobody else's."""
+    content.directories(
+        name="pgBackRest: repo1, spool and log directories",
+        dirs=[Directory("/etc/pgbackrest", "750", "root", "postgres"),
+              Directory(data["pgbackrest_repo1_path"], "750", "postgres", "postgres"),
+              Directory(data["pgbackrest_spool_path"], "750", "postgres", "postgres"),
+              Directory(pgbackrest.LOG_DIR, "770", "postgres", "postgres")],
+    )
+    content.contents(
+        name=f"pgBackRest's configuration ({pgbackrest.CONFIG_FILE})",
+        files=[Content(pgbackrest.CONFIG_FILE,
+                       render_template("pgbackrest/pgbackrest.conf.j2", ctx), "640", "root",
+                       "postgres", secret=True)],
+    )
 
 
 @deploy("Backups: scripts, cron schedule, registry")
 def schedule(topology: Topology) -> None:
     data = host.data.dict()
-    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster)
+    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster,
+                           backup_engine=topology.backup_engine)
     here = topology.is_primary(host.name)
     scripts(topology)
     content.contents(name=f"Backup schedule ({CRON_FILE})",
@@ -72,6 +96,11 @@ def schedule(topology: Topology) -> None:
         name="Backup registry SQL",
         files=[sql_file(REGISTRY_SQL, render_template("sql/backups.sql.j2",
                                              {**ctx, "registry_version": REGISTRY_VERSION}))],
+    )
+    only_if(
+        here and topology.backup_engine == "pgbackrest", pgbackrest_operations.stanza,
+        name=f"pgBackRest stanza {data['pgbackrest_stanza']} in every repository",
+        stanza=data["pgbackrest_stanza"],
     )
     only_if(
         here, operations.backup_registry,

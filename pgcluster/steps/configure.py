@@ -74,7 +74,8 @@ def postgresql(topology: Topology, engine: str = "manual") -> None:
     data = host.data.dict()
     layout = Layout.from_data(data)
     require_mounted_backup_root(host)
-    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster, engine)
+    ctx = template_context(data, topology.cluster.node(host.name), topology.cluster, engine,
+                           topology.backup_engine)
     guard_file = f"/etc/systemd/system/{layout.service}.service.d/pgcluster-guard.conf"
 
     content.directories(

@@ -19,9 +19,11 @@ create_main_cluster = false
 
 
 @deploy("Install PostgreSQL")
-def postgresql() -> None:
+def postgresql(backup_engine: str = "pg_basebackup") -> None:
     layout = Layout.from_data(host.data.dict())
     packages = [*layout.packages, "cron"]
+    if backup_engine == "pgbackrest":
+        packages += ["pgbackrest", "jq"]  # jq: the jobs read `pgbackrest info --output=json`
 
     content.contents(
         name="Keep Debian from creating a default cluster",

@@ -15,6 +15,7 @@ from pgcluster.control.preflight import validate_inventory
 from pgcluster.errors import ConfigError
 from pgcluster.facts.patroni import HaServices
 from pgcluster.facts.postgres import node_state
+from pgcluster.model import pgbackrest
 from pgcluster.model.cluster import Cluster, HostEntry, Node, is_service_host
 from pgcluster.model.layout import Layout
 from pgcluster.model.patroni import decide_engine, running_engine
@@ -70,6 +71,18 @@ def current(state: State, strict: bool = True) -> Topology:
             states = {h.name: node_state(h) for h in state.inventory.iter_activated_hosts()
                       if cluster.is_node(h.name)}
             topology = decide(cluster, states, strict=strict)
+            topology.backup_engine = pgbackrest.decide_engine(
+                host.data.get("backup_engine") or None,
+                (s.get("backup_engine") for s in states.values()))
+            stores = [o.name for o in cluster.objectstore_hosts]
+            found = sorted({problem for h in state.inventory.iter_activated_hosts()
+                            if cluster.is_node(h.name)
+                            for problem in pgbackrest.problems(
+                                h.data.dict(), topology.backup_engine, stores)})
+            if found:
+                raise ConfigError("backup_engine = \"pgbackrest\": " + "; ".join(found)
+                                  + ". Secrets go in the environment or the inventory's "
+                                  "secrets file (docs/backups.md)")
             for note in topology.notes:
                 logger.warning(f"pgcluster: {note}")
             _cache[state] = topology

@@ -26,6 +26,7 @@ from pgcluster.model.backups import (
     RECOVERY_ACTIONS,
     RecoveryTarget,
     check_backup_name,
+    is_pgbackrest_name,
     recovery_target,
     select_backup,
 )
@@ -69,6 +70,14 @@ def request_from(data: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     return RestoreRequest(target=target, backup=check_backup_name(values["backup"] or "latest"),
                           timeline=timeline, action=action, node=values["node"],
                           force_node=values["force_node"])
+
+
+def engine_for(topology: Topology, req: RestoreRequest) -> None:
+    """A backup named as pgBackRest's (its label, repo<N>/...) is restored by pgBackRest,
+    on whatever node: the scratch node, for one, was never deployed with the cluster's
+    engine. latest is the engine's the cluster runs."""
+    if req.backup != "latest" and is_pgbackrest_name(req.backup):
+        topology.backup_engine = "pgbackrest"
 
 
 def target_node(topology: Topology, req: RestoreRequest) -> tuple[Node, bool]:
@@ -144,7 +153,13 @@ def restore(topology: Topology, req: RestoreRequest, engine: str = "manual") -> 
     here = host.name == node.host
     check(topology, node, forced)
     backup_name = ""
-    if here:
+    pgbackrest = topology.backup_engine == "pgbackrest" and (
+        req.backup == "latest" or is_pgbackrest_name(req.backup))
+    if here and pgbackrest:
+        backup_name = req.backup  # pgBackRest chooses among its repositories (restore-backup)
+        logger.info(f"pgcluster: restoring pgBackRest's {req.backup} backup onto {node.name}, "
+                    f"target {req.target.describe()}, then {req.action}")
+    elif here:
         repo = host.get_fact(BackupRepository, full_dir=data["backup_full_dir"],
                              incr_dir=data["backup_incr_dir"],
                              archive_dir=data["wal_archive_dir"])

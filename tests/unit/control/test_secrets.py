@@ -64,11 +64,12 @@ def test_generate_once_privately_never_replacing_a_password(private_secrets_dir:
     path = write(private_secrets_dir / "production.env", "PGCLUSTER_ADMIN_PASSWORD=mine\n")
     added = secrets.generate(path)
     assert added == ["replication_password", "rewind_password", "app_password",
-                     "patroni_rest_password", "monitor_password"]
+                     "patroni_rest_password", "monitor_password", "pgbackrest_s3_key",
+                     "pgbackrest_s3_key_secret", "pgbackrest_cipher_pass"]
     values = secrets.read_file(path)
     assert values["PGCLUSTER_ADMIN_PASSWORD"] == "mine"
     assert all(len(values[name]) >= 32 for name in ENV[1:])
-    assert len(set(values.values())) == 6
+    assert len(set(values.values())) == 9
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert secrets.generate(path) == []
@@ -139,7 +140,7 @@ def test_example_inventory_with_lab_passwords_stops_before_connecting(
     with pytest.raises(ConfigError) as caught:
         load_inventory("inventory/example.py")
     text = str(caught.value)
-    assert text.count("one of the Docker lab's documented passwords") == 6
+    assert text.count("one of the Docker lab's documented passwords") == 9
     assert "secrets/example.env" in text or "example.env" in text
 
 

@@ -34,6 +34,7 @@ from pgcluster.model.backups import FullBackup
 from pgcluster.model.cluster import Cluster, ServiceHost
 from pgcluster.model.endpoints import haproxy_context
 from pgcluster.model.patroni import etcd_environment, patroni_config
+from pgcluster.steps import objectstore
 from tests.unit.helpers import ALL, SECRETS, cluster, entry
 
 
@@ -503,6 +504,8 @@ def hostile_renderings(template: str, payload: str) -> Iterator[tuple[str, str, 
                                                                              "10.0.0.9"))
         if template.startswith("monitoring/"):  # a monitor's file, or an exporter's
             ctx = monitoring_context(template, {**ALL, **SECRETS, **data}, c)
+        if template.startswith("seaweedfs/"):  # the object store's files
+            ctx = objectstore.context({**ALL, **SECRETS, **data}, c.nodes[0], c)
         return render_template(template, {**ctx, "registry_version": "v1", **(extra or {})})
 
     # (where, how the value goes in, a harmless value for the comparison)
