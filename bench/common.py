@@ -47,6 +47,25 @@ class Bench:
     def destroy(self) -> None:
         self.pgcluster("destroy", "--yes", check=False)
 
+    def node_sh(self, container: str, script: str, user: str = "root") -> str:
+        """A bash script inside a lab container, as root or another user; its stdout."""
+        command = ["docker", "exec", container]
+        if user != "root":
+            command += ["runuser", "-u", user, "--"]
+        return self.run(*command, "bash", "-c", script).stdout.strip()
+
+    def subnet_free(self, subnet: str, network: str) -> bool:
+        """Whether no Docker network but the bench's own uses the bench lab's subnet."""
+        from pgcluster.lab.docker import inspect
+
+        for name in self.run("docker", "network", "ls", "--format", "{{.Name}}").stdout.split():
+            if name == network:
+                continue
+            info = inspect("network", name) or {}
+            if subnet in [c.get("Subnet") for c in (info.get("IPAM") or {}).get("Config") or []]:
+                return False
+        return True
+
 
 def save(path: Path, benchmark: str, figures: dict[str, Any]) -> dict[str, Any]:
     """Write the figures to bench/results/<path> and print them, stamped with the time and

@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import Bench, save  # noqa: E402
 from pgcluster.lab.definition import load_lab  # noqa: E402
-from pgcluster.lab.docker import inspect  # noqa: E402
 
 LAB_FILE = REPO / "bench" / "pgbackrest-lab.toml"
 BENCH = Bench(str(LAB_FILE))
@@ -51,11 +50,7 @@ THROUGHPUT_GOAL = 2.0  # pgBackRest full / seed engine full, MB/s
 INCR_GOAL = 0.10  # incremental after 1% of the rows / full (lz4), repository bytes
 
 
-def node_sh(container: str, script: str, user: str = "root") -> str:
-    command = ["docker", "exec", container]
-    if user != "root":
-        command += ["runuser", "-u", user, "--"]
-    return run(*command, "bash", "-c", script).stdout.strip()
+node_sh = BENCH.node_sh
 
 
 def psql(container: str, sql: str, db: str = "bench") -> str:
@@ -75,15 +70,7 @@ def elapsed_inside(container: str, script: str, user: str = "root") -> float:
     return int(millis) / 1000
 
 
-def subnet_free(subnet: str, network: str) -> bool:
-    names = run("docker", "network", "ls", "--format", "{{.Name}}").stdout.split()
-    for name in names:
-        if name == network:
-            continue
-        info = inspect("network", name) or {}
-        if subnet in [c.get("Subnet") for c in (info.get("IPAM") or {}).get("Config") or []]:
-            return False
-    return True
+subnet_free = BENCH.subnet_free
 
 
 def pgbackrest(*args: str) -> str:
