@@ -21,7 +21,7 @@ HA ?=
 BACKUP ?=
 
 .PHONY: cluster test unit integration lint destroy bench bench-backup bench-pgbackrest \
-	bench-monitoring venv
+	bench-monitoring bench-scale venv
 
 venv: $(VENV)/.installed
 
@@ -69,3 +69,6 @@ bench-pgbackrest: venv
 
 bench-monitoring: venv
 	$(PY) bench/monitoring.py
+
+bench-scale: venv
+	$(PY) bench/scale.py $(if $(SIZES),--sizes $(SIZES),)

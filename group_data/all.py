@@ -100,6 +100,15 @@ replica_wait_timeout: Seconds(1, WEEK) = 180  # seconds the deploy waits for a n
 synchronous_standbys: ListOf(NodeName()) = []
 # With synchronous_standbys: on = flushed on the standby
 synchronous_commit: Enum("on", "remote_apply", "remote_write", "local", "off") = "on"
+# Host data: the node (its node_name) this replica streams from instead of the primary, a
+# cascading replica (docs/replicas.md): fewer streams on the primary, or a far site fed by
+# one link. Re-pointed to its upstream's own source while the upstream is lost; keeps
+# streaming when the upstream is promoted. None: it streams from the primary.
+upstream: Optional(NodeName()) = None
+# A physical replication slot on a node that no node of the inventory streams from (a node
+# removed from the inventory) keeps WAL for no one, up to max_slot_wal_keep_size. "warn":
+# a deploy keeps it and says so, with the SQL that drops it; "drop": a deploy drops it.
+orphan_slots: Enum("warn", "drop") = "warn"
 
 # ----------------------------------------------------------------- Failover, switchover
 switchover_max_lag_bytes: Int(0) = 16 * 1024 * 1024  # switchover refuses a target further behind
@@ -363,6 +372,10 @@ pgbackrest_spool_path: AbsolutePath() = "/var/spool/pgbackrest"
 # then has a gap, and the archive alert fires). None: never drop; PostgreSQL keeps every
 # segment until it is archived, and the primary's disk may fill instead.
 pgbackrest_archive_push_queue_max: Optional(Size(16 * 1024**2, 1024**5, base="B")) = None
+# Seconds without an answer before `backup list` and the deploy's stanza check count a
+# repository as unreachable (pgbackrest info --io-timeout; it tries four times). pgBackRest's
+# own 60 s would keep `backup list` four minutes on an object store that is down.
+pgbackrest_info_io_timeout: Seconds(1, 600) = 5
 # repo2: S3-compatible object storage (AWS S3, MinIO, SeaweedFS...). None: repo1 only. A
 # DNS name, not an address: pgBackRest checks the certificate against the host name. With
 # an `objectstore` inventory group (the lab's postgresql-objectstore) None means its host.

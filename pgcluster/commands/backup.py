@@ -73,7 +73,8 @@ def gather(inventory: str) -> dict[str, Any]:
         engine = pgbackrest.decide_engine(
             None, (live.get("backup_engine") for live in topology.live.values()))
         stanza = session.host(source).get_fact(
-            PgbackrestInfo, stanza=data["pgbackrest_stanza"]) if engine == "pgbackrest" else None
+            PgbackrestInfo, stanza=data["pgbackrest_stanza"],
+            io_timeout=data["pgbackrest_info_io_timeout"]) if engine == "pgbackrest" else None
     registry = None if rows is None else [dict(zip(REGISTRY_COLUMNS, r, strict=False))
                                           for r in rows if len(r) == len(REGISTRY_COLUMNS)]
     return {"source": source.name, "primary": topology.primary.name,

@@ -1,4 +1,5 @@
-"""Operator commands: status, monitor, failover, switchover, rejoin, logs, psql, stop, start.
+"""Operator commands: status, monitor, failover, switchover, rejoin, remove, logs, psql,
+stop, start.
 
 Read-only commands use a control.session.Session; commands that change the cluster run the
 deploys in deploys/ (so `pyinfra INVENTORY deploys/failover.py ...` does the same), limited
@@ -184,6 +185,37 @@ def cmd_rejoin(args: argparse.Namespace) -> int:
     return _result(args, run, "Rejoin", f"{node.name} follows {before.primary} ({how})")
 
 
+def cmd_remove(args: argparse.Namespace) -> int:
+    """Retire a node: stop it for good (its data directory is kept), drop its replication
+    slot, and configure the others as if it had left the inventory (pg_hba.conf, the start
+    guard's peers, HAProxy and Prometheus); then delete it from the inventory."""
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
+        node = session.cluster.find(args.node)
+    before, hosts = report(args.inventory)
+    require_single_primary(before)
+    if not confirm(f"Remove {node.name} ({node.host}) from the cluster of {args.inventory}? "
+                   "Its PostgreSQL is stopped and disabled (its data directory is kept) and "
+                   "the other nodes stop expecting it.", args.yes):
+        return 1
+    run = deploy(args, "deploys/remove.py", {"remove_node": node.name}, hosts)
+    if not run.ok:
+        return finished(run, "Remove")
+    others = [h for h in hosts if h != node.host]
+    rest = deploy(args, "deploys/cluster.py", {"removed_node": node.name}, others)
+    if not rest.ok:
+        print(f"\n{node.name} is stopped and its slot dropped, but configuring the other "
+              f"nodes without it failed: fix the cause, then run `pgcluster remove "
+              f"{node.name}` again.", file=sys.stderr)
+        return finished(rest, "Remove")
+    code = _result(args, rest, "Remove", f"{node.name} is stopped and disabled, its slot "
+                   "dropped, the other nodes configured without it")
+    print(f"\nNow delete {node.host} from the inventory ({args.inventory}); until then a "
+          f"deploy would start {node.name} again. Its data directory is still on it: delete "
+          "it yourself when you no longer want it (in the lab: remove the node from the "
+          "lab file, then `docker rm -f` its container and its volume).")
+    return code
+
+
 def _wait_booted(container: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -330,6 +362,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="allow a fresh base backup if pg_rewind cannot work")
     rejoin.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_change_options(rejoin)
+
+    remove = add("remove", cmd_remove, "retire a node: stop it, drop its slot, the others "
+                 "forget it (then delete it from the inventory)")
+    remove.add_argument("node", metavar="NODE", help="node name")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_change_options(remove)
 
     logs = add("logs", cmd_logs, "a node's PostgreSQL log")
     logs.add_argument("node", metavar="NODE", help="node name or role")

@@ -71,12 +71,14 @@ class WalArchive(FactBase):
 class PgbackrestInfo(FactBase):
     """`pgbackrest info --output=json` of the stanza, as postgres, parsed
     (pgcluster.model.pgbackrest.StanzaInfo); None where pgBackRest is not installed or
-    configured, or knows no such stanza."""
+    configured, or knows no such stanza. `io_timeout`: seconds without an answer before a
+    repository counts as unreachable (pgBackRest tries four times; its default, 60 s, would
+    keep `backup list` waiting four minutes for an object store that is down)."""
 
-    def command(self, stanza: str) -> str:
+    def command(self, stanza: str, io_timeout: int = 60) -> str:
         return (f"if command -v pgbackrest >/dev/null && [ -r {pgbackrest.CONFIG_FILE} ]; then "
                 f"cd / && runuser -u postgres -- pgbackrest --stanza={shlex.quote(stanza)} "
-                "--output=json info 2>/dev/null; fi; true")
+                f"--io-timeout={int(io_timeout)} --output=json info 2>/dev/null; fi; true")
 
     def process(self, output: list[str]) -> pgbackrest.StanzaInfo | None:
         text = "\n".join(output).strip()

@@ -28,6 +28,9 @@ class LabNode:
     # Port on bind_address of the control machine mapped to the node's 5432. None publishes
     # nothing: the node is then reached at its own address only, like a VM (lab/ssh.toml).
     published_port: int | None = None
+    # The node this replica streams from instead of the primary (host data `upstream`:
+    # cascading replication, docs/replicas.md). None: from the primary.
+    upstream: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Lab:
             # Clients on this machine connect to 127.0.0.1 (the published port) with
             # sslmode=verify-full: the certificate names that address too.
             "tls_extra_names": ["localhost", self.bind_address],
+            **({"upstream": node.upstream} if node.upstream else {}),
             **dict(self.data),
         }
 

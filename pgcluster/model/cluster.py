@@ -6,8 +6,9 @@ without pyinfra (unit tests, the CLI, inventory preflight, deploys).
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,9 @@ class Node:
     address: str  # the address the other nodes reach it on
     port: int  # the PostgreSQL port on that address
     published_port: int | None = None  # Docker lab only: port on the control machine
+    # The node NAME this replica streams from instead of the primary (host data `upstream`):
+    # a cascading replica. None: it streams from the primary, whichever node that is.
+    upstream: str | None = None
 
     @property
     def slot(self) -> str:
@@ -139,6 +143,7 @@ def node_from_entry(entry: HostEntry) -> Node:
     data = entry.data
     published = data.get("published_port")
     name, address = _name_and_address(entry)
+    upstream = data.get("upstream")
     return Node(
         host=entry.name,
         name=name,
@@ -146,6 +151,7 @@ def node_from_entry(entry: HostEntry) -> Node:
         address=address,
         port=int(data.get("postgresql_port", 5432)),
         published_port=int(published) if published is not None else None,
+        upstream=str(upstream) if upstream else None,
     )
 
 
@@ -204,6 +210,13 @@ class Cluster:
         """The object store an inventory host is, when the `objectstore` group names it."""
         return next((o for o in self.objectstore_hosts if o.host == host), None)
 
+    def without(self, name: str) -> Cluster:
+        """The cluster as it is once the node `name` is retired (`pgcluster remove`): its
+        configuration is rendered from this before the node leaves the inventory, so that
+        the deploy after the user deletes it changes nothing."""
+        gone = self.find(name)
+        return dataclasses.replace(self, nodes=tuple(n for n in self.nodes if n != gone))
+
     def with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if n.role == role]
 
@@ -222,3 +235,79 @@ class Cluster:
         known = ", ".join(n.name for n in self.nodes)
         raise UnknownNode(f"no node named {name_or_role!r}; known nodes: {known} (or a "
                           "role: primary, standby, readonly)")
+
+
+    # ------------------------------------------------------------ cascading replication
+
+    def upstream_of(self, node: Node) -> Node | None:
+        """The node the inventory says `node` streams from (its `upstream`), None when it
+        streams from the primary. An upstream that names no node raises UnknownNode:
+        validation refuses it before any deploy, and streaming from the primary instead
+        would silently ignore what the user asked for."""
+        if node.upstream is None:
+            return None
+        for other in self.nodes:
+            if other.name == node.upstream:
+                return other
+        known = ", ".join(n.name for n in self.nodes)
+        raise UnknownNode(f"the upstream of {node.name}, {node.upstream!r}, is not a node of "
+                          f"this inventory; known nodes: {known}")
+
+    def downstream_of(self, node: Node) -> list[Node]:
+        """The nodes whose `upstream` is `node`, in inventory order (the inventory's
+        cascade, not where they stream while a node is lost: see source)."""
+        return [n for n in self.nodes if n.upstream == node.name]
+
+    def source(self, node: Node, primary: Node, lost: Collection[str] = ()) -> Node:
+        """The node `node` should stream from now, with `primary` the live primary and
+        `lost` the names (or inventory hosts) of the nodes that cannot serve WAL (down,
+        unreachable, stopped).
+
+        Its upstream, unless that is lost: then the upstream's own source, and so on up
+        the chain; the primary when the chain ends (no upstream) or reaches the primary.
+        An upstream that was promoted is the primary, so its cascade keeps streaming from
+        it (following the new timeline) without being re-pointed. Never `node` itself: a
+        cycle, which validation refuses, ends at the primary too.
+        """
+        if node.name == primary.name:
+            raise ValueError(f"{node.name} is the primary, which streams from no one")
+        lost = set(lost)
+        seen = {node.name}
+        current = node
+        while True:
+            upstream = self.upstream_of(current)
+            if upstream is None or upstream.name == primary.name or upstream.name in seen:
+                return primary
+            if upstream.name not in lost and upstream.host not in lost:
+                return upstream
+            seen.add(upstream.name)
+            current = upstream
+
+    def expected_slots(self, node: Node, primary: Node, lost: Collection[str] = ()) -> list[str]:
+        """The physical slots that should exist on `node`: that of every other replica whose
+        source is `node` (on the primary: every replica that streams from it), in inventory
+        order. A lost replica keeps its slot on its source: it needs that WAL when it comes
+        back (max_slot_wal_keep_size bounds what the slot holds meanwhile)."""
+        return [other.slot for other in self.nodes
+                if other.name not in (node.name, primary.name)
+                and self.source(other, primary, lost).name == node.name]
+
+
+def orphaned_slots(existing: Iterable[str], expected: Iterable[str],
+                   known: Iterable[str]) -> list[str]:
+    """The physical replication slots on a node that no node needs there, sorted.
+
+    `existing` are the node's (non-temporary, physical) slots, `expected` its
+    Cluster.expected_slots, `known` the slot names of every node of the inventory. A slot
+    not expected is an orphan either way: named after no known node, it is a removed node's
+    (or one made by hand), and nothing of the inventory will ever stream from it; named
+    after a known node, that node now streams from another node, whose slot serves it.
+    Either way it retains WAL for no one (up to max_slot_wal_keep_size), which is why a
+    deploy warns or drops it (group data `orphan_slots`). A lost replica's slot is expected
+    on its source (expected_slots), so it is never an orphan there.
+
+    So `known` tells the two kinds apart (a caller's message may say which each one is)
+    but does not decide whether a slot is an orphan: not being expected does.
+    """
+    wanted = set(expected)
+    return sorted({slot for slot in existing if slot not in wanted})

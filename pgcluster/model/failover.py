@@ -65,6 +65,18 @@ class Plan:
     unreachable: list[Node] = field(default_factory=list)
     fence: bool = False  # stop the old primary first (--force on a running primary)
     evidence: Evidence | None = None  # a failover's: how far behind the target is
+    # Hosts that cannot serve WAL once the plan is carried out: the unreachable ones, and
+    # after a failover the old primary. A cascade past one of them follows its source.
+    lost: set[str] = field(default_factory=set)
+
+    def source(self, node: Node) -> Node:
+        """Whom a follower streams from once the new primary is up: the new primary, or
+        its upstream for a cascading replica (Cluster.source)."""
+        return self.topology.cluster.source(node, self.new_primary, self.lost)
+
+    def downstream(self, node: Node) -> list[Node]:
+        """The followers that stream from `node` once the plan is carried out."""
+        return [n for n in self.followers if self.source(n).host == node.host]
 
 
 @dataclass(frozen=True)
@@ -176,10 +188,11 @@ def plan_failover(topology: Topology, reachable: set[str], target_name: str | No
         failover_gates(evidence, limits, now if now is not None else time.time())
     followers = [n for n in topology.replicas
                  if n != target and n != old and n.host in reachable]
+    unreachable = [n for n in topology.cluster.nodes if n.host not in reachable]
     return Plan(
         topology=topology, old_primary=old, new_primary=target, followers=followers,
-        unreachable=[n for n in topology.cluster.nodes if n.host not in reachable],
-        fence=fence, evidence=evidence,
+        unreachable=unreachable, fence=fence, evidence=evidence,
+        lost={old.host, *(n.host for n in unreachable)},
     )
 
 
@@ -261,8 +274,9 @@ def plan_switchover(topology: Topology, reachable: set[str], target_name: str | 
         switchover_gates(topology, old, target, limits, long_transactions)
     others = [n for n in topology.replicas if n != target and n.host in reachable]
     followers = [*others, old]
+    unreachable = [n for n in topology.cluster.nodes if n.host not in reachable]
     return Plan(topology=topology, old_primary=old, new_primary=target, followers=followers,
-                unreachable=[n for n in topology.cluster.nodes if n.host not in reachable])
+                unreachable=unreachable, lost={n.host for n in unreachable})
 
 
 def switchover_gates(topology: Topology, old: Node, target: Node, limits: SwitchoverLimits,

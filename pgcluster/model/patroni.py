@@ -290,16 +290,22 @@ def dcs_patch(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str
     return patch
 
 
-def patroni_tags(data: Mapping[str, Any], node: Node) -> dict[str, bool]:
+def patroni_tags(data: Mapping[str, Any], node: Node) -> dict[str, bool | str]:
     """The read-only replica is never promoted (nofailover) nor made synchronous (nosync);
-    with synchronous_standbys, only the nodes it names may be synchronous."""
+    with synchronous_standbys, only the nodes it names may be synchronous. A cascading
+    replica streams from its `upstream` (replicatefrom: Patroni falls back to the leader
+    while that member is not running, and its slot is made on the upstream)."""
     sync = list(data["synchronous_standbys"] or [])
-    return {
+    tags: dict[str, bool | str] = {
         "nofailover": not node.promotable,
         "noloadbalance": False,
         "clonefrom": False,
-        "nosync": not node.promotable or bool(sync and node.name not in sync),
+        "nosync": not node.promotable or bool(sync and node.name not in sync)
+        or node.upstream is not None,
     }
+    if node.upstream is not None:
+        tags["replicatefrom"] = node.upstream
+    return tags
 
 
 def patroni_config(data: Mapping[str, Any], node: Node, cluster: Cluster) -> dict[str, Any]:

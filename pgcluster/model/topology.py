@@ -34,6 +34,35 @@ class Topology:
     def is_primary(self, host_name: str) -> bool:
         return self.primary.host == host_name
 
+    # ------------------------------------------------------------ cascading replication
+
+    @property
+    def lost(self) -> set[str]:
+        """The nodes a cascade cannot stream from now: those out of reach (no live state).
+        A reachable node whose server is stopped is not lost: the deploy starts it (and a
+        node with no data yet is being built: its cascade is cloned from it once it runs,
+        replicas.clone), and a command that does not start it (rejoin) re-points past it
+        only when it is out of reach."""
+        return {n.host for n in self.cluster.nodes if n.host not in self.live}
+
+    def source(self, node: Node, lost: set[str] | None = None) -> Node:
+        """The node a replica streams from now (Cluster.source with this run's live
+        primary and lost nodes)."""
+        return self.cluster.source(node, self.primary, self.lost if lost is None else lost)
+
+    def downstream(self, node: Node, lost: set[str] | None = None) -> list[Node]:
+        """The replicas that stream from `node` now, in inventory order."""
+        return [r for r in self.replicas if self.source(r, lost).host == node.host]
+
+    def depth(self, node: Node) -> int:
+        """Hops from the primary: 0 for it, 1 for a replica of it, 2 for a cascade of
+        that, ... (validation refuses cycles; a chain is never longer than the nodes)."""
+        hops = 0
+        while node.host != self.primary.host and hops <= len(self.cluster.nodes):
+            node = self.source(node)
+            hops += 1
+        return hops
+
 
 def decide(cluster: Cluster, live: Mapping[str, Mapping[str, Any]],
            strict: bool = True) -> Topology:

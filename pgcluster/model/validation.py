@@ -55,6 +55,7 @@ def problems(entries: Iterable[HostEntry], schema: Schema,
     found += _service_address_problems(entries, cluster)
     found += _port_problems(cluster)
     found += _data_problems(usable_nodes, cluster)
+    found += _cascade_problems(usable_nodes, cluster)
     found += _standby_minimum_problems(usable_nodes, cluster, schema)
     # The high-availability engine's settings: Patroni's timing and what it would silently
     # change, etcd's and its `etcd` group's (pgcluster.model.patroni).
@@ -242,6 +243,10 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     if len(versions) > 1:
         found.append("all nodes must run the same postgresql_version")
 
+    # Every node but one is a replica, and any node may have to feed them all: the primary
+    # (and a standby a failover promotes) streams to each replica that has no upstream, and
+    # a cascading upstream to its downstream nodes, which are among those replicas too. So
+    # the bound is the same on every node, cascade or not.
     replicas = len(cluster.nodes) - 1
     for entry in entries:
         data = entry.data
@@ -251,13 +256,21 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
                 f"wal_level = {wal_level!r} on {entry.name} cannot feed streaming replicas: "
                 "use 'replica' (or 'logical')"
             )
-        for key in ("max_wal_senders", "max_replication_slots"):
-            value = data.get(key)
-            if value is not None and int(value) < replicas + 1:
-                found.append(
-                    f"{key} = {value} on {entry.name} is too low for {replicas} replicas plus "
-                    f"a base backup: set it to at least {replicas + 1}"
-                )
+        value = data.get("max_replication_slots")
+        if value is not None and int(value) < replicas + 1:
+            found.append(
+                f"max_replication_slots = {value} on {entry.name} is too low for {replicas} "
+                f"replicas plus a base backup: set it to at least {replicas + 1}"
+            )
+        # A new cluster clones its replicas at once, each pg_basebackup holding two
+        # connections (the copy and its WAL stream): fewer senders and a clone is refused.
+        value = data.get("max_wal_senders")
+        if value is not None and int(value) < max(2 * replicas, replicas + 1):
+            found.append(
+                f"max_wal_senders = {value} on {entry.name} is too low for {replicas} replicas "
+                f"cloned at once (two connections each): set it to at least "
+                f"{max(2 * replicas, replicas + 1)}"
+            )
     roles = [{e.data.get(key) for e in entries} for key in ROLE_KEYS]
     if any(roles[i] & roles[j] for i in range(len(roles)) for j in range(i + 1, len(roles))):
         found.append(f"{', '.join(ROLE_KEYS[:-1])} and {ROLE_KEYS[-1]} must be different "
@@ -278,6 +291,85 @@ def _data_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
     duplicates = sorted({n for n in node_names if node_names.count(n) > 1})
     if duplicates:
         found.append(f"node names must be unique; repeated: {', '.join(duplicates)}")
+    return found
+
+
+def _cascade_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
+    """The `upstream`s (cascading replicas, docs/replicas.md): each names another database
+    node, none is on the primary, none makes a cycle; a standby cascades only from a node a
+    failover may promote; a synchronous standby streams from the primary."""
+    found = []
+    nodes = list(zip(entries, cluster.nodes, strict=True))
+    by_name = {node.name: node for _, node in nodes}
+    names = ", ".join(sorted(by_name))
+    services = {s.name for s in (*cluster.etcd_hosts, *cluster.proxy_hosts,
+                                 *cluster.monitor_hosts, *cluster.objectstore_hosts)}
+    synchronous = {name for entry, _ in nodes
+                   for name in entry.data.get("synchronous_standbys") or []}
+    # Links a chain may follow: to a known node other than itself, never out of the
+    # primary (whose upstream is refused on its own).
+    links: dict[str, str] = {}
+    for _, node in nodes:
+        up = node.upstream
+        if up is None:
+            continue
+        if up not in by_name:
+            service = (f"; {up} is a service host, which runs no PostgreSQL" if up in services
+                       else "")
+            found.append(
+                f"upstream on {node.host} names {up}, not a database node of this cluster "
+                f"({names}{service}): set it to the node_name of the node {node.name} should "
+                "stream from, or remove it to stream from the primary")
+        elif up == node.name:
+            found.append(
+                f"upstream on {node.host} names {node.name} itself: a replica streams from "
+                "another node; name that node, or remove upstream to stream from the primary")
+        elif node.role == "primary":
+            found.append(
+                f"upstream on {node.host} names {up}, but {node.name} is the primary, which "
+                "streams from no one: remove upstream from its data (set upstream in the host "
+                "data of the replicas that cascade, not in group data they share with it)")
+        else:
+            links[node.name] = up
+            source = by_name[up]
+            if node.role == "standby" and source.role == "readonly":
+                found.append(
+                    f"upstream on {node.host} names the readonly replica {up}, but "
+                    f"{node.name} is a standby, which a failover may promote: a standby "
+                    "cascades only from the primary or another standby, so that the chain a "
+                    "failover may promote stays among promotable nodes; name a standby, "
+                    f"remove upstream, or make {node.name} readonly")
+            if node.name in synchronous:
+                found.append(
+                    f"{node.name} is in synchronous_standbys and has the upstream {up}: a "
+                    "synchronous standby must stream from the primary (whichever node that "
+                    "is), which waits for it to confirm each commit; remove upstream on "
+                    f"{node.host}, or take {node.name} out of synchronous_standbys")
+    found += _cycle_problems(links, [node.name for _, node in nodes])
+    return found
+
+
+def _cycle_problems(links: dict[str, str], order: list[str]) -> list[str]:
+    """Each cycle of upstreams once, from its node that comes first in the inventory."""
+    found = []
+    reported: set[frozenset[str]] = set()
+    for start in order:
+        path: list[str] = []
+        current = start
+        while current in links and current not in path:
+            path.append(current)
+            current = links[current]
+        if current not in path:
+            continue  # the chain ends at the primary (or at a node without upstream)
+        cycle = path[path.index(current):]
+        if frozenset(cycle) in reported:
+            continue
+        reported.add(frozenset(cycle))
+        first = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+        cycle = cycle[first:] + cycle[:first]
+        found.append(
+            f"upstream makes a cycle, {' -> '.join([*cycle, cycle[0]])}: every chain of "
+            "upstreams must end at the primary; remove upstream from one of these nodes")
     return found
 
 

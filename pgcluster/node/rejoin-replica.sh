@@ -11,6 +11,8 @@
 #   4. only if that fails and --reclone was given, the data directory is moved aside
 #      (kept, not deleted) and the node is cloned afresh with pg_basebackup.
 # A node running as a primary is refused: stop it first (that is the split-brain case).
+# KEEP_SLOTS (environment, names separated by spaces): slots of its cascading replicas,
+# kept when the others it holds from a time it was the primary are dropped.
 #
 # Before it starts as a standby, WAL archive files of timelines newer than the primary's
 # (PRIMARY_TIMELINE) are moved to BACKUP_ROOT/wal_quarantine/: they can only come from a
@@ -34,8 +36,9 @@ log_file="$BACKUP_LOG_DIR/rejoin.log"
 install -d -m 755 "$BACKUP_LOG_DIR"
 
 finish() {
-    # Slots this node kept from a time it was the primary would pin WAL here for nothing.
-    sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots where not active" >/dev/null || true
+    # Slots this node kept from a time it was the primary would pin WAL here for nothing;
+    # not those of its cascading replicas (KEEP_SLOTS), which may be reconnecting to it.
+    sql "select pg_drop_replication_slot(slot_name) from pg_replication_slots where not active and slot_name <> all(string_to_array(:'keep', ' '))" "keep=${KEEP_SLOTS:-}" >/dev/null || true
     log "streaming from the primary ($conninfo)"
     exit 0
 }

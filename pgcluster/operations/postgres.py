@@ -12,11 +12,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, operation
 
 from pgcluster.control import scram
 from pgcluster.facts.postgres import PgQuery, node_state, psql_command, server_up_test
+from pgcluster.model.cluster import orphaned_slots
 from pgcluster.model.conninfo import value as conninfo_value
 from pgcluster.model.layout import SCRIPTS_DIR, UPLOAD_DIR, Layout
 from pgcluster.model.sql import ident, literal
@@ -283,6 +284,80 @@ def replication_slot(slot: str, port: int = 5432):
     yield psql_command(
         f"select pg_create_physical_replication_slot({literal(slot)})", port=port
     )
+
+
+# WAL a slot holds on this node, primary or standby (pg_current_wal_lsn fails in recovery).
+_SLOT_HOLDS = ("pg_size_pretty(pg_wal_lsn_diff(case when pg_is_in_recovery() then "
+               "coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) "
+               "else pg_current_wal_lsn() end, restart_lsn))")
+
+
+@operation()
+def orphan_slots(expected: list[str], known: list[str], policy: str = "warn",
+                 port: int = 5432):
+    """Physical slots on this node that no node of the inventory streams from here
+    (pgcluster.model.cluster.orphaned_slots). Each retains WAL for no one, so none is left
+    silently. A node's of the inventory that now streams from another (a cascade moved
+    past a lost upstream, then back) is pgcluster's own: dropped. One named after no node
+    (a removed node's, or one made by hand) is dropped with policy "drop", else kept and
+    warned about with the SQL that drops it. A slot something still streams from is only
+    dropped once that stops, within seconds (a replica just re-pointed), else warned."""
+    rows = _query("select slot_name, coalesce(" + _SLOT_HOLDS + ", '?') from "
+                  "pg_replication_slots where slot_type = 'physical' and not temporary",
+                  port=port)
+    if rows is None:
+        host.noop("PostgreSQL is not running")
+        return
+    holds = dict((name, size) for name, size in rows)
+    orphans = orphaned_slots(holds, expected, known)
+    dropped = [slot for slot in orphans if slot in known or policy == "drop"]
+    for slot in orphans:
+        if slot not in dropped:
+            logger.warning(
+                f"pgcluster: {host.name}: replication slot {slot} is no node's of the "
+                f"inventory (a removed node's?) and retains {holds[slot]} of WAL; drop it "
+                f"with `select pg_drop_replication_slot('{slot}')`, or set orphan_slots = "
+                "\"drop\" (docs/replicas.md)")
+    if not dropped:
+        host.noop(f"orphan slots kept: {', '.join(orphans)}" if orphans
+                  else "every replication slot here serves a node of the inventory")
+        return
+    for slot in dropped:
+        active = psql_command(f"select active from pg_replication_slots where slot_name = "
+                              f"{literal(slot)}", port=port)
+        drop = psql_command(f"select pg_drop_replication_slot(slot_name) from "
+                            f"pg_replication_slots where slot_name = {literal(slot)}",
+                            port=port)
+        yield "\n".join([
+            "for _ in $(seq 15); do",
+            f'  [ "$({active})" = t ] || break',
+            "  sleep 1",
+            "done",
+            f'if [ "$({active})" = t ]; then echo "pgcluster: slot {slot} is no node\'s '
+            f'here but something streams from it: kept" >&2; else {drop} >/dev/null; fi',
+        ])
+
+
+@operation()
+def drop_slot(slot: str, port: int = 5432, wait: int = 30):
+    """Drop a physical replication slot once nothing streams from it (a stopped or
+    re-pointed replica's walsender may take a moment to go); refused if it stays active."""
+    if not _query(f"select 1 from pg_replication_slots where slot_name = {literal(slot)}",
+                  port=port):
+        host.noop(f"no slot {slot}")
+        return
+    active = psql_command(f"select active from pg_replication_slots where slot_name = "
+                          f"{literal(slot)}", port=port)
+    yield "\n".join([
+        f"for _ in $(seq {int(wait)}); do",
+        f'  [ "$({active})" = t ] || break',
+        "  sleep 1",
+        "done",
+        f'if [ "$({active})" = t ]; then echo "slot {slot} is still in use after '
+        f'{int(wait)}s: something streams from it" >&2; exit 1; fi',
+        psql_command(f"select pg_drop_replication_slot(slot_name) from pg_replication_slots "
+                     f"where slot_name = {literal(slot)}", port=port),
+    ])
 
 
 @operation()

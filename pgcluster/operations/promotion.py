@@ -118,7 +118,7 @@ def wait_received(layout: Layout, lsn_host: str, timeout: int = 60, port: int = 
 
 @operation()
 def rejoin(layout: Layout, conninfo: str, slot: str, rewind_conninfo: str, primary_host: str,
-           reclone: bool = False, port: int = 5432):
+           reclone: bool = False, port: int = 5432, keep_slots: tuple[str, ...] = ()):
     """Make this node a streaming replica of the primary in `conninfo` (re-point, restart
     as standby, pg_rewind, or with `reclone` a fresh clone): see rejoin-replica."""
     node = node_state(host)
@@ -133,7 +133,8 @@ def rejoin(layout: Layout, conninfo: str, slot: str, rewind_conninfo: str, prima
         yield from refuse(host, f"cannot read the primary's timeline on {primary_host}")
         return
     args = [conninfo, slot, rewind_conninfo, str(timeline), *(["--reclone"] if reclone else [])]
-    yield f"{SCRIPTS_DIR}/rejoin-replica " + " ".join(shlex.quote(a) for a in args)
+    keep = f"KEEP_SLOTS={shlex.quote(' '.join(keep_slots))} " if keep_slots else ""
+    yield f"{keep}{SCRIPTS_DIR}/rejoin-replica " + " ".join(shlex.quote(a) for a in args)
 
 
 def synchronous_names(setting: str | None) -> list[str]:

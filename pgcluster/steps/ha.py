@@ -104,7 +104,10 @@ def _port() -> int:
     return int(host.data.get("postgresql_port", 5432))
 
 
-def _follow(plan_primary: Node, node: Node, here: bool, reclone: bool = False) -> None:
+def _follow(plan_primary: Node, node: Node, here: bool, reclone: bool = False,
+            keep: list[Node] | None = None) -> None:
+    """Make `node` stream from `plan_primary` (its source: the primary, or an upstream),
+    keeping the slots of `keep`, the replicas that stream from it."""
     data = host.data.dict()
     only_if(
         here, promotion.rejoin,
@@ -116,6 +119,7 @@ def _follow(plan_primary: Node, node: Node, here: bool, reclone: bool = False) -
         primary_host=plan_primary.host,
         reclone=reclone,
         port=_port(),
+        keep_slots=tuple(n.slot for n in keep or ()),
     )
 
 
@@ -126,8 +130,10 @@ def _new_primary_duties(plan: Plan, event: str, detail: str) -> None:
     only_if(here, promotion.synchronous_override,
             name="Suspend synchronous replication while no synchronous standby can follow",
             followers=[n.name for n in plan.followers], port=_port())
+    # The nodes that will stream from it (a cascade keeps its slot on its upstream), and
+    # the lost ones whose source it is when they come back.
     for node in plan.topology.cluster.nodes:
-        if node != plan.new_primary:
+        if node != plan.new_primary and plan.source(node) == plan.new_primary:
             only_if(here, operations.replication_slot,
                     name=f"Replication slot {node.slot} on the new primary",
                     slot=node.slot, port=_port())
@@ -158,7 +164,8 @@ def failover(plan: Plan) -> None:
     evidence = f"; {plan.evidence.describe(time.time())}" if plan.evidence else ""
     _new_primary_duties(plan, "failover",
                         f"promovido {plan.new_primary.name}; primario anterior {lost}{evidence}")
-    _follow(plan.new_primary, me, here=me in plan.followers)
+    _follow(plan.source(me) if me in plan.followers else plan.new_primary, me,
+            here=me in plan.followers, keep=plan.downstream(me))
     _wait(plan)
 
 
@@ -179,7 +186,8 @@ def switchover(plan: Plan) -> None:
             stopped_host=plan.old_primary.host)
     _new_primary_duties(plan, "switchover",
                         f"{plan.old_primary.name} -> {plan.new_primary.name}")
-    _follow(plan.new_primary, me, here=me in plan.followers)
+    _follow(plan.source(me) if me in plan.followers else plan.new_primary, me,
+            here=me in plan.followers, keep=plan.downstream(me))
     _wait(plan)
 
 
@@ -189,24 +197,32 @@ def rejoin(topology: Topology, node: Node) -> None:
         return
     me = topology.cluster.node(host.name)
     here_primary = host.name == topology.primary.host
-    only_if(here_primary, operations.replication_slot,
+    # A cascading replica rejoins its upstream or, when that is out of reach or stopped
+    # (rejoin starts no other node), the upstream's own source.
+    stopped = {n.host for n in topology.cluster.nodes
+               if n != node and not topology.live.get(n.host, {}).get("running")}
+    source = topology.source(node, lost=topology.lost | stopped)
+    here_source = host.name == source.host
+    only_if(here_source, operations.replication_slot,
             name=f"Replication slot {node.slot} for {node.name}", slot=node.slot, port=_port())
-    _follow(topology.primary, me, here=me == node,
-            reclone=flag(host.data.get("allow_reclone")))
+    _follow(source, me, here=me == node,
+            reclone=flag(host.data.get("allow_reclone")), keep=topology.downstream(node))
     only_if(here_primary, promotion.synchronous_override,
             name="Lift a suspension of synchronous replication once its standby is back",
             followers=[n.name for n in topology.replicas], port=_port())
-    only_if(here_primary, operations.wait_for_replicas,
-            name=f"{node.name} streams from {topology.primary.name}",
+    only_if(here_source, operations.wait_for_replicas,
+            name=f"{node.name} streams from {source.name}",
             application_names=[node.name],
             timeout=int(host.data.get("replica_wait_timeout", 180)), port=_port())
 
 
 def _wait(plan: Plan) -> None:
-    only_if(host.name == plan.new_primary.host and bool(plan.followers),
-            operations.wait_for_replicas,
-            name=f"Followers stream from {plan.new_primary.name}",
-            application_names=[n.name for n in plan.followers],
+    me = plan.topology.cluster.node(host.name)
+    followers = plan.downstream(me)
+    only_if(bool(followers), operations.wait_for_replicas,
+            name=f"Followers stream from {plan.new_primary.name} (cascades from their "
+                 "upstream)",
+            application_names=[n.name for n in followers],
             timeout=int(host.data.get("replica_wait_timeout", 180)), port=_port())
 
 

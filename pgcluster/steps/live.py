@@ -68,6 +68,10 @@ def current(state: State, strict: bool = True) -> Topology:
     with _lock:
         if state not in _cache:
             cluster = Cluster.from_inventory(state.inventory)
+            # `pgcluster remove NODE`: the others are configured as if it had left the
+            # inventory already (it is excluded from the run, --exclude).
+            if host.data.get("removed_node"):
+                cluster = cluster.without(str(host.data.get("removed_node")))
             states = {h.name: node_state(h) for h in state.inventory.iter_activated_hosts()
                       if cluster.is_node(h.name)}
             topology = decide(cluster, states, strict=strict)

@@ -129,7 +129,8 @@ def initialise(topology: Topology, engine: str = "manual") -> None:
         followers=[r.name for r in topology.replicas],
         port=port,
     )
-    for replica in topology.replicas:
+    # The replicas that stream from the primary: a cascade's slot is on its upstream.
+    for replica in topology.downstream(topology.primary):
         only_if(
             manual, operations.replication_slot,
             name=f"Replication slot {replica.slot} for {replica.name}",

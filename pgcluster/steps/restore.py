@@ -75,9 +75,12 @@ def request_from(data: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
 def engine_for(topology: Topology, req: RestoreRequest) -> None:
     """A backup named as pgBackRest's (its label, repo<N>/...) is restored by pgBackRest,
     on whatever node: the scratch node, for one, was never deployed with the cluster's
-    engine. latest is the engine's the cluster runs."""
-    if req.backup != "latest" and is_pgbackrest_name(req.backup):
-        topology.backup_engine = "pgbackrest"
+    engine. A seed engine's backup (full/<stamp>, one taken before a switch to pgBackRest)
+    is restored by the seed engine, whose archive holds its WAL. latest is the engine's the
+    cluster runs."""
+    if req.backup != "latest":
+        topology.backup_engine = ("pgbackrest" if is_pgbackrest_name(req.backup)
+                                  else "pg_basebackup")
 
 
 def target_node(topology: Topology, req: RestoreRequest) -> tuple[Node, bool]:

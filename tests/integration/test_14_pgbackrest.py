@@ -5,7 +5,8 @@ shared volume) and repo2 (the object store, encrypted); `backup list` from pgBac
 info; a point-in-time restore from the object store alone after the shared volume's
 content is gone; refusals (a different segment under an archived name, a wrong
 passphrase); the object store down and back with nothing lost; the old engine's backups
-still listed and restorable after the switch.
+still listed and restorable after the switch; last, Patroni taking the cluster over with
+pgBackRest still archiving and backing up.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from tests.integration.conftest import (
 
 LAB = "pgbackrest"
 TABLE = "public.pgbr_check"
+# Rows written before the seed engine's full backup, the last one it takes before the switch.
+BEFORE_SWITCH = "public.pgbr_before_switch"
 
 
 def cli(lab: Lab, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -90,6 +93,8 @@ def pgbr_lab() -> Iterator[Lab]:
                 "cat /etc/pgcluster/node.env"):  # a lab kept from an earlier run (REUSE)
             yield lab
             return
+        with connect(lab.node("primary")) as conn:
+            conn.execute(f"create table {BEFORE_SWITCH} as select generate_series(1, 500) id")
         seed = ok(cli(lab, "backup", "full"))
         assert "done: full/" in seed.stdout
         switch = run_pyinfra("inventory/docker.py", "deploys/cluster.py", "--data",
@@ -124,6 +129,9 @@ def backups(pgbr_lab: Lab) -> dict[str, Any]:
         conn.execute(f"insert into {TABLE} select i, repeat('x', 200) "
                      "from generate_series(1, 20000) i")
     full = ok(cli(pgbr_lab, "backup", "full"))
+    # pgBackRest picks a backup for a time target by its stop time in whole seconds, and
+    # only one that stopped before the target's second: a later second for the target.
+    time.sleep(1.2)
     with connect(pgbr_lab.node("primary")) as conn:
         conn.execute(f"update {TABLE} set filler = repeat('y', 200) where id <= 200")  # 1%
         noted = conn.execute("select clock_timestamp()").fetchone()[0]
@@ -164,6 +172,24 @@ def test_backup_list_reads_pgbackrests_info_and_agrees_with_the_registry(
     assert len(report["disk"]["full"]) == 1
     text = cli(pgbr_lab, "backup", "list").stdout
     assert "pgBackRest stanza main: ok" in text and "Registry and disk agree." in text
+
+
+def test_a_backup_from_before_the_switch_still_restores(pgbr_lab: Lab,
+                                                       backups: dict[str, Any]) -> None:
+    """The seed engine's backup restores by its own name, with the seed engine on the
+    scratch node, even though the cluster now archives with pgBackRest."""
+    seed = json.loads(cli(pgbr_lab, "backup", "list", "--json").stdout)["disk"]["full"]
+    assert len(seed) == 1, seed
+    name = f"full/{seed[0]['name']}"
+    restored = ok(cli(pgbr_lab, "restore", "--scratch", "--backup", name, "--force-node",
+                      pgbr_lab.scratch.name, timeout=1200))
+    assert name in restored.stdout, restored.stdout[-2000:]
+    env = node_host(pgbr_lab.scratch).check_output("cat /etc/pgcluster/node.env")
+    assert "BACKUP_ENGINE=pg_basebackup" in env, env
+    assert query(pgbr_lab.scratch, f"select count(*), max(id) from {BEFORE_SWITCH}") == [
+        (500, 500)]
+    # Made after the switch: not in the seed engine's archive, so not restored.
+    assert query(pgbr_lab.scratch, f"select to_regclass('{TABLE}') is null") == [(True,)]
 
 
 def test_a_different_segment_under_an_archived_name_is_refused(pgbr_lab: Lab,
@@ -214,6 +240,11 @@ def test_the_object_store_down_fails_loudly_keeps_the_wal_and_catches_up(
             f"/var/lib/postgresql/15/main/pg_wal/archive_status/{waiting}.ready").exists
     finally:
         store.check_output("systemctl start seaweedfs-s3")
+    # After three failures in a row PostgreSQL's archiver sleeps up to a minute; a new
+    # segment wakes it at once, as the next one a busy primary fills would.
+    with connect(primary) as conn:
+        conn.execute(f"insert into {TABLE} values (30001, 'wake')")
+        conn.execute("select pg_switch_wal()")
     wait_for(lambda: query(primary, "select last_archived_wal >= %s from pg_stat_archiver",
                            (waiting,))[0][0], timeout=300, interval=2,
              what=f"{waiting} archived once the store is back")
@@ -237,3 +268,27 @@ def test_a_point_in_time_restore_from_the_object_store_alone(pgbr_lab: Lab,
     assert repair.returncode == 0, repair.stderr[-3000:]
     ok(cli(pgbr_lab, "backup", "full"))
     assert [r["status"]["message"] for r in info(pgbr_lab)["repo"]] == ["ok", "ok"]
+
+
+def test_under_patroni_pgbackrest_archives_and_backs_up_and_a_rerun_changes_nothing(
+        pgbr_lab: Lab, backups: dict[str, Any]) -> None:
+    """HA=patroni and BACKUP=pgbackrest together: Patroni takes the cluster over in place,
+    its PostgreSQL archives with pgBackRest (the same postgresql.conf), a backup lands in
+    both repositories, and the deploy after it changes nothing."""
+    env = {"PGCLUSTER_LAB": pgbr_lab.source}
+    over = run_pyinfra("inventory/docker.py", "deploys/cluster.py", "--data",
+                       "ha_engine=patroni", env=env)
+    assert over.returncode == 0, over.stderr[-4000:]
+    primary = pgbr_lab.node("primary")
+    assert node_host(primary).service("patroni").is_running
+    assert query(primary, "show archive_command") == [
+        ("pgbackrest --stanza=main archive-push %p",)]
+    with connect(primary) as conn:
+        conn.execute(f"insert into {TABLE} values (40000, 'under patroni')")
+    archived_everywhere(pgbr_lab)
+    full = ok(cli(pgbr_lab, "backup", "full"))
+    assert "repo1/" in full.stdout and "repo2/" in full.stdout, full.stdout
+    assert [r["status"]["message"] for r in info(pgbr_lab)["repo"]] == ["ok", "ok"]
+    again = run_pyinfra("inventory/docker.py", "deploys/cluster.py", json_output=True, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert totals(again)["success"] == 0, changed(again)

@@ -30,3 +30,14 @@ def three_nodes(**data: Any) -> list[HostEntry]:
 
 def cluster(**data: Any) -> Cluster:
     return Cluster.from_entries(three_nodes(**data))
+
+
+def lab_named_cascade() -> Cluster:
+    """Three nodes named as the lab names its hosts (@lab/pg-a ...), pg-c cascading from
+    pg-b: inventory host names that differ from node names."""
+    return Cluster.from_entries([
+        HostEntry("@lab/pg-a", ("primary",), {"node_address": "10.0.0.1"}),
+        HostEntry("@lab/pg-b", ("standby",), {"node_address": "10.0.0.2"}),
+        HostEntry("@lab/pg-c", ("readonly",), {"node_address": "10.0.0.3",
+                                                "upstream": "pg-b"}),
+    ])

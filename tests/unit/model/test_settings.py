@@ -520,6 +520,16 @@ def _other_scenarios() -> list[list[HostEntry]]:
          entry("db2", "standby", node_address="10.0.0.1")],
         with_value("app_user", "admin"),
         with_value("synchronous_standbys", ["db9"]),
+        # Cascading replicas (docs/replicas.md)
+        with_value("upstream", "db9", hosts=("db3",)),
+        with_value("upstream", "db3", hosts=("db3",)),
+        with_value("upstream", "db2", hosts=("db1",)),
+        with_value("upstream", "db3", hosts=("db2",)),
+        [*nodes[:2], entry("db3", "readonly", node_address="10.0.0.3", upstream="db4"),
+         entry("db4", "readonly", node_address="10.0.0.4", upstream="db3")],
+        [*three_nodes(synchronous_standbys=["db3"])[:2],
+         entry("db3", "readonly", node_address="10.0.0.3", upstream="db2",
+               synchronous_standbys=["db3"])],
         with_value("admin_password", None),
         # High availability (pgcluster.model.patroni)
         three_nodes(patroni_loop_wait=10, patroni_retry_timeout=10),

@@ -121,7 +121,7 @@ def test_wal_level_minimal_cannot_replicate() -> None:
 
 def test_too_few_wal_senders_for_the_replicas() -> None:
     found = problems(three_nodes(max_wal_senders=2))
-    assert found and "max_wal_senders = 2" in found[0] and "at least 3" in found[0]
+    assert found and "max_wal_senders = 2" in found[0] and "at least 4" in found[0]
 
 
 def test_unsafe_identifiers_in_data() -> None:

@@ -20,6 +20,7 @@ PRIMARY, STANDBY, READONLY = "postgresql-primary", "postgresql-standby", "postgr
 ROLES = {PRIMARY: "primary", STANDBY: "standby", READONLY: "readonly"}
 SLOTS = ("postgresql_standby", "postgresql_readonly")  # on the primary, one per replica
 MOUNTS = ("/", "/backups", "/var/lib/postgresql")  # the lab's: root, two volumes
+REPOSITORIES = ("repo1", "repo2")  # backup_engine = "pgbackrest": local, then S3
 GIB = 1024**3
 DAY = 86400
 
@@ -75,7 +76,9 @@ CUSTOM = ("pgcluster_node_", "pgcluster_archiver_", "pgcluster_slot_", "pgcluste
 def healthy(patroni: bool, certificate_expiry: float) -> dict[str, Value]:
     """Every series of a healthy cluster: the primary streams to both replicas through
     their slots, archives, has a recent full backup; nobody is near a bound. The archive
-    was last written a day ago (an idle cluster), with nothing waiting."""
+    was last written a day ago (an idle cluster), with nothing waiting. The registry holds
+    pgBackRest's rows too, a recent full backup in each repository (the default engine
+    has no repository series: a case of its own)."""
     found: dict[str, Value] = {}
     for node, role in ROLES.items():
         replica = int(role != "primary")
@@ -96,6 +99,8 @@ def healthy(patroni: bool, certificate_expiry: float) -> dict[str, Value]:
             pg("pgcluster_archiver_oldest_pending_age_seconds", node): 0,
             pg("pgcluster_backup_newest_full_age_seconds", node): 3600,
             pg("pgcluster_backup_newest_full_failed", node): 0,
+            **{pg("pgcluster_backup_repository_newest_full_age_seconds", node,
+                  repository=repository): 3600 for repository in REPOSITORIES},
             series("pgcluster_tls_certificate_expiry_timestamp_seconds", "node", node):
                 certificate_expiry,
         }
@@ -164,6 +169,11 @@ def cases(ctx: Mapping[str, Any], eval_time: int) -> list[Case]:
 
     def each_node(name: str, value: Value) -> dict[str, Value]:
         return {pg(name, node): value for node in ROLES}
+
+    def repository_age(value: Value, repository: str = "repo2",
+                       nodes: tuple[str, ...] = tuple(ROLES)) -> dict[str, Value]:
+        return {pg("pgcluster_backup_repository_newest_full_age_seconds", node,
+                   repository=repository): value for node in nodes}
 
     cluster = {"cluster": CLUSTER}
     return [
@@ -263,6 +273,26 @@ def cases(ctx: Mapping[str, Any], eval_time: int) -> list[Case]:
                        f"{humanize_duration(1_000_000_000)} old"),)),
         Case("a full backup as old as the bound", "NewestFullBackupTooOld",
              each_node("pgcluster_backup_newest_full_age_seconds", full_age)),
+        # repo1 fresh, so the newest full backup over both is too (NewestFullBackupTooOld
+        # stays quiet): only the per-repository age tells.
+        Case("repo2 (off-site) twice the bound old, repo1 fresh, on every node",
+             "BackupRepositoryBehind", repository_age(2 * full_age),
+             (Expected(on(PRIMARY, "warning", repository="repo2"),
+                       f"The newest usable full backup in repo2 of the primary {PRIMARY} is "
+                       f"{humanize_duration(2 * full_age)} old"),)),
+        Case("every full backup to repo2 failed (1e9), on every node",
+             "BackupRepositoryBehind", repository_age(1_000_000_000),
+             (Expected(on(PRIMARY, "warning", repository="repo2"),
+                       f"The newest usable full backup in repo2 of the primary {PRIMARY} is "
+                       f"{humanize_duration(1_000_000_000)} old"),)),
+        Case("both repositories fresh", "BackupRepositoryBehind"),
+        Case("repo2 as old as the bound", "BackupRepositoryBehind",
+             repository_age(full_age)),
+        Case("repo2 old on the replicas only", "BackupRepositoryBehind",
+             repository_age(2 * full_age, nodes=(STANDBY, READONLY))),
+        Case("the default engine: no repository series", "BackupRepositoryBehind",
+             {k: v for repository in REPOSITORIES
+              for k, v in repository_age(None, repository).items()}),
         Case("the newest full backup failed, on every node", "NewestFullBackupFailed",
              each_node("pgcluster_backup_newest_full_failed", 1),
              (Expected(on(PRIMARY, "warning"),

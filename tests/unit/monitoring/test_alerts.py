@@ -254,6 +254,7 @@ def test_the_bounds_reach_the_rules() -> None:
     for alert, bound in (("ReplicationLagBytes", "> 1000"), ("ReplicationLagSeconds", "> 120"),
                          ("SlotRetainingWal", "> 2000"), ("LastArchiveTooOld", "> 900 "),
                          ("NewestFullBackupTooOld", "> 172800 "),
+                         ("BackupRepositoryBehind", "> 172800 "),
                          ("ConnectionsNearMax", "> 0.5"), ("CertificateExpiring", "< 7"),
                          ("BackupRootFilling", "< 0.25"), ("DataDirectoryFilling", "< 0.25")):
         assert bound in exprs[alert], (alert, exprs[alert])

@@ -80,6 +80,10 @@ def test_it_defines_the_names_of_the_contract() -> None:
     slot = {column: how["usage"] for metric in queries()["pgcluster_slot"]["metrics"]
             for column, how in metric.items()}
     assert slot["slot_name"] == "LABEL"
+    repository = {column: how["usage"] for metric in
+                  queries()["pgcluster_backup_repository"]["metrics"]
+                  for column, how in metric.items()}
+    assert repository == {"repository": "LABEL", "newest_full_age_seconds": "GAUGE"}
 
 
 def _pgcluster_names(text: str) -> set[str]:
@@ -108,6 +112,20 @@ def test_the_queries_run_in_the_registry_s_database_as_the_monitor_role() -> Non
     header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
     assert "watcher" in header and "opsdb" in header
     assert "pgcluster.backups" in queries()["pgcluster_backup"]["query"]
+    assert "pgcluster.backups" in queries()["pgcluster_backup_repository"]["query"]
+
+
+def test_the_repository_query_reads_pgbackrest_s_rows_only() -> None:
+    # path is repo<N>/<label> under pgBackRest, full/<stamp> under the default engine: no
+    # row (no series, no alert) there. Grouped over every full row of a repository, the
+    # ok ones filtered in the aggregate: a repository whose full backups all failed still
+    # answers, 1e9.
+    query = " ".join(queries()["pgcluster_backup_repository"]["query"].split())
+    assert "WHERE kind = 'full' AND path ~ '^repo[0-9]+/'" in query
+    assert "substring(path FROM '^(repo[0-9]+)/') AS repository" in query
+    assert "FILTER (WHERE status = 'ok' AND removed_at IS NULL)" in query
+    assert "1e9)::float8 AS newest_full_age_seconds" in query
+    assert "GROUP BY" in query
 
 
 def test_the_console_page_and_the_grafana_dashboard_read_only_defined_series() -> None:
