@@ -140,6 +140,13 @@ drill_max_rto_seconds: Seconds(1, 3600) = 30
 # stopped primary sends its standbys everything first, so 0 holds even without synchronous
 # replication; a killed one may lose the last few (see synchronous_standbys).
 drill_max_lost_commits: Int(0) = 0
+# Backups that prove themselves: `pgcluster drill schedule` installs a cron job on the
+# control machine (/etc/cron.d) that runs the restore drill at this time (weekly: Saturday
+# 04:30), each run recorded in the registry (kind 'drill'). "": `drill schedule` refuses.
+drill_restore_schedule: Cron() = "30 4 * * 6"
+# status (and the RestoreDrillTooOld alert): a newest restore drill older than this is
+# unhealthy, as a failed one always is; None: any age. The weekly schedule plus a day.
+drill_max_age: Optional(Duration(3600, 31536000, base="s")) = "8d"
 
 # ------------------------------------------------------------- High availability engine
 # Who promotes a standby when the primary fails. "manual": pgcluster's own failover and

@@ -6,13 +6,15 @@ is touched, asks, and prints."""
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgcluster.commands.common import add_change_options, confirm, report
+from pgcluster.commands.common import ALLOW_DOWN, add_change_options, confirm, report
 from pgcluster.commands.restore import LAB_INVENTORY
-from pgcluster.control import drill
+from pgcluster.control import drill, schedule
 from pgcluster.control.drill_report import default_report_dir
+from pgcluster.control.session import Session
 from pgcluster.errors import ConfigError
 from pgcluster.lab.definition import load_lab
 
@@ -20,6 +22,8 @@ from pgcluster.lab.definition import load_lab
 # was drilled (a bad command line, a cluster not ready, no confirmation: as for ConfigError
 # and ClusterStateError in pgcluster.cli).
 PASSED, MISSED, NOT_RUN = 0, 1, 2
+# `drill schedule|unschedule`: the restore drill as a cron job (pgcluster.control.schedule).
+SCHEDULING = ("schedule", "unschedule")
 
 
 def number(what: str, example: str):
@@ -56,10 +60,35 @@ def options(args: argparse.Namespace, now: datetime | None = None) -> drill.Opti
                          verbose=args.verbose)
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """`drill schedule`: the restore drill as a cron job on this machine, at group data's
+    drill_restore_schedule; `drill unschedule` removes it."""
+    lab = os.environ.get("PGCLUSTER_LAB") if args.inventory == LAB_INVENTORY else None
+    if args.kind == "unschedule":
+        removed = schedule.remove(args.inventory, lab)
+        print(f"removed {removed}" if removed else "no scheduled restore drill to remove")
+        return PASSED
+    if args.inventory != LAB_INVENTORY:
+        raise ConfigError(f"a restore drill needs the lab's scratch node or a `drill` inventory "
+                          f"host (not yet supported): {args.inventory} is not the lab "
+                          f"({LAB_INVENTORY}), so there is nothing to schedule")
+    with Session(args.inventory, env=ALLOW_DOWN) as session:
+        when = str(session.data(session.cluster.nodes[0]).get("drill_restore_schedule") or "")
+    path = schedule.install(when, args.inventory, lab)
+    print(f"scheduled: the restore drill runs at '{when}' (cron), from {path}; its verdicts "
+          "show in `pgcluster status` (last proven restore), its output in "
+          f"{schedule.command(args.inventory, lab).rsplit('>> ', 1)[1].split()[0]}")
+    return PASSED
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
     """Drill a failover, a switchover, a restore or all three (switchover, failover,
     restore) under a continuous writer, and write a report of each. Exit code 0: every
-    drill met its goals; 1: a drill missed them; 2: nothing was drilled."""
+    drill met its goals; 1: a drill missed them; 2: nothing was drilled. `drill schedule`
+    installs the restore drill as a cron job (drill_restore_schedule), `drill unschedule`
+    removes it."""
+    if args.kind in SCHEDULING:
+        return cmd_schedule(args)
     settings = options(args)
     status, _ = report(args.inventory)
     scratch = load_lab().scratch.name if "restore" in kinds(args.kind) else None
@@ -82,9 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=cmd_drill.__doc__,
         epilog="examples:  pgcluster drill failover --yes   |   pgcluster drill switchover "
                "--duration 60 --rate 100   |   pgcluster drill all --report /tmp/drills --yes")
-    parser.add_argument("kind", choices=drill.KINDS,
+    parser.add_argument("kind", choices=(*drill.KINDS, *SCHEDULING),
                         help="failover (stop the primary), switchover (there and back), "
-                             "restore (to a restore point, onto the lab's scratch node), all")
+                             "restore (to a restore point, onto the lab's scratch node), all; "
+                             "schedule / unschedule the restore drill as a cron job")
     parser.add_argument("--duration", type=number("seconds", "30"),
                         default=drill.DEFAULT_DURATION, metavar="SECONDS",
                         help="how long the writer runs in a failover or switchover drill, "

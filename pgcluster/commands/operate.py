@@ -39,11 +39,13 @@ def topology_line(status: Report) -> str:
     primary = next((n for n in status.nodes if n.role == "PRIMARY"), None)
     if primary is None:
         return "no primary is running"
-    streaming = sorted(r["application_name"] for r in status.replication
-                       if r["state"] == "streaming")
+    streams = [r for r in status.replication if r["state"] == "streaming"]
+    streaming = {r["application_name"] for r in streams}
     others = [n for n in status.nodes if n is not primary and n.name not in streaming]
+    shown = sorted(r["application_name"] if r.get("source") in (None, primary.name)
+                   else f"{r['application_name']} (via {r['source']})" for r in streams)
     text = f"{primary.name} is the primary (timeline {primary.timeline or '?'})"
-    text += f"; streaming from it: {', '.join(streaming) or 'nothing'}"
+    text += f"; streaming from it: {', '.join(shown) or 'nothing'}"
     if others:
         text += "; " + ", ".join(f"{n.name} {n.role.lower()}" for n in others)
     return text

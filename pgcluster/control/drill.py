@@ -910,14 +910,23 @@ class Drills:
         result: dict[str, Any] = {"passed": False, "scratch_node": lab.scratch.name,
                                   "fresh_backup": status.last_backup is None}
         events: dict[str, float] = {}
+        started = time.time()
+        primary = self.reach.node(status.primary)
         try:
-            reasons = self.restore_and_compare(self.reach.node(status.primary), lab,
-                                               status.last_backup is None, result, events)
+            reasons = self.restore_and_compare(primary, lab, status.last_backup is None,
+                                               result, events)
         except (ClusterStateError, psycopg.Error, LookupError, RuntimeError) as exc:
             reasons = [f"the restore drill stopped: {exc}"]
         result["passed"] = not reasons
         if reasons:
             result["reasons"] = reasons
+        # Its verdict in the registry: `status` and the alerts read the newest one.
+        problem = record_drill(self.reach.connect(primary),
+                               str(self.reach.data.get("backup_registry_database") or "postgres"),
+                               result, lab.scratch.name, started)
+        result["recorded"] = problem is None
+        if problem:
+            self.say(f"The drill's verdict was not recorded in the registry: {problem}")
         paths = drill_report.write_report(self.options.report_dir, "restore", result, None,
                                           events)
         return [Outcome("restore", not reasons, drill_report.summary("restore", result),
@@ -981,6 +990,34 @@ class Drills:
         self.say(f"Compared {result['tables_compared']} tables in {len(databases)} databases "
                  f"({', '.join(databases)}) with {primary.name} as of {name}.")
         return restore_reasons(records)
+
+
+def drill_detail(result: Mapping[str, Any]) -> str:
+    """One line for the registry: what was compared, or why it failed."""
+    if result.get("passed"):
+        return (f"{result.get('tables_compared', 0)} tables in "
+                f"{result.get('databases_compared', 0)} databases as of "
+                f"{result.get('restore_point', '?')}: identical")
+    return "; ".join(str(r) for r in result.get("reasons") or ["failed"]).replace("\n", " ")[:2000]
+
+
+def record_drill(connect: compare.Connect, database: str, result: Mapping[str, Any],
+                 node: str, started: float) -> str | None:
+    """A `drill` row in pgcluster.backups on the primary (label: the restore point, node:
+    where it was restored, status ok or failed); None when written, else why not (a
+    registry from before drills recorded themselves: the next deploy widens it)."""
+    label = str(result.get("restore_point") or
+                f"drill-{datetime.fromtimestamp(started, UTC):%Y%m%dT%H%M%SZ}")
+    try:
+        with connect(database) as conn:
+            conn.execute(
+                f"insert into {REGISTRY_TABLE} (kind, label, node, status, started_at, "
+                "finished_at, detail) values ('drill', %s, %s, %s, to_timestamp(%s), now(), %s)",
+                (label, node, "ok" if result.get("passed") else "failed", started,
+                 drill_detail(result)))
+    except psycopg.Error as exc:
+        return _first_line(exc)
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

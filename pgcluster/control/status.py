@@ -28,6 +28,7 @@ from pgcluster.model import endpoints
 from pgcluster.model.cluster import Node
 from pgcluster.model.layout import Layout
 from pgcluster.model.patroni import PatroniView
+from pgcluster.model.settings import duration_seconds
 from pgcluster.model.units import human_bytes
 
 DEFAULT_MAX_LAG_BYTES = 64 * 1024 * 1024
@@ -36,7 +37,11 @@ REPLICATION_SQL = """
 select application_name, coalesce(host(client_addr), ''), state, sync_state,
        coalesce(sent_lsn::text, ''), coalesce(write_lsn::text, ''),
        coalesce(flush_lsn::text, ''), coalesce(replay_lsn::text, ''),
-       coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint::text, ''),
+       coalesce(pg_wal_lsn_diff(case when pg_is_in_recovery()  -- a cascade's upstream
+                                     then coalesce(pg_last_wal_receive_lsn(),
+                                                   pg_last_wal_replay_lsn())
+                                     else pg_current_wal_lsn() end,
+                                replay_lsn)::bigint::text, ''),
        coalesce(extract(epoch from write_lag)::text, ''),
        coalesce(extract(epoch from flush_lag)::text, ''),
        coalesce(extract(epoch from replay_lag)::text, '')
@@ -93,6 +98,9 @@ class Report:
     patroni: list[dict[str, Any]] | None = None
     # Per proxy: each endpoint's servers as HAProxy sees them (None: no proxy group).
     proxies: list[dict[str, Any]] | None = None
+    # The newest restore drill the registry holds (`pgcluster drill restore`, scheduled or
+    # not): {"status", "age_seconds", "label", "detail"}; None: none yet.
+    last_drill: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,30 +203,41 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
     primary = primaries[0] if len(primaries) == 1 else None
 
     replication: list[dict[str, Any]] = []
-    archiver = last_backup = None
+    archiver = last_backup = last_drill = None
     if primary is not None:
         pnode = session.cluster.find(primary.name)
         limit = max_lag_bytes or int(session.data(pnode).get("status_max_lag_bytes")
                                      or DEFAULT_MAX_LAG_BYTES)
-        for row in session.query(pnode, REPLICATION_SQL) or []:
-            replication.append({
-                "application_name": row[0], "client_addr": row[1], "state": row[2],
-                "sync_state": row[3], "sent_lsn": row[4] or None, "write_lsn": row[5] or None,
-                "flush_lsn": row[6] or None, "replay_lsn": row[7] or None,
-                "lag_bytes": _int(row[8]), "write_lag_seconds": _float(row[9]),
-                "flush_lag_seconds": _float(row[10]), "replay_lag_seconds": _float(row[11]),
-            })
-        streams = {r["application_name"]: r for r in replication}
+        # Each replica is checked on the node it should stream from: the primary, or for
+        # a cascading replica its upstream (past one that is down: Cluster.source).
+        lost = {n.name for n in nodes if not n.reachable or not n.running}
+        sources = {n.name: session.cluster.source(session.cluster.find(n.name), pnode, lost)
+                   for n in nodes if n is not primary}
+        streams: dict[str, dict[str, Any]] = {}
+        for source in [pnode, *{s.name: s for s in sources.values() if s != pnode}.values()]:
+            for row in session.query(source, REPLICATION_SQL) or []:
+                stream = {
+                    "application_name": row[0], "client_addr": row[1], "state": row[2],
+                    "sync_state": row[3], "sent_lsn": row[4] or None,
+                    "write_lsn": row[5] or None, "flush_lsn": row[6] or None,
+                    "replay_lsn": row[7] or None, "lag_bytes": _int(row[8]),
+                    "write_lag_seconds": _float(row[9]), "flush_lag_seconds": _float(row[10]),
+                    "replay_lag_seconds": _float(row[11]), "source": source.name,
+                }
+                replication.append(stream)
+                if sources.get(row[0]) == source:
+                    streams[row[0]] = stream
         for node in nodes:
             if node is primary:
                 continue
-            stream = streams.get(node.name)
+            stream, source = streams.get(node.name), sources[node.name]
+            whence = primary.name if source == pnode else f"its upstream {source.name}"
             if stream is None or stream["state"] != "streaming":
-                issues.append(f"{node.name} is not streaming from {primary.name}"
+                issues.append(f"{node.name} is not streaming from {whence}"
                               + (f" (state {stream['state']})" if stream else ""))
             elif stream["lag_bytes"] is not None and stream["lag_bytes"] > limit:
                 issues.append(f"{node.name} lags {stream['lag_bytes']} bytes behind "
-                              f"{primary.name} (limit {limit})")
+                              f"{whence} (limit {limit})")
         for slot in primary.slots:
             if slot["wal_status"] == "lost":
                 issues.append(f"slot {slot['slot']} on {primary.name} is lost: its replica "
@@ -231,6 +250,8 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
             issues.append(f"WAL archiving fails on {primary.name} (last failed "
                           f"{archiver['last_failed_wal']} at {archiver['last_failed_time']})")
         last_backup = _last_backup(session, pnode)
+        last_drill = _last_drill(session, pnode)
+        issues += drill_findings(last_drill, session.data(pnode).get("drill_max_age"))
         max_age = int(session.data(pnode).get("status_max_backup_age_hours") or 0)
         if last_backup and max_age and last_backup["age_seconds"] > max_age * 3600:
             issues.append(f"the last full backup ({last_backup['name']}) is "
@@ -255,6 +276,7 @@ def collect(session: Session, max_lag_bytes: int | None = None) -> Report:
     return Report(healthy=not issues, issues=issues,
                   primary=primary.name if primary else None, nodes=nodes,
                   replication=replication, archiver=archiver, last_backup=last_backup,
+                  last_drill=last_drill,
                   collected_at=time.time(), warnings=warnings,
                   engine="manual" if view is None else "patroni",
                   patroni=None if view is None else [asdict(m) for m in view.members],
@@ -322,6 +344,49 @@ def _last_backup(session: Session, node: Node) -> dict[str, Any] | None:
     return {"name": name, "age_seconds": round(time.time() - float(stamp))}
 
 
+# The newest restore drill's row (pgcluster.control.drill records it on the primary).
+LAST_DRILL_SQL = """
+select status, extract(epoch from now() - coalesce(finished_at, started_at))::bigint::text,
+       label, coalesce(replace(detail, E'\n', ' '), '')
+from pgcluster.backups where kind = 'drill' order by started_at desc, id desc limit 1
+"""
+
+
+def _last_drill(session: Session, node: Node) -> dict[str, Any] | None:
+    database = str(session.data(node).get("backup_registry_database") or "postgres")
+    rows = session.query(node, LAST_DRILL_SQL, database=database)
+    if not rows or len(rows[0]) < 4:
+        return None  # none yet, or a registry from before drills recorded themselves
+    status, age, label, detail = rows[0][:4]
+    return {"status": status, "age_seconds": int(age), "label": label, "detail": detail}
+
+
+def drill_findings(drill: dict[str, Any] | None, max_age: Any) -> list[str]:
+    """A failed newest restore drill is unhealthy, and so is one older than drill_max_age
+    (group data; None: any age): the backups are no longer proven. A cluster that never
+    ran one is not (status says so: `last proven restore: never`)."""
+    if drill is None:
+        return []
+    if drill["status"] == "failed":
+        return [f"the last restore drill ({drill['label']}, {_age(drill['age_seconds'])} ago) "
+                f"failed: {drill['detail'] or 'see its report'}; fix the backups, then "
+                "`pgcluster drill restore`"]
+    limit = duration_seconds(max_age) if max_age not in (None, "") else None
+    if limit is not None and drill["age_seconds"] > limit:
+        return [f"the last proven restore ({drill['label']}) is {_age(drill['age_seconds'])} "
+                f"old (limit drill_max_age = {max_age}): run `pgcluster drill restore`, or "
+                "schedule it (`pgcluster drill schedule`)"]
+    return []
+
+
+def _age(seconds: int) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{max(seconds, 0) // 60} min"
+
+
 # ------------------------------------------------------------------------------ output
 
 
@@ -346,12 +411,12 @@ def format_report(report: Report) -> str:
     if report.replication:
         lines.append("")
         lines.append(f"{'REPLICA':<22}{'STATE':<12}{'SYNC':<7}{'LAG':>10}  "
-                     f"{'WRITE':>9}{'FLUSH':>9}{'REPLAY':>9}")
+                     f"{'WRITE':>9}{'FLUSH':>9}{'REPLAY':>9}  FROM")
         for r in report.replication:
             lines.append(f"{r['application_name']:<22}{r['state']:<12}{r['sync_state']:<7}"
                          f"{human_bytes(r['lag_bytes']):>10}  {_seconds(r['write_lag_seconds']):>9}"
                          f"{_seconds(r['flush_lag_seconds']):>9}"
-                         f"{_seconds(r['replay_lag_seconds']):>9}")
+                         f"{_seconds(r['replay_lag_seconds']):>9}  {r.get('source') or '-'}")
     slots = [(n.name, s) for n in report.nodes for s in n.slots]
     if slots:
         lines.append("")
@@ -388,6 +453,13 @@ def format_report(report: Report) -> str:
         lines.append(f"last full backup: {report.last_backup['name']} ({hours:.1f} h ago)")
     elif report.primary:
         lines.append("last full backup: none found")
+    if report.last_drill:
+        d = report.last_drill
+        verdict = "passed" if d["status"] == "ok" else d["status"].upper()
+        lines.append(f"last proven restore: {_age(d['age_seconds'])} ago, {verdict} "
+                     f"({d['label']})")
+    elif report.primary:
+        lines.append("last proven restore: never (`pgcluster drill restore`)")
     certificates = [f"{n.name} {n.certificate_days_left} d" for n in report.nodes
                     if n.certificate_days_left is not None]
     if certificates:

@@ -28,8 +28,8 @@ SCRIPTS = ("backup-full", "backup-incr", "backup-retention", "backup-verify", "r
            "pgbackrest-job")
 BACKUP_KINDS = ("full", "incr", "verify", "retention")
 # Written as the registry table's comment; a different value makes the deploy apply
-# templates/sql/backups.sql.j2 again (it only creates what is missing).
-REGISTRY_VERSION = "pgcluster backup registry v1"
+# templates/sql/backups.sql.j2 again (it creates what is missing and widens the kind check).
+REGISTRY_VERSION = "pgcluster backup registry v2"
 REGISTRY_TABLE = "pgcluster.backups"
 
 STAMP_RE = re.compile(r"^\d{8}T\d{6}Z$")

@@ -80,6 +80,9 @@ def alert_context(data: Mapping[str, Any]) -> dict[str, Any]:
         "slot_bytes": int(data["alert_slot_retained_bytes"]),
         "archive_wait": int(duration_seconds(data["alert_archive_wait"])),
         "full_backup_age": int(duration_seconds(data["alert_full_backup_age"])),
+        # The newest restore drill's bound (None: any age, no rule), as status reads it.
+        "drill_max_age": None if data.get("drill_max_age") in (None, "")
+        else int(duration_seconds(data["drill_max_age"])),
         "connections_ratio": float(data["alert_connections_ratio"]),
         "certificate_days": int(data["alert_certificate_days"]),
         "free_ratio": float(data["alert_free_space_ratio"]),

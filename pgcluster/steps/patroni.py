@@ -237,10 +237,13 @@ def restart_pending(topology: Topology) -> None:
                 name=f"{node.name}: restarted again if a setting still waits (after the "
                      "leader's restart)",
                 scope=scope, member=node.name, port=port, timeout=timeout, final=True)
+    # Were this node the leader: the members that would stream from it (a cascade streams
+    # from its upstream, replicatefrom, not from the leader).
+    direct = [n.name for n in topology.cluster.nodes if n != here
+              and topology.cluster.source(n, here, topology.lost) == here]
     operations.followers_stream_if_leader(
-        name="Every member streams from whoever leads now",
-        member=here.name, names=[n.name for n in topology.cluster.nodes], port=port,
-        timeout=timeout)
+        name="Every member streams from whoever leads now (cascades from their upstream)",
+        member=here.name, names=direct, port=port, timeout=timeout)
 
 
 # ------------------------------------------------------- the operator's commands, by Patroni
@@ -265,9 +268,13 @@ def _after_change(plan: Plan, event: str, detail: str) -> None:
             event=event, node_name=plan.new_primary.name, detail=detail,
             database=data["database_name"], schema=data["database_schema"],
             port=int(data["postgresql_port"]))
-    only_if(here and bool(plan.followers), postgres.wait_for_replicas,
-            name=f"The others stream from {plan.new_primary.name} (Patroni re-points them)",
-            application_names=[n.name for n in plan.followers],
+    # Each on the node it streams from: the new primary, or a cascade's upstream
+    # (replicatefrom).
+    followers = plan.downstream(plan.topology.cluster.node(host.name))
+    only_if(bool(followers), postgres.wait_for_replicas,
+            name=f"The others stream from {plan.new_primary.name} (Patroni re-points them; "
+                 "cascades from their upstream)",
+            application_names=[n.name for n in followers],
             timeout=_timeout("replica_wait_timeout", 180), port=int(data["postgresql_port"]))
 
 
@@ -308,8 +315,9 @@ def rejoin(topology: Topology, node: Node, reclone: bool) -> None:
             command=model.patronictl("reinit", str(data["patroni_scope"]), node.name,
                                      "--force", "--wait"),
             what=f"reinitialise {node.name}")
-    only_if(host.name == topology.primary.host, postgres.wait_for_replicas,
-            name=f"{node.name} streams from {topology.primary.name}",
+    source = topology.source(node)
+    only_if(host.name == source.host, postgres.wait_for_replicas,
+            name=f"{node.name} streams from {source.name}",
             application_names=[node.name], timeout=_timeout("replica_wait_timeout", 180),
             port=int(data["postgresql_port"]))
 

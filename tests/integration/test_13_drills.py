@@ -13,7 +13,9 @@ The tests run in order; the failover drill leaves the standby as the primary.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import pytest
 
 from pgcluster.control.writer import TABLE
 from pgcluster.lab.definition import Lab, LabNode
+from tests.conftest import REPO
 from tests.integration.conftest import connect, node_host, pgcluster_cli, query
 from tests.unit.helpers import ALL
 
@@ -135,6 +138,20 @@ def test_a_restore_drill_compares_every_table_and_passes(lab: Lab, tmp_path: Pat
             ).fetchone()[0]
     assert (figures["tables_compared"], figures["databases_compared"]) == \
         (tables, len(databases)), (tables, databases)
+    # Its verdict is in the registry, and status shows it as the last proven restore.
+    assert newest_drill(primary_of(lab))[:2] == ("ok", figures["restore_point"])
+    status = pgcluster_cli(lab, "status")
+    assert "last proven restore: " in status.stdout and ", passed (" in status.stdout, \
+        status.stdout[-2000:]
+
+
+def newest_drill(primary: LabNode) -> tuple[str, str, str]:
+    """The newest `drill` row of the registry: status, label, detail."""
+    with connect(primary, dbname=ALL["backup_registry_database"]) as conn:
+        row = conn.execute("select status, label, detail from pgcluster.backups where kind = "
+                           "'drill' order by started_at desc, id desc limit 1").fetchone()
+    assert row, "no drill row"
+    return row
 
 
 def report_json(directory: Path) -> dict[str, Any]:
@@ -192,12 +209,46 @@ def test_a_broken_backup_fails_the_restore_drill_with_the_table_and_rows(
         assert victim["expected"]["rows"] == 20 and victim["actual"]["rows"] == 0, victim
         assert victim["rows"]["missing"] == 20, victim
         assert "proyecto.drill_victim" in result.stdout
+        # Recorded as failed: status is unhealthy until a drill passes again.
+        state, _, detail = newest_drill(primary)
+        assert state == "failed" and "proyecto.drill_victim" in detail, detail
+        status = pgcluster_cli(lab, "status")
+        assert status.returncode == 1 and "the last restore drill (" in status.stdout, \
+            status.stdout[-2000:]
     finally:
         # A good newest backup again for whatever comes next.
         with connect(primary) as conn:
             conn.execute("drop table if exists proyecto.drill_victim")
         again = pgcluster_cli(lab, "backup", "full")
         assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+
+
+def test_the_scheduled_restore_drill_is_a_cron_job_that_proves_the_backups(
+        lab: Lab, tmp_path: Path) -> None:
+    """`drill schedule` writes the cron job; its command, run as cron would run it, drills
+    a restore that passes, and status is healthy again after the broken backup's drill."""
+    cron = tmp_path / "cron.d"
+    cron.mkdir()
+    env = {**os.environ, "PGCLUSTER_CRON_DIR": str(cron), "PGCLUSTER_LAB": lab.source}
+    scheduled = subprocess.run([sys.executable, "-m", "pgcluster", "drill", "schedule"],
+                               cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert scheduled.returncode == 0, scheduled.stderr
+    job = next(cron.iterdir())
+    line = job.read_text().splitlines()[-1]
+    minute, hour, dom, month, dow, user, command = line.split(None, 6)
+    assert (minute, hour, dom, month, dow, user) == ("30", "4", "*", "*", "6", "root")
+    before = newest_drill(primary_of(lab))
+    # As cron runs it: sh, cron's PATH, nothing of this environment but what it sets.
+    ran = subprocess.run(["/bin/sh", "-c", command], env={"PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=1200)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    after = newest_drill(primary_of(lab))
+    assert after != before and after[0] == "ok", after
+    status = pgcluster_cli(lab, "status")
+    assert status.returncode == 0 and ", passed (" in status.stdout, status.stdout[-2000:]
+    unscheduled = subprocess.run([sys.executable, "-m", "pgcluster", "drill", "unschedule"],
+                                 cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert unscheduled.returncode == 0 and not job.exists(), unscheduled.stdout
 
 
 @pytest.mark.parametrize("args, message", [

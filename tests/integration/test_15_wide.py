@@ -4,11 +4,14 @@ stream from their source with their slot there; a re-run changes nothing; a casc
 upstream is lost is re-pointed past it and moved back when it returns; a failover picks
 the most advanced standby and the cascade keeps streaming from its promoted upstream; a
 node added to the inventory is the only one cloned; `pgcluster remove` retires it and the
-deploy without it changes nothing; a slot no node needs is never left silently.
+deploy without it changes nothing; a slot no node needs is never left silently; last,
+Patroni takes the cluster over and streams the cascade from its upstream (replicatefrom).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import time
 import uuid
@@ -111,6 +114,13 @@ def test_every_replica_streams_from_its_source_with_its_slot_there(wide: Lab) ->
     assert slots(standby2) == {"pgwide_readonly2"}
     assert source_of(wide.node("pgwide-readonly2")) == standby2.address
     arrives([n for n in wide.nodes if n != primary], primary)
+    # status checks each replica on its source: healthy, the cascade shown from its upstream.
+    status = pgcluster_cli(wide, "status", "--json")
+    report = json.loads(status.stdout)
+    assert status.returncode == 0 and report["healthy"], report["issues"]
+    assert {(r["application_name"], r["source"]) for r in report["replication"]} == {
+        ("pgwide-standby1", primary.name), ("pgwide-standby2", primary.name),
+        ("pgwide-readonly1", primary.name), ("pgwide-readonly2", standby2.name)}
 
 
 def test_a_rerun_changes_nothing(wide: Lab) -> None:
@@ -211,4 +221,24 @@ def test_remove_retires_a_node_and_the_deploy_without_it_changes_nothing(
         hba = node_host(node).file("/etc/postgresql/15/main/pg_hba.conf").content_string
         assert extra.address not in hba and extra.name not in hba, node.name
     # The user deletes it from the inventory: the others already look that way.
+    no_change(wide)
+
+
+def test_under_patroni_the_cascade_streams_from_its_upstream(wide: Lab) -> None:
+    """Patroni takes the wide cluster over in place (replicatefrom on the cascade). Once
+    its upstream is a replica again, after a switchover back to pgwide-primary, Patroni has
+    the cascade stream from it, with its slot there, and a deploy changes nothing."""
+    primary, standby2 = wide.node("pgwide-primary"), wide.node("pgwide-standby2")
+    cascade = wide.node("pgwide-readonly2")
+    deploy(wide, "--data", "ha_engine=patroni")
+    config = node_host(cascade).file("/etc/patroni/config.yml").content_string
+    assert re.search(r"^\s*replicatefrom: '?pgwide-standby2'?$", config, re.M), config[-800:]
+    ok(pgcluster_cli(wide, "switchover", "--to", primary.name, "--yes"))
+    wait_for(lambda: source_of(cascade) == standby2.address, timeout=120,
+             what="Patroni's cascade streaming from its upstream")
+    assert senders(standby2) == {cascade.name: "streaming"}
+    assert cascade.name not in senders(primary)
+    wait_for(lambda: "pgwide_readonly2" in slots(standby2), timeout=30,
+             what="Patroni's slot for the cascade on its upstream")
+    arrives([cascade], primary)
     no_change(wide)

@@ -70,7 +70,8 @@ def unmounted(instance: str, mountpoint: str) -> dict[str, Value]:
     return dict.fromkeys(free(instance, mountpoint, 0), None)
 
 
-CUSTOM = ("pgcluster_node_", "pgcluster_archiver_", "pgcluster_slot_", "pgcluster_backup_")
+CUSTOM = ("pgcluster_node_", "pgcluster_archiver_", "pgcluster_slot_", "pgcluster_backup_",
+          "pgcluster_drill_")
 
 
 def healthy(patroni: bool, certificate_expiry: float) -> dict[str, Value]:
@@ -78,7 +79,8 @@ def healthy(patroni: bool, certificate_expiry: float) -> dict[str, Value]:
     their slots, archives, has a recent full backup; nobody is near a bound. The archive
     was last written a day ago (an idle cluster), with nothing waiting. The registry holds
     pgBackRest's rows too, a recent full backup in each repository (the default engine
-    has no repository series: a case of its own)."""
+    has no repository series: a case of its own), and a restore drill that passed an
+    hour ago."""
     found: dict[str, Value] = {}
     for node, role in ROLES.items():
         replica = int(role != "primary")
@@ -101,6 +103,8 @@ def healthy(patroni: bool, certificate_expiry: float) -> dict[str, Value]:
             pg("pgcluster_backup_newest_full_failed", node): 0,
             **{pg("pgcluster_backup_repository_newest_full_age_seconds", node,
                   repository=repository): 3600 for repository in REPOSITORIES},
+            pg("pgcluster_drill_newest_age_seconds", node): 3600,
+            pg("pgcluster_drill_newest_failed", node): 0,
             series("pgcluster_tls_certificate_expiry_timestamp_seconds", "node", node):
                 certificate_expiry,
         }
@@ -162,6 +166,7 @@ def cases(ctx: Mapping[str, Any], eval_time: int) -> list[Case]:
         ctx["certificate_days"]
     free_ratio = ctx["free_ratio"]
     split = ctx["for_split_brain"]
+    drill_age = ctx["drill_max_age"]  # None: no RestoreDrillTooOld rule, no case of it
 
     def on(instance: str, severity: str, job: str = "postgres",
            **extra: str) -> dict[str, str]:
@@ -299,6 +304,36 @@ def cases(ctx: Mapping[str, Any], eval_time: int) -> list[Case]:
                        f"The last full backup on the primary {PRIMARY} failed "
                        "(failed = 1)"),)),
         Case("the newest full backup is ok", "NewestFullBackupFailed"),
+        # A registry row, replicated: the primary's answer, one alert, at once.
+        Case("the newest restore drill failed, on every node", "RestoreDrillFailed",
+             each_node("pgcluster_drill_newest_failed", 1),
+             (Expected(on(PRIMARY, "warning"),
+                       f"The newest restore drill in the registry of the primary {PRIMARY} "
+                       "failed (failed = 1): the backups are not proven"),),
+             eval_times=(0, INTERVAL)),
+        Case("the newest restore drill passed", "RestoreDrillFailed"),
+        Case("a failed drill on the replicas only", "RestoreDrillFailed",
+             {pg("pgcluster_drill_newest_failed", node): 1 for node in (STANDBY, READONLY)}),
+        Case("never a restore drill (failed 0, age 1e9)", "RestoreDrillFailed",
+             each_node("pgcluster_drill_newest_age_seconds", 1_000_000_000)),
+        *([] if drill_age is None else [
+            Case("the newest restore drill twice the bound old, on every node",
+                 "RestoreDrillTooOld",
+                 each_node("pgcluster_drill_newest_age_seconds", 2 * drill_age),
+                 (Expected(on(PRIMARY, "warning"),
+                           f"The newest restore drill in the registry of the primary {PRIMARY} "
+                           f"is {humanize_duration(2 * drill_age)} old: the backups are not "
+                           "proven lately"),)),
+            Case("a restore drill an hour ago", "RestoreDrillTooOld"),
+            # As status: a cluster that never ran a drill is not unhealthy.
+            Case("never a restore drill (1e9), on every node", "RestoreDrillTooOld",
+                 each_node("pgcluster_drill_newest_age_seconds", 1_000_000_000)),
+            Case("a restore drill as old as the bound", "RestoreDrillTooOld",
+                 each_node("pgcluster_drill_newest_age_seconds", drill_age)),
+            Case("an old drill on the replicas only", "RestoreDrillTooOld",
+                 {pg("pgcluster_drill_newest_age_seconds", node): 2 * drill_age
+                  for node in (STANDBY, READONLY)}),
+        ]),
         # --------------------------------------------------------------- capacity
         Case("connections over the bound", "ConnectionsNearMax",
              {pg("pgcluster_node_connections", PRIMARY): int(100 * ratio) + 10},

@@ -231,6 +231,7 @@ def test_every_for_comes_from_group_data() -> None:
              for r in g["rules"]}
     assert found.pop("MoreThanOnePrimary") == "45s"
     assert found.pop("NewestFullBackupFailed") == "0s"  # a registry row: nothing to wait out
+    assert found.pop("RestoreDrillFailed") == "0s"  # the same
     assert set(found.values()) == {"300s"}
 
 
@@ -248,16 +249,33 @@ def test_the_bounds_reach_the_rules() -> None:
     data = {**ALL, "alert_replication_lag_bytes": 1000, "alert_replication_lag": "2min",
             "alert_slot_retained_bytes": 2000, "alert_archive_wait": "15min",
             "alert_full_backup_age": "2d", "alert_connections_ratio": 0.5,
-            "alert_certificate_days": 7, "alert_free_space_ratio": 0.25}
+            "alert_certificate_days": 7, "alert_free_space_ratio": 0.25,
+            "drill_max_age": "3d"}
     exprs = {r["alert"]: r["expr"] for g in yaml.safe_load(render_alerts(data))["groups"]
              for r in g["rules"]}
     for alert, bound in (("ReplicationLagBytes", "> 1000"), ("ReplicationLagSeconds", "> 120"),
                          ("SlotRetainingWal", "> 2000"), ("LastArchiveTooOld", "> 900 "),
                          ("NewestFullBackupTooOld", "> 172800 "),
                          ("BackupRepositoryBehind", "> 172800 "),
+                         ("RestoreDrillTooOld", "> 259200 "),
                          ("ConnectionsNearMax", "> 0.5"), ("CertificateExpiring", "< 7"),
                          ("BackupRootFilling", "< 0.25"), ("DataDirectoryFilling", "< 0.25")):
         assert bound in exprs[alert], (alert, exprs[alert])
+
+
+def test_no_drill_age_rule_when_any_age_will_do() -> None:
+    # drill_max_age = None: status judges no drill's age, nor do the rules; a failed
+    # drill is still one. With a bound, a drill never run (1e9) is left out by the rule.
+    for engine in ENGINES:
+        names = {r["alert"] for g in yaml.safe_load(
+            render_alerts({**ALL, "ha_engine": engine, "drill_max_age": None}))["groups"]
+            for r in g["rules"]}
+        assert "RestoreDrillTooOld" not in names and "RestoreDrillFailed" in names, engine
+    assert alert_context({**ALL, "drill_max_age": None})["drill_max_age"] is None
+    without = {k: v for k, v in ALL.items() if k != "drill_max_age"}
+    assert alert_context(without)["drill_max_age"] is None
+    assert alert_context({**ALL, "drill_max_age": "2h"})["drill_max_age"] == 7200
+    assert "< 1e9 and" in rules("manual")["RestoreDrillTooOld"]["expr"]
 
 
 def test_the_filesystems_watched_are_backup_root_s_and_the_data_directory_s() -> None:

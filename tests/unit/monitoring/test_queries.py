@@ -84,6 +84,9 @@ def test_it_defines_the_names_of_the_contract() -> None:
                   queries()["pgcluster_backup_repository"]["metrics"]
                   for column, how in metric.items()}
     assert repository == {"repository": "LABEL", "newest_full_age_seconds": "GAUGE"}
+    drill = {column: how["usage"] for metric in queries()["pgcluster_drill"]["metrics"]
+             for column, how in metric.items()}
+    assert drill == {"newest_age_seconds": "GAUGE", "newest_failed": "GAUGE"}
 
 
 def _pgcluster_names(text: str) -> set[str]:
@@ -113,6 +116,7 @@ def test_the_queries_run_in_the_registry_s_database_as_the_monitor_role() -> Non
     assert "watcher" in header and "opsdb" in header
     assert "pgcluster.backups" in queries()["pgcluster_backup"]["query"]
     assert "pgcluster.backups" in queries()["pgcluster_backup_repository"]["query"]
+    assert "pgcluster.backups" in queries()["pgcluster_drill"]["query"]
 
 
 def test_the_repository_query_reads_pgbackrest_s_rows_only() -> None:
@@ -126,6 +130,18 @@ def test_the_repository_query_reads_pgbackrest_s_rows_only() -> None:
     assert "FILTER (WHERE status = 'ok' AND removed_at IS NULL)" in query
     assert "1e9)::float8 AS newest_full_age_seconds" in query
     assert "GROUP BY" in query
+
+
+def test_the_drill_query_reads_the_newest_drill_as_status_does() -> None:
+    # The row pgcluster status judges (LAST_DRILL_SQL): the newest drill by start, its
+    # age from its end, else its start; none: 1e9 (which no alert reads as a fault) and
+    # not failed. Each column a scalar subquery: one row, drills or not.
+    query = " ".join(queries()["pgcluster_drill"]["query"].split())
+    assert query.count("WHERE kind = 'drill' ORDER BY started_at DESC, id DESC LIMIT 1") == 2
+    assert "now() - coalesce(finished_at, started_at)" in query
+    assert "1e9)::float8 AS newest_age_seconds" in query
+    assert "(status = 'failed')::int" in query and "0) AS newest_failed" in query
+    assert "FROM pgcluster.backups" in query and "GROUP BY" not in query
 
 
 def test_the_console_page_and_the_grafana_dashboard_read_only_defined_series() -> None:
