@@ -77,7 +77,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     path = schedule.install(when, args.inventory, lab)
     print(f"scheduled: the restore drill runs at '{when}' (cron), from {path}; its verdicts "
           "show in `pgcluster status` (last proven restore), its output in "
-          f"{schedule.command(args.inventory, lab).rsplit('>> ', 1)[1].split()[0]}")
+          f"{schedule.log_file(args.inventory)}")
     return PASSED
 
 

@@ -31,11 +31,16 @@ def job_name(inventory: str, lab: str | None) -> str:
     return "pgcluster-drill-" + "-".join(re.sub(r"[^A-Za-z0-9_-]", "_", p) for p in parts)
 
 
+def log_file(inventory: str) -> Path:
+    """Where the job appends its output: the inventory's state logs."""
+    return state_dir(inventory) / "logs" / "drill-schedule.log"
+
+
 def command(inventory: str, lab: str | None, python: str = sys.executable,
             repo: Path = REPO_ROOT) -> str:
     """The job's command: the restore drill as an operator runs it, from the repository,
     its output appended to the inventory's state log."""
-    log = state_dir(inventory) / "logs" / "drill-schedule.log"
+    log = log_file(inventory)
     env = f"PGCLUSTER_LAB={shlex.quote(lab)} " if lab else ""
     return (f"cd {shlex.quote(str(repo))} && {env}{shlex.quote(python)} -m pgcluster "
             f"--inventory {shlex.quote(inventory)} drill restore --yes "
@@ -49,7 +54,8 @@ def cron_file(schedule: str, inventory: str, lab: str | None, user: str = "root"
         raise ConfigError("drill_restore_schedule is '' (no scheduled drill): set it in group "
                           "data (e.g. '30 4 * * 6', Saturdays 04:30), then run `pgcluster "
                           "drill schedule` again")
-    if "%" in command(inventory, lab, python, repo):
+    job = command(inventory, lab, python, repo)
+    if "%" in job:
         raise ConfigError("the drill's command line has a %, which cron would cut at: move "
                           "the repository or the inventory to a path without one")
     where = f"{inventory}" + (f" (lab {lab})" if lab else "")
@@ -61,7 +67,7 @@ def cron_file(schedule: str, inventory: str, lab: str | None, user: str = "root"
         "# drill_restore_schedule; `pgcluster drill unschedule` removes it.\n"
         "SHELL=/bin/sh\n"
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-        f"{schedule.strip()} {user} {command(inventory, lab, python, repo)}\n"
+        f"{schedule.strip()} {user} {job}\n"
     )
 
 
@@ -73,7 +79,7 @@ def install(schedule: str, inventory: str, lab: str | None) -> Path:
                           "apt-get install cron), or set PGCLUSTER_CRON_DIR")
     path = directory / job_name(inventory, lab)
     text = cron_file(schedule, inventory, lab)
-    (state_dir(inventory) / "logs").mkdir(parents=True, exist_ok=True)  # cron appends there
+    log_file(inventory).parent.mkdir(parents=True, exist_ok=True)  # cron appends there
     try:
         path.write_text(text)
         path.chmod(0o644)

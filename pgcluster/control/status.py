@@ -30,23 +30,20 @@ from pgcluster.model.layout import Layout
 from pgcluster.model.patroni import PatroniView
 from pgcluster.model.settings import duration_seconds
 from pgcluster.model.units import human_bytes
+from pgcluster.model.wal import NODE_LSN_SQL
 
 DEFAULT_MAX_LAG_BYTES = 64 * 1024 * 1024
 
-REPLICATION_SQL = """
+REPLICATION_SQL = f"""
 select application_name, coalesce(host(client_addr), ''), state, sync_state,
        coalesce(sent_lsn::text, ''), coalesce(write_lsn::text, ''),
        coalesce(flush_lsn::text, ''), coalesce(replay_lsn::text, ''),
-       coalesce(pg_wal_lsn_diff(case when pg_is_in_recovery()  -- a cascade's upstream
-                                     then coalesce(pg_last_wal_receive_lsn(),
-                                                   pg_last_wal_replay_lsn())
-                                     else pg_current_wal_lsn() end,
-                                replay_lsn)::bigint::text, ''),
+       coalesce(pg_wal_lsn_diff({NODE_LSN_SQL}, replay_lsn)::bigint::text, ''),
        coalesce(extract(epoch from write_lag)::text, ''),
        coalesce(extract(epoch from flush_lag)::text, ''),
        coalesce(extract(epoch from replay_lag)::text, '')
 from pg_stat_replication order by application_name
-"""
+"""  # on the primary, or on a cascade's upstream (a standby)
 SLOTS_SQL = """
 select slot_name, active::text, coalesce(wal_status, ''),
        coalesce(pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_receive_lsn()

@@ -283,14 +283,19 @@ class Cluster:
             seen.add(upstream.name)
             current = upstream
 
-    def expected_slots(self, node: Node, primary: Node, lost: Collection[str] = ()) -> list[str]:
-        """The physical slots that should exist on `node`: that of every other replica whose
-        source is `node` (on the primary: every replica that streams from it), in inventory
-        order. A lost replica keeps its slot on its source: it needs that WAL when it comes
-        back (max_slot_wal_keep_size bounds what the slot holds meanwhile)."""
-        return [other.slot for other in self.nodes
+    def streaming_from(self, node: Node, primary: Node,
+                       lost: Collection[str] = ()) -> list[Node]:
+        """The replicas whose source is `node` (Cluster.source, with `primary` the primary:
+        on it, every replica that streams from it), in inventory order."""
+        return [other for other in self.nodes
                 if other.name not in (node.name, primary.name)
                 and self.source(other, primary, lost).name == node.name]
+
+    def expected_slots(self, node: Node, primary: Node, lost: Collection[str] = ()) -> list[str]:
+        """The physical slots that should exist on `node`: that of every replica that
+        streams from it. A lost replica keeps its slot on its source: it needs that WAL when
+        it comes back (max_slot_wal_keep_size bounds what the slot holds meanwhile)."""
+        return [other.slot for other in self.streaming_from(node, primary, lost)]
 
 
 def orphaned_slots(existing: Iterable[str], expected: Iterable[str],

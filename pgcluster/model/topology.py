@@ -52,7 +52,8 @@ class Topology:
 
     def downstream(self, node: Node, lost: set[str] | None = None) -> list[Node]:
         """The replicas that stream from `node` now, in inventory order."""
-        return [r for r in self.replicas if self.source(r, lost).host == node.host]
+        return self.cluster.streaming_from(node, self.primary,
+                                           self.lost if lost is None else lost)
 
     def depth(self, node: Node) -> int:
         """Hops from the primary: 0 for it, 1 for a replica of it, 2 for a cascade of

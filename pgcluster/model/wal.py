@@ -9,6 +9,11 @@ import re
 
 LSN_RE = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 SEGMENT_SIZE = 16 * 1024 * 1024  # PostgreSQL's default wal_segment_size
+# This node's WAL position in SQL, on a primary or a standby (pg_current_wal_lsn() fails in
+# recovery: a standby's is what it received, or replayed from the archive).
+NODE_LSN_SQL = ("case when pg_is_in_recovery() then "
+                "coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) "
+                "else pg_current_wal_lsn() end")
 
 
 def parse_lsn(lsn: str) -> int:

@@ -21,6 +21,7 @@ from pgcluster.model.cluster import orphaned_slots
 from pgcluster.model.conninfo import value as conninfo_value
 from pgcluster.model.layout import SCRIPTS_DIR, UPLOAD_DIR, Layout
 from pgcluster.model.sql import ident, literal
+from pgcluster.model.wal import NODE_LSN_SQL
 from pgcluster.operations.conditional import refuse
 from pgcluster.operations.files import private_upload
 
@@ -286,10 +287,25 @@ def replication_slot(slot: str, port: int = 5432):
     )
 
 
-# WAL a slot holds on this node, primary or standby (pg_current_wal_lsn fails in recovery).
-_SLOT_HOLDS = ("pg_size_pretty(pg_wal_lsn_diff(case when pg_is_in_recovery() then "
-               "coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) "
-               "else pg_current_wal_lsn() end, restart_lsn))")
+# WAL a slot holds on this node, primary or standby.
+_SLOT_HOLDS = f"pg_size_pretty(pg_wal_lsn_diff({NODE_LSN_SQL}, restart_lsn))"
+
+
+def _drop_when_inactive(slot: str, port: int, wait: int, busy: str) -> str:
+    """Shell: drop the slot once nothing streams from it (a stopped or re-pointed replica's
+    walsender may take a moment to go), waiting up to `wait` seconds; `busy` runs instead
+    when it is still active then."""
+    active = psql_command(f"select active from pg_replication_slots where slot_name = "
+                          f"{literal(slot)}", port=port)
+    drop = psql_command(f"select pg_drop_replication_slot(slot_name) from "
+                        f"pg_replication_slots where slot_name = {literal(slot)}", port=port)
+    return "\n".join([
+        f"for _ in $(seq {int(wait)}); do",
+        f'  [ "$({active})" = t ] || break',
+        "  sleep 1",
+        "done",
+        f'if [ "$({active})" = t ]; then {busy}; else {drop} >/dev/null; fi',
+    ])
 
 
 @operation()
@@ -323,19 +339,8 @@ def orphan_slots(expected: list[str], known: list[str], policy: str = "warn",
                   else "every replication slot here serves a node of the inventory")
         return
     for slot in dropped:
-        active = psql_command(f"select active from pg_replication_slots where slot_name = "
-                              f"{literal(slot)}", port=port)
-        drop = psql_command(f"select pg_drop_replication_slot(slot_name) from "
-                            f"pg_replication_slots where slot_name = {literal(slot)}",
-                            port=port)
-        yield "\n".join([
-            "for _ in $(seq 15); do",
-            f'  [ "$({active})" = t ] || break',
-            "  sleep 1",
-            "done",
-            f'if [ "$({active})" = t ]; then echo "pgcluster: slot {slot} is no node\'s '
-            f'here but something streams from it: kept" >&2; else {drop} >/dev/null; fi',
-        ])
+        yield _drop_when_inactive(slot, port, 15, f'echo "pgcluster: slot {slot} is no '
+                                  f'node\'s here but something streams from it: kept" >&2')
 
 
 @operation()
@@ -346,18 +351,8 @@ def drop_slot(slot: str, port: int = 5432, wait: int = 30):
                   port=port):
         host.noop(f"no slot {slot}")
         return
-    active = psql_command(f"select active from pg_replication_slots where slot_name = "
-                          f"{literal(slot)}", port=port)
-    yield "\n".join([
-        f"for _ in $(seq {int(wait)}); do",
-        f'  [ "$({active})" = t ] || break',
-        "  sleep 1",
-        "done",
-        f'if [ "$({active})" = t ]; then echo "slot {slot} is still in use after '
-        f'{int(wait)}s: something streams from it" >&2; exit 1; fi',
-        psql_command(f"select pg_drop_replication_slot(slot_name) from pg_replication_slots "
-                     f"where slot_name = {literal(slot)}", port=port),
-    ])
+    yield _drop_when_inactive(slot, port, wait, f'echo "slot {slot} is still in use after '
+                              f'{int(wait)}s: something streams from it" >&2; exit 1')
 
 
 @operation()

@@ -123,6 +123,13 @@ def _follow(plan_primary: Node, node: Node, here: bool, reclone: bool = False,
     )
 
 
+def _follow_plan(plan: Plan, me: Node) -> None:
+    """A follower of a failover or a switchover streams from its source once the new
+    primary is up, keeping the slots of the replicas that stream from it."""
+    _follow(plan.source(me) if me in plan.followers else plan.new_primary, me,
+            here=me in plan.followers, keep=plan.downstream(me))
+
+
 def _new_primary_duties(plan: Plan, event: str, detail: str) -> None:
     here = host.name == plan.new_primary.host
     data = host.data.dict()
@@ -132,11 +139,11 @@ def _new_primary_duties(plan: Plan, event: str, detail: str) -> None:
             followers=[n.name for n in plan.followers], port=_port())
     # The nodes that will stream from it (a cascade keeps its slot on its upstream), and
     # the lost ones whose source it is when they come back.
-    for node in plan.topology.cluster.nodes:
-        if node != plan.new_primary and plan.source(node) == plan.new_primary:
-            only_if(here, operations.replication_slot,
-                    name=f"Replication slot {node.slot} on the new primary",
-                    slot=node.slot, port=_port())
+    for node in plan.topology.cluster.streaming_from(plan.new_primary, plan.new_primary,
+                                                     plan.lost):
+        only_if(here, operations.replication_slot,
+                name=f"Replication slot {node.slot} on the new primary",
+                slot=node.slot, port=_port())
     only_if(here, promotion.record_event,
             name=f"Record the {event} in logs_replicacion and the events log",
             event=event, node_name=plan.new_primary.name, detail=detail,
@@ -164,8 +171,7 @@ def failover(plan: Plan) -> None:
     evidence = f"; {plan.evidence.describe(time.time())}" if plan.evidence else ""
     _new_primary_duties(plan, "failover",
                         f"promovido {plan.new_primary.name}; primario anterior {lost}{evidence}")
-    _follow(plan.source(me) if me in plan.followers else plan.new_primary, me,
-            here=me in plan.followers, keep=plan.downstream(me))
+    _follow_plan(plan, me)
     _wait(plan)
 
 
@@ -186,8 +192,7 @@ def switchover(plan: Plan) -> None:
             stopped_host=plan.old_primary.host)
     _new_primary_duties(plan, "switchover",
                         f"{plan.old_primary.name} -> {plan.new_primary.name}")
-    _follow(plan.source(me) if me in plan.followers else plan.new_primary, me,
-            here=me in plan.followers, keep=plan.downstream(me))
+    _follow_plan(plan, me)
     _wait(plan)
 
 

@@ -239,8 +239,7 @@ def restart_pending(topology: Topology) -> None:
                 scope=scope, member=node.name, port=port, timeout=timeout, final=True)
     # Were this node the leader: the members that would stream from it (a cascade streams
     # from its upstream, replicatefrom, not from the leader).
-    direct = [n.name for n in topology.cluster.nodes if n != here
-              and topology.cluster.source(n, here, topology.lost) == here]
+    direct = [n.name for n in topology.cluster.streaming_from(here, here, topology.lost)]
     operations.followers_stream_if_leader(
         name="Every member streams from whoever leads now (cascades from their upstream)",
         member=here.name, names=direct, port=port, timeout=timeout)
