@@ -21,7 +21,7 @@ HA ?=
 BACKUP ?=
 
 .PHONY: cluster test unit integration lint destroy bench bench-backup bench-pgbackrest \
-	bench-monitoring bench-scale venv
+	bench-monitoring bench-scale bench-failover venv
 
 venv: $(VENV)/.installed
 
@@ -72,3 +72,6 @@ bench-monitoring: venv
 
 bench-scale: venv
 	$(PY) bench/scale.py $(if $(SIZES),--sizes $(SIZES),)
+
+bench-failover: venv
+	$(PY) bench/failover.py $(if $(ENGINE),--engine $(ENGINE),)

@@ -44,6 +44,11 @@ if _lab.objectstore:
     objectstore = [(f"@lab/{_lab.objectstore.name}",
                     _lab.objectstore_host_data(_lab.objectstore))]
 
+# The container restore drills restore onto, where the lab has one (the `drill` group;
+# without it they use the lab's scratch node).
+if _lab.drill:
+    drill = [(f"@lab/{_lab.drill.name}", _lab.host_data(_lab.drill))]
+
 check_inventory(globals(), __file__)
 if os.environ.get("PGCLUSTER_ALLOW_DOWN") != "1":
     require_running(_lab)

@@ -64,4 +64,9 @@ readonly = [_node("db3", "198.51.100.12")]
 # etcd = [_node("etcd1", "198.51.100.20"), _node("etcd2", "198.51.100.21"),
 #         _node("etcd3", "198.51.100.22")]
 
+# A host of its own for restore drills (`pgcluster drill restore`, `pgcluster restore
+# --scratch`; docs/drills.md): Debian 12 with backup_root mounted as on the nodes. Never a
+# node of the cluster: each restore replaces its data directory.
+# drill = [_node("drill1", "198.51.100.30")]
+
 check_inventory(globals(), __file__)

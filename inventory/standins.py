@@ -44,7 +44,7 @@ def _hosts(role: str) -> list:
                 "client_networks": [_lab.subnet],
             },
         )
-        for node in _lab.nodes
+        for node in _lab.database_machines
         if node.role == role
     ]
 
@@ -52,5 +52,8 @@ def _hosts(role: str) -> list:
 primary = _hosts("primary")
 standby = _hosts("standby")
 readonly = _hosts("readonly")
+# The host restore drills restore onto, outside the cluster, where the stand-ins have one.
+if _lab.drill:
+    drill = _hosts("drill")
 
 check_inventory(globals(), __file__)

@@ -32,8 +32,9 @@ def confirm(question: str, assume_yes: bool) -> bool:
 
 
 @contextmanager
-def reachable_session(inventory: str) -> Iterator[Session]:
-    with Session(inventory, env=ALLOW_DOWN) as session:
+def reachable_session(inventory: str, env: dict[str, str] | None = None
+                      ) -> Iterator[Session]:
+    with Session(inventory, env={**ALLOW_DOWN, **(env or {})}) as session:
         yield session
 
 

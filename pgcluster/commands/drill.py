@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgcluster.commands.common import ALLOW_DOWN, add_change_options, confirm, report
-from pgcluster.commands.restore import LAB_INVENTORY
 from pgcluster.control import drill, schedule
 from pgcluster.control.drill_report import default_report_dir
+from pgcluster.control.scratch import LAB_INVENTORY, scratch_target
 from pgcluster.control.session import Session
 from pgcluster.errors import ConfigError
-from pgcluster.lab.definition import load_lab
 
 # Exit codes: every drill passed; a drill missed its goals (or could not finish); nothing
 # was drilled (a bad command line, a cluster not ready, no confirmation: as for ConfigError
@@ -50,10 +49,11 @@ def options(args: argparse.Namespace, now: datetime | None = None) -> drill.Opti
     report_dir = Path(args.report) if args.report else default_report_dir(
         now or datetime.now(UTC))
     problems = drill.check_options(args.kind, args.duration, args.rate, report_dir)
-    if "restore" in kinds(args.kind) and args.inventory != LAB_INVENTORY:
-        problems.append(f"a restore drill needs the lab's scratch node or a `drill` inventory "
-                        f"host (not yet supported): {args.inventory} is not the lab "
-                        f"({LAB_INVENTORY}); drill failover or switchover there instead")
+    if "restore" in kinds(args.kind):
+        try:
+            scratch_target(args.inventory)
+        except ConfigError as exc:
+            problems += [f"a restore drill: {p}" for p in exc.problems]
     if problems:
         raise ConfigError(problems)
     return drill.Options(duration=args.duration, rate=args.rate, report_dir=report_dir,
@@ -68,10 +68,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         removed = schedule.remove(args.inventory, lab)
         print(f"removed {removed}" if removed else "no scheduled restore drill to remove")
         return PASSED
-    if args.inventory != LAB_INVENTORY:
-        raise ConfigError(f"a restore drill needs the lab's scratch node or a `drill` inventory "
-                          f"host (not yet supported): {args.inventory} is not the lab "
-                          f"({LAB_INVENTORY}), so there is nothing to schedule")
+    scratch_target(args.inventory)  # nowhere to restore: nothing to schedule (ConfigError)
     with Session(args.inventory, env=ALLOW_DOWN) as session:
         when = str(session.data(session.cluster.nodes[0]).get("drill_restore_schedule") or "")
     path = schedule.install(when, args.inventory, lab)
@@ -91,7 +88,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
         return cmd_schedule(args)
     settings = options(args)
     status, _ = report(args.inventory)
-    scratch = load_lab().scratch.name if "restore" in kinds(args.kind) else None
+    scratch = (scratch_target(args.inventory).name if "restore" in kinds(args.kind)
+               else None)
     plans = drill.plan(kinds(args.kind), status, scratch)
     for planned in plans:
         if not confirm(planned.question(args.inventory), args.yes):
@@ -113,7 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "--duration 60 --rate 100   |   pgcluster drill all --report /tmp/drills --yes")
     parser.add_argument("kind", choices=(*drill.KINDS, *SCHEDULING),
                         help="failover (stop the primary), switchover (there and back), "
-                             "restore (to a restore point, onto the lab's scratch node), all; "
+                             "restore (to a restore point, onto the drill host or the lab's "
+                             "scratch node), all; "
                              "schedule / unschedule the restore drill as a cron job")
     parser.add_argument("--duration", type=number("seconds", "30"),
                         default=drill.DEFAULT_DURATION, metavar="SECONDS",

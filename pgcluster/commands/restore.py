@@ -1,7 +1,7 @@
-"""restore: a full backup plus archived WAL onto the lab's scratch node (the default) or
-onto a node named with --node, to the end of the archive or to a time, LSN or restore
-point. Runs deploys/scratch.py (scratch only) and deploys/restore.py, then prints the point
-the node reached."""
+"""restore: a full backup plus archived WAL outside the cluster (the default: the
+inventory's `drill` host, else the lab's scratch node) or onto a node named with --node, to
+the end of the archive or to a time, LSN or restore point. Runs deploys/scratch.py (the
+lab's scratch node only) and deploys/restore.py, then prints the point the node reached."""
 
 from __future__ import annotations
 
@@ -17,11 +17,8 @@ from pgcluster.commands.common import (
     reachable_session,
 )
 from pgcluster.control.deploy import run_deploy, shown
+from pgcluster.control.scratch import ScratchTarget, scratch_target
 from pgcluster.errors import ConfigError
-from pgcluster.lab.definition import load_lab
-
-LAB_INVENTORY = "inventory/docker.py"
-SCRATCH_INVENTORY = "inventory/scratch.py"
 
 
 def deploy_env(args: argparse.Namespace) -> dict[str, str]:
@@ -34,9 +31,9 @@ def deploy_env(args: argparse.Namespace) -> dict[str, str]:
             if value not in (None, "")}
 
 
-def report(inventory: str, node_name: str | None) -> None:
+def report(inventory: str, node_name: str | None, env: dict[str, str] | None = None) -> None:
     """Print what the node says it reached (restore-backup's last-restore file)."""
-    with reachable_session(inventory) as session:
+    with reachable_session(inventory, env) as session:
         node = session.cluster.find(node_name) if node_name else session.cluster.nodes[0]
         log_dir = session.data(node)["backup_log_dir"]
         ok, out, _ = session.run(node, f"cat {log_dir}/last-restore")
@@ -59,21 +56,22 @@ def report(inventory: str, node_name: str | None) -> None:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore a full backup and the archived WAL onto a node, to a chosen point."""
     named = args.node or args.force_node
-    lab_scratch = load_lab().scratch.name if args.inventory == LAB_INVENTORY else None
-    scratch = args.scratch or not named or named == lab_scratch
-    if scratch:
-        if lab_scratch is None:
-            raise ConfigError("a scratch node exists only in the Docker lab: with another "
-                              "inventory name the node to restore onto (--node NAME)")
-        name = lab_scratch
+    target = scratch_target(args.inventory) if args.scratch or not named else _outside(
+        args.inventory, named)
+    env: dict[str, str] = {}
+    if target is not None:
+        name = target.name
         if named and named != name:
-            raise ConfigError(f"--scratch restores onto {name}, not {named}")
-        print(f"Restoring onto the scratch node {name} (created if missing).")
-        made = run_deploy("@local", "deploys/scratch.py", verbose=args.verbose)
-        if not made.ok:
-            return finished(made, "creating the scratch node")
-        inventory, hosts = SCRATCH_INVENTORY, None
-        args.node = None  # the scratch inventory's only node
+            raise ConfigError(f"--scratch restores onto {target.describe()}, not {named}")
+        if target.drill_host:
+            print(f"Restoring onto {target.describe()} (outside the cluster).")
+        else:
+            print(f"Restoring onto {target.describe()} (created if missing).")
+            made = run_deploy("@local", "deploys/scratch.py", verbose=args.verbose)
+            if not made.ok:
+                return finished(made, "creating the scratch node")
+        inventory, hosts, env = target.inventory, None, target.env
+        args.node = None  # the one-node inventory's only node
     else:
         inventory = args.inventory
         node = args.node or args.force_node
@@ -87,19 +85,30 @@ def cmd_restore(args: argparse.Namespace) -> int:
         # A stopped lab node is left out (right after a failover the old primary is).
         hosts = reachable(inventory)
     run = deploy(args, "deploys/restore.py", hosts=hosts, inventory=inventory,
-                 env=deploy_env(args))
+                 env={**deploy_env(args), **env})
     if not run.ok:
         return finished(run, "restore")
-    report(inventory, None if scratch else name)
+    report(inventory, None if target else name, env)
     print(f"  log:               {shown(run.log)}")
     return 0
+
+
+def _outside(inventory: str, named: str) -> ScratchTarget | None:
+    """The scratch node or the drill host when --node or --force-node names it: that is a
+    restore outside the cluster too (the restore drill names it to force it)."""
+    try:
+        found = scratch_target(inventory)
+    except ConfigError:
+        return None
+    return found if named == found.name else None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     restore = sub.add_parser(
         "restore", help="restore a full backup + archived WAL, to a point in time",
-        description=cmd_restore.__doc__ + " By default onto the lab's scratch node "
-        "(<lab>-scratch, outside the cluster); --node restores onto a node of the inventory. "
+        description=cmd_restore.__doc__ + " By default outside the cluster: onto the "
+        "inventory's `drill` host, or the lab's scratch node (<lab>-scratch); --node restores "
+        "onto a node of the inventory. "
         "A node with a running server is refused unless named again with --force-node. The "
         "previous data directory is moved aside, never deleted.",
         epilog="examples:  pgcluster restore --time '2026-01-31 14:05:00+00'   |   "
@@ -121,7 +130,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="at the target: promote (default) or pause to inspect first")
     where = restore.add_mutually_exclusive_group()
     where.add_argument("--scratch", action="store_true",
-                       help="onto the lab's scratch node (the default)")
+                       help="outside the cluster (the default): the inventory's `drill` "
+                       "host, else the lab's scratch node")
     where.add_argument("--node", help="onto this node of the inventory (name or role)")
     restore.add_argument("--force-node", metavar="NODE",
                          help="name the node again to allow stopping its running server")

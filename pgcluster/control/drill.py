@@ -43,10 +43,11 @@ import psycopg
 
 from pgcluster import REPO_ROOT
 from pgcluster.control import compare, drill_report
+from pgcluster.control.scratch import ScratchTarget, no_target, scratch_target
 from pgcluster.control.session import Session
 from pgcluster.control.status import Report
 from pgcluster.control.writer import TABLE, Writer
-from pgcluster.errors import ClusterStateError
+from pgcluster.errors import ClusterStateError, ConfigError
 from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.model import drill as judge
 from pgcluster.model.backups import REGISTRY_TABLE
@@ -228,6 +229,8 @@ class Reach:
     data: Mapping[str, Any]
     containers: Mapping[str, str] = field(default_factory=dict)  # node name -> container
     lab: Lab | None = None
+    # Where restore drills restore: the drill host, else the lab's scratch node; None: none.
+    scratch: ScratchTarget | None = None
 
     @property
     def ca_file(self) -> Path:
@@ -267,7 +270,11 @@ def load_reach(inventory: str) -> Reach:
         containers = {n.name: str(session.data(n)["docker_identifier"]) for n in cluster.nodes
                       if session.data(n).get("docker_identifier")}
     lab = load_lab() if any(n.published_port is not None for n in cluster.nodes) else None
-    return Reach(inventory, cluster, data, containers, lab)
+    try:
+        scratch: ScratchTarget | None = scratch_target(inventory)
+    except ConfigError:
+        scratch = None  # the restore drill says so; failovers and switchovers need none
+    return Reach(inventory, cluster, data, containers, lab, scratch)
 
 
 # ------------------------------------------------------------------ planning the drills
@@ -280,7 +287,7 @@ class Plan:
     kind: str  # failover, switchover, restore
     primary: str  # the primary when planned
     target: str | None = None  # switchover: the node switched to (and back from)
-    scratch: str | None = None  # restore: the lab's scratch node
+    scratch: str | None = None  # restore: the drill host or the lab's scratch node
     engine: str = "manual"  # who promotes: pgcluster's commands, or Patroni by itself
 
     def question(self, inventory: str) -> str:
@@ -291,7 +298,7 @@ class Plan:
             return (f"Switch the primary of {inventory} over from {self.primary} to "
                     f"{self.target} and back to drill a switchover?")
         return (f"Make a restore point on {self.primary} of {inventory} and restore the newest "
-                f"backup to it onto the scratch node {self.scratch} to drill a restore?")
+                f"backup to it onto {self.scratch} (outside the cluster) to drill a restore?")
 
 
 def not_ready(status: Report) -> list[str]:
@@ -564,7 +571,9 @@ class Leg:
 
     drill: str  # failover or switchover (the report's name)
     old: str  # the primary before the fault
-    target: str | None  # the node that must become primary; None: any other (failover)
+    # The node that must become primary; None: any other (failover); `old` itself: a fault
+    # it recovers from in place (its promotion counts once it was seen not to be primary).
+    target: str | None
     action: Callable[[], str | None]  # the fault; a problem, or None
     directory: Path  # where its report goes
     title: str
@@ -577,6 +586,13 @@ class LegResult:
     events: dict[str, float]
     new_primary: str | None
     series: list[tuple[float, int]]
+    # What the writer recorded (Writer.acknowledged: id, time, port) and its failed attempts.
+    acknowledged: list[judge.Ack] = field(default_factory=list)
+    failures: int = 0
+    read_back: bool = True  # False: the rows were not read back, so the loss is unknown
+    # When each node was first seen streaming from the new primary (epoch seconds), until
+    # the recovery: the nodes the leg waited for, and any other that streamed by then.
+    streaming: dict[str, float] = field(default_factory=dict)
 
 
 # -------------------------------------------------------------------------- the drills
@@ -650,16 +666,24 @@ class Drills:
     # ------------------------------------------------------------------ failover
 
     def failover(self, planned: Plan) -> list[Outcome]:
+        return [self.written(*self.failover_leg(planned))]
+
+    def failover_leg(self, planned: Plan, lose: Callable[[], str | None] | None = None,
+                     lost_how: str = "stop it") -> tuple[Leg, LegResult, Verdict]:
+        """The failover drill without its report: the leg under the writer, then the old
+        primary brought back (what could not be done is in the verdict). `lose` takes the
+        primary away (default: its container or its service stopped; bench/failover.py
+        kills the container), `lost_how` says how in the leg's title."""
         engine, old = planned.engine, planned.primary
 
         def fault() -> str | None:
-            problem = self.stop(old, engine)
+            problem = lose() if lose else self.stop(old, engine)
             if problem or engine == "patroni":  # Patroni promotes by itself
                 return problem
             return self.pgcluster("failover", "--yes").problem()
 
-        how = ("stop it, Patroni promotes" if engine == "patroni"
-               else "stop it, then `pgcluster failover --yes`")
+        how = (f"{lost_how}, Patroni promotes" if engine == "patroni"
+               else f"{lost_how}, then `pgcluster failover --yes`")
         leg = Leg("failover", old, None, fault, self.options.report_dir,
                   f"failover of {old} ({how})")
         try:
@@ -669,8 +693,7 @@ class Drills:
                      f"{self.inventory} status`, then `rejoin {old} --yes` (or `start {old}`).")
             raise
         reasons = self.bring_back(old, result.new_primary, engine, result.events)
-        verdict = with_reasons(result.verdict, reasons)
-        return [self.written(leg, result, verdict)]
+        return leg, result, with_reasons(result.verdict, reasons)
 
     def stop(self, name: str, engine: str) -> str | None:
         """The fault: the node's server stops (the lab: its container; else its unit)."""
@@ -732,11 +755,16 @@ class Drills:
 
     # ---------------------------------------------------------------- switchover
 
+    def switchover_leg(self, old: str, target: str, directory: Path, title: str) -> Leg:
+        """One switchover under the writer: `pgcluster switchover --to TARGET --yes`."""
+        return Leg("switchover", old, target,
+                   lambda: self.pgcluster("switchover", "--to", target, "--yes").problem(),
+                   directory, title)
+
     def switchover(self, planned: Plan) -> list[Outcome]:
         old, target = planned.primary, str(planned.target)
-        there = Leg("switchover", old, target,
-                    lambda: self.pgcluster("switchover", "--to", target, "--yes").problem(),
-                    self.options.report_dir, f"switchover {old} -> {target}")
+        there = self.switchover_leg(old, target, self.options.report_dir,
+                                    f"switchover {old} -> {target}")
         result = self.leg(there)
         outcomes = [self.written(there, result, result.verdict)]
         # Back to the roles the drill found, measured the same way (a second leg).
@@ -752,10 +780,8 @@ class Drills:
                                     f". Fix that, then `pgcluster --inventory {self.inventory} "
                                     f"switchover --to {old} --yes`"))
             return outcomes
-        back = Leg("switchover", target, old,
-                   lambda: self.pgcluster("switchover", "--to", old, "--yes").problem(),
-                   self.options.report_dir / "switchover-back", f"switchover back {target} -> "
-                   f"{old}")
+        back = self.switchover_leg(target, old, self.options.report_dir / "switchover-back",
+                                   f"switchover back {target} -> {old}")
         try:
             result = self.leg(back)
         except ClusterStateError as exc:
@@ -800,6 +826,7 @@ class Drills:
                  f"({leg.title}) after {lead_in(duration):.1f} s.")
         writer = self.writer(leg.old)
         events: dict[str, float] = {}
+        streaming: dict[str, float] = {}
         reasons: list[str] = []
         new: str | None = None
         started = time.time()
@@ -814,7 +841,7 @@ class Drills:
                     "`pgcluster status` and the endpoint")
             events[FAULT] = time.time()
             fault = Background(leg.action)
-            new, found = self.await_recovery(leg, nodes, fault, events)
+            new, found = self.await_recovery(leg, nodes, fault, events, streaming)
             reasons += found
             if not fault.join(COMMAND_TIMEOUT + SERVICE_TIMEOUT):
                 reasons.append(f"the fault ({leg.title}) did not end")
@@ -826,6 +853,7 @@ class Drills:
             writer.stop()
             events[END] = time.time()
         present = self.present(writer.dsn)
+        read_back = present is not None
         if present is None:
             reasons.append(f"the rows could not be read back through "
                            f"{self.reach.endpoint.description} within {READ_BACK_WAIT:g} s: "
@@ -836,20 +864,29 @@ class Drills:
         measured = judge.measure(writer.acknowledged, present, events)
         verdict = with_reasons(judge.verdict(measured, self.reach.goals), reasons)
         return LegResult(measured, verdict, events, new,
-                         judge.commit_series(writer.acknowledged))
+                         judge.commit_series(writer.acknowledged), list(writer.acknowledged),
+                         writer.failures, read_back, streaming)
 
     def await_recovery(self, leg: Leg, nodes: Sequence[str], fault: Background,
-                       events: dict[str, float]) -> tuple[str | None, list[str]]:
+                       events: dict[str, float], streaming: dict[str, float] | None = None
+                       ) -> tuple[str | None, list[str]]:
         """Watch the nodes while the fault runs: "promoted" when a node other than the old
         primary (the switchover's target) answers pg_is_in_recovery() = false, "recovered"
         when every node it needs streams from it. Bounded: PROMOTION_WAIT after the fault,
-        then replica_wait_timeout after the promotion."""
+        then replica_wait_timeout after the promotion. A leg whose target is the old primary
+        (a fault it recovers from in place) counts its promotion only once it was seen not
+        to be the primary. `streaming` gets when each node was first seen streaming from
+        the new primary."""
         candidates = [leg.target] if leg.target else [n for n in nodes if n != leg.old]
         recovery_wait = float(self.reach.data.get("replica_wait_timeout") or 180)
         deadline = events[FAULT] + PROMOTION_WAIT
         new: str | None = None
+        down = leg.target != leg.old  # in place: not until the old primary went down
+        streaming = {} if streaming is None else streaming
         while True:
-            if new is None:
+            if not down:
+                down = self.probe.is_primary(leg.old) is not True
+            elif new is None:
                 new = next((c for c in candidates if self.probe.is_primary(c)), None)
                 if new is not None:
                     events[PROMOTED] = time.time()
@@ -859,6 +896,8 @@ class Drills:
             if new is not None:
                 wanted = recovered_when(nodes, new, leg.old if leg.target is None else None)
                 streams = self.probe.streaming(new)
+                for name in streams or ():
+                    streaming.setdefault(name, time.time())
                 if streams is not None and wanted <= streams:
                     events[RECOVERED] = time.time()
                     self.say(f"  every replica streams from {new}, "
@@ -867,6 +906,12 @@ class Drills:
             if new is None and fault.done and fault.problem:
                 return None, []  # nothing will be promoted: the fault's problem says why
             if time.time() >= deadline:
+                if not down:
+                    return None, [f"{leg.old} did not stop being the primary within "
+                                  f"{PROMOTION_WAIT:g} s of the fault"]
+                if new is None and leg.target == leg.old:
+                    return None, [f"{leg.old} was not the primary again within "
+                                  f"{PROMOTION_WAIT:g} s of the fault"]
                 if new is None:
                     return None, [f"no node other than {leg.old} became the primary within "
                                   f"{PROMOTION_WAIT:g} s of the fault"]
@@ -899,21 +944,21 @@ class Drills:
     # ------------------------------------------------------------------- restore
 
     def restore(self, planned: Plan) -> list[Outcome]:
-        lab = self.reach.lab
-        if lab is None or planned.scratch is None:
-            raise ClusterStateError("a restore drill needs the lab's scratch node or a `drill` "
-                                    "inventory host (not yet supported)")
+        target = self.reach.scratch
+        if target is None or planned.scratch != target.name:
+            raise ClusterStateError(no_target(self.inventory))
         status = self.status()
         if not status.primary:
             raise ClusterStateError("refusing the restore drill: "
                                     + _issues(status, "no primary is running"))
-        result: dict[str, Any] = {"passed": False, "scratch_node": lab.scratch.name,
+        result: dict[str, Any] = {"passed": False, "scratch_node": target.name,
+                                  "drill_host": target.drill_host,
                                   "fresh_backup": status.last_backup is None}
         events: dict[str, float] = {}
         started = time.time()
         primary = self.reach.node(status.primary)
         try:
-            reasons = self.restore_and_compare(primary, lab, status.last_backup is None,
+            reasons = self.restore_and_compare(primary, target, status.last_backup is None,
                                                result, events)
         except (ClusterStateError, psycopg.Error, LookupError, RuntimeError) as exc:
             reasons = [f"the restore drill stopped: {exc}"]
@@ -923,7 +968,7 @@ class Drills:
         # Its verdict in the registry: `status` and the alerts read the newest one.
         problem = record_drill(self.reach.connect(primary),
                                str(self.reach.data.get("backup_registry_database") or "postgres"),
-                               result, lab.scratch.name, started)
+                               result, target.name, started)
         result["recorded"] = problem is None
         if problem:
             self.say(f"The drill's verdict was not recorded in the registry: {problem}")
@@ -932,7 +977,7 @@ class Drills:
         return [Outcome("restore", not reasons, drill_report.summary("restore", result),
                         tuple(paths))]
 
-    def restore_and_compare(self, primary: Node, lab: Lab, needs_backup: bool,
+    def restore_and_compare(self, primary: Node, target: ScratchTarget, needs_backup: bool,
                             result: dict[str, Any], events: dict[str, float]) -> list[str]:
         """The restore drill's steps, filling in its result; the reasons it fails, if any."""
         data = self.reach.data
@@ -953,17 +998,18 @@ class Drills:
         if problem:
             return [problem]
         started = time.monotonic()
-        # Named explicitly: the scratch node is the drills' own, and may still run the copy
-        # an earlier drill or restore made (moved aside, never deleted, as restore does).
+        # Named explicitly: the scratch node (or drill host) is the drills' own, and may
+        # still run the copy an earlier drill or restore made (moved aside, never deleted,
+        # as restore does).
         limit = float(data.get("restore_timeout") or 3600) + RESTORE_MARGIN
         run = self.pgcluster("restore", "--scratch", "--name", name, "--force-node",
-                             lab.scratch.name, "--yes", timeout=limit)
+                             target.name, "--yes", timeout=limit)
         result["restore_seconds"] = round(time.monotonic() - started, 3)
         events["restored"] = time.time()
         if not run.ok:
             return [f"the restore failed: {run.problem()}"]
         started = time.monotonic()
-        scratch = reach(lab.scratch, lab)
+        scratch = reach(target.where, self.reach.lab)
         connect_scratch = self.reach.connect(scratch)
         actual = compare.fingerprint(connect_scratch)
         registry = (str(data.get("backup_registry_database") or "postgres"), REGISTRY_TABLE)

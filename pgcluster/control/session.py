@@ -13,7 +13,7 @@ cluster run pyinfra deploys (see pgcluster.control.deploy.run_deploy), so they a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,42 @@ from pgcluster.model.topology import Topology, decide
 T = TypeVar("T")
 
 
+def read_inventory(inventory: str, env: Mapping[str, str] | None = None) -> State:
+    """pyinfra's state for an inventory file read with its group data (and `env` in the
+    environment meanwhile), before any host is connected to."""
+    path = Path(inventory)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    state = State(check_for_changes=False)
+    state.cwd = str(REPO_ROOT)
+    ctx_state.set(state)
+    config = Config()
+    ctx_config.set(config)
+    old_cwd = os.getcwd()
+    env = dict(env or {})
+    old_env = {key: os.environ.get(key) for key in env}
+    os.chdir(REPO_ROOT)  # group_data/ is found relative to the working directory
+    os.environ.update(env)
+    try:
+        made = make_inventory(str(path), cwd=str(REPO_ROOT))
+    finally:
+        os.chdir(old_cwd)
+        for key, value in old_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    ctx_inventory.set(made)
+    state.init(made, config)
+    return state
+
+
+def inventory_cluster(inventory: str, env: Mapping[str, str] | None = None) -> Cluster:
+    """The cluster an inventory describes (nodes, service hosts, the drill host), without
+    connecting to any host: for choices made before anything is touched."""
+    return Cluster.from_inventory(read_inventory(inventory, env).inventory)
+
+
 class Session:
     def __init__(self, inventory: str = "inventory/docker.py",
                  env: dict[str, str] | None = None):
@@ -41,32 +77,10 @@ class Session:
         self.state: State | None = None
 
     def __enter__(self) -> Session:
-        path = Path(self.inventory_path)
-        if not path.is_absolute():
-            path = REPO_ROOT / path
-        state = State(check_for_changes=False)
-        state.cwd = str(REPO_ROOT)
-        ctx_state.set(state)
-        config = Config()
-        ctx_config.set(config)
-        old_cwd = os.getcwd()
-        old_env = {key: os.environ.get(key) for key in self.env}
-        os.chdir(REPO_ROOT)  # group_data/ is found relative to the working directory
-        os.environ.update(self.env)
-        try:
-            inventory = make_inventory(str(path), cwd=str(REPO_ROOT))
-        finally:
-            os.chdir(old_cwd)
-            for key, value in old_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-        ctx_inventory.set(inventory)
-        state.init(inventory, config)
+        state = read_inventory(self.inventory_path, self.env)
         connect_all(state)
         self.state = state
-        self.cluster: Cluster = Cluster.from_inventory(inventory)
+        self.cluster: Cluster = Cluster.from_inventory(state.inventory)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -66,6 +66,10 @@ class Lab:
     # inventory's `objectstore` group (role "objectstore"; its volume holds the objects):
     # pgBackRest's repo2, off the shared backups volume.
     objectstore: LabNode | None = None
+    # Optional [drill] table: a container like a node (its own data volume, the backups
+    # volume) outside the cluster, the inventory's `drill` group: restore drills restore
+    # onto it as they would onto a VM of the user's (role "drill"; published_port optional).
+    drill: LabNode | None = None
 
     @property
     def prefix(self) -> str:
@@ -93,7 +97,8 @@ class Lab:
         return str(next(ipaddress.ip_network(self.subnet).hosts()))
 
     def host_data(self, node: LabNode) -> dict:
-        """A lab node's host data for the inventories (cluster nodes and the scratch node)."""
+        """A lab node's host data for the inventories (cluster nodes, the drill host and the
+        scratch node)."""
         return {
             "node_name": node.name,
             "node_address": node.address,
@@ -144,10 +149,16 @@ class Lab:
     @property
     def machines(self) -> tuple[LabNode, ...]:
         """Every container of the lab: the database nodes, the etcd-only hosts, the proxy,
-        the monitor, the object store."""
+        the monitor, the object store, the drill host."""
         return (*self.nodes, *self.etcd, *([self.proxy] if self.proxy else []),
                 *([self.monitor] if self.monitor else []),
-                *([self.objectstore] if self.objectstore else []))
+                *([self.objectstore] if self.objectstore else []),
+                *([self.drill] if self.drill else []))
+
+    @property
+    def database_machines(self) -> tuple[LabNode, ...]:
+        """The containers that run PostgreSQL: the nodes, and the drill host if any."""
+        return (*self.nodes, *([self.drill] if self.drill else []))
 
     @property
     def containers(self) -> list[str]:
@@ -201,6 +212,7 @@ def load_lab(name: str | None = None) -> Lab:
         monitor=_monitor(raw.get("monitor")),
         monitor_ports=_ports(raw.get("monitor")),
         objectstore=_objectstore(raw.get("objectstore")),
+        drill=_drill(raw.get("drill")),
     )
     _check(lab, path)
     return lab
@@ -224,6 +236,13 @@ def _objectstore(raw: dict | None) -> LabNode | None:
         return None
     return LabNode(name=raw["name"], role="objectstore", address=raw["address"],
                    data_volume=raw["data_volume"])
+
+
+def _drill(raw: dict | None) -> LabNode | None:
+    if raw is None:
+        return None
+    return LabNode(name=raw["name"], role="drill", address=raw["address"],
+                   data_volume=raw["data_volume"], published_port=raw.get("published_port"))
 
 
 def _ports(raw: dict | None) -> tuple[tuple[int, int], ...]:

@@ -86,8 +86,9 @@ def make_key(path: Path) -> Path:
 
 
 def add_login(lab: Lab, user: str, public_key: str) -> None:
-    """Create the sudo user on every node and authorise the key (through docker exec)."""
-    for node in lab.nodes:
+    """Create the sudo user on every node (and the drill host) and authorise the key
+    (through docker exec)."""
+    for node in lab.database_machines:
         result = subprocess.run(["docker", "exec", "-i", node.name, "sh", "-c", _ADD_LOGIN,
                                  "sh", user], input=public_key, capture_output=True, text=True,
                                 check=False)
@@ -126,7 +127,7 @@ def prepare(lab: Lab, key: Path, user: str = DEFAULT_USER, source: str | None = 
     """Give the (running) lab's nodes the login `user` with `key`, and wait for SSH."""
     make_key(key)
     add_login(lab, user, Path(f"{key}.pub").read_text())
-    for node in lab.nodes:
+    for node in lab.database_machines:
         wait_for_ssh(node.address, user, key)
     return StandIns(lab, user, key, source or lab.name)
 
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     standins = prepare(lab, REPO_ROOT / "secrets" / f"{lab.name}-standins" / "id_ed25519",
                        args.user, args.lab)
     exports = " ".join(f"{k}={v}" for k, v in standins.env.items())
-    print(f"\nStand-ins up: {', '.join(f'{n.name} ({n.address})' for n in lab.nodes)}")
+    print(f"\nStand-ins up: {', '.join(f'{n.name} ({n.address})' for n in lab.database_machines)}")
     print(f"Deploy over SSH:\n  {exports} PGCLUSTER_ADMIN_PASSWORD=... "
           f"PGCLUSTER_REPLICATION_PASSWORD=... PGCLUSTER_REWIND_PASSWORD=... "
           f"PGCLUSTER_APP_PASSWORD=... \\\n"

@@ -28,8 +28,12 @@ MONITOR_GROUP = "monitor"
 # The inventory group whose host runs an S3-compatible object store (SeaweedFS) for
 # pgBackRest's repo2: the lab's postgresql-objectstore (docs/backups.md).
 OBJECTSTORE_GROUP = "objectstore"
+# The inventory group whose one host takes the restore drills (and `pgcluster restore
+# --scratch`): PostgreSQL outside the cluster, with the nodes' backup_root mounted too, so
+# that a backup is proven on a machine of its own, as the lab's scratch node does it.
+DRILL_GROUP = "drill"
 # Groups of hosts that serve the cluster without being database nodes themselves.
-SERVICE_GROUPS = (ETCD_GROUP, PROXY_GROUP, MONITOR_GROUP, OBJECTSTORE_GROUP)
+SERVICE_GROUPS = (ETCD_GROUP, PROXY_GROUP, MONITOR_GROUP, OBJECTSTORE_GROUP, DRILL_GROUP)
 # Roles a failover may promote. The read-only replica never is, as in the seed report.
 PROMOTABLE_ROLES = ("primary", "standby")
 
@@ -166,6 +170,9 @@ class Cluster:
     monitor_hosts: tuple[ServiceHost, ...] = ()
     # The hosts of the `objectstore` group (SeaweedFS's S3); empty: none of pgcluster's.
     objectstore_hosts: tuple[ServiceHost, ...] = ()
+    # The host of the `drill` group (at most one: validation), as a node of its own
+    # (role "drill"); empty: restore drills need the lab's scratch node.
+    drill_hosts: tuple[Node, ...] = ()
 
     @classmethod
     def from_entries(cls, entries: Iterable[HostEntry]) -> Cluster:
@@ -176,7 +183,9 @@ class Cluster:
 
         return cls(tuple(node_from_entry(e) for e in database_entries(entries)),
                    group(ETCD_GROUP), group(PROXY_GROUP), group(MONITOR_GROUP),
-                   group(OBJECTSTORE_GROUP))
+                   group(OBJECTSTORE_GROUP),
+                   tuple(dataclasses.replace(node_from_entry(e), role="drill") for e in entries
+                         if DRILL_GROUP in e.groups and not role_of(e)))
 
     @classmethod
     def from_inventory(cls, inventory: Iterable[Any]) -> Cluster:
@@ -209,6 +218,11 @@ class Cluster:
     def objectstore_host(self, host: str) -> ServiceHost | None:
         """The object store an inventory host is, when the `objectstore` group names it."""
         return next((o for o in self.objectstore_hosts if o.host == host), None)
+
+    @property
+    def drill_host(self) -> Node | None:
+        """Where restore drills restore, when the inventory has a `drill` host."""
+        return self.drill_hosts[0] if self.drill_hosts else None
 
     def without(self, name: str) -> Cluster:
         """The cluster as it is once the node `name` is retired (`pgcluster remove`): its

@@ -15,6 +15,7 @@ from typing import Any
 
 from pgcluster.model import endpoints, patroni
 from pgcluster.model.cluster import (
+    DRILL_GROUP,
     NODE_NAME_RULE,
     ROLES,
     Cluster,
@@ -53,6 +54,7 @@ def problems(entries: Iterable[HostEntry], schema: Schema,
     found += _name_problems(nodes, cluster)
     found += _address_problems(nodes, cluster)
     found += _service_address_problems(entries, cluster)
+    found += _drill_problems(entries, cluster)
     found += _port_problems(cluster)
     found += _data_problems(usable_nodes, cluster)
     found += _cascade_problems(usable_nodes, cluster)
@@ -211,6 +213,38 @@ def _service_address_problems(entries: list[HostEntry], cluster: Cluster) -> lis
             f"{what} {member.host} has no node_address (nor ssh_hostname), and its inventory "
             f"name {member.address!r} is not one host: set `node_address` to the address the "
             "nodes reach it on, e.g. node_address = '10.0.1.20'")
+    return found
+
+
+def _drill_problems(entries: list[HostEntry], cluster: Cluster) -> list[str]:
+    """The `drill` group: one host, never a node of the cluster (a restore drill replaces
+    its data directory), reachable by its address."""
+    found = []
+    drills = [e for e in entries if DRILL_GROUP in e.groups]
+    if len(drills) > 1:
+        found.append(f"the inventory group `drill` has {len(drills)} hosts "
+                     f"({', '.join(e.name for e in drills)}): restore drills use one; keep one")
+    for entry in drills:
+        roles = role_of(entry)
+        if roles:
+            found.append(
+                f"host {entry.name} is in the group `drill` and in `{roles[0]}`: a restore "
+                "drill replaces the drill host's data directory, so it cannot be a node of the "
+                "cluster; give the drills a host of their own")
+    node = cluster.drill_host
+    if node and len(drills) == 1 and not role_of(drills[0]):
+        data = drills[0].data
+        if "node_address" not in data and "ssh_hostname" not in data and not is_host(
+                node.address):
+            found.append(
+                f"drill host {node.host} has no node_address (nor ssh_hostname), and its "
+                f"inventory name {node.address!r} is not one host: set `node_address` to the "
+                "address this machine reaches its PostgreSQL on, e.g. node_address = "
+                "'10.0.1.30'")
+        clash = next((n for n in cluster.nodes if n.name == node.name), None)
+        if clash:
+            found.append(f"drill host {node.host} has the node name {node.name!r} of the node "
+                         f"{clash.host}: give it a node_name of its own")
     return found
 
 

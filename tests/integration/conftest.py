@@ -30,7 +30,7 @@ from pgcluster.control.writer import TABLE, Writer, conninfo
 from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.lab.docker import docker_available
 from pgcluster.model.conninfo import tls_options
-from tests.conftest import REPO, run_pyinfra
+from tests.conftest import REPO, run_pyinfra, totals
 from tests.integration.sshlab import SSH_LAB_NAME, SshCluster, built_ssh_cluster
 
 LAB_NAME = os.environ.get("PGCLUSTER_TEST_LAB", "test")
@@ -50,13 +50,51 @@ def destroy_lab(env: dict[str, str]) -> None:
                    env={**os.environ, **env}, capture_output=True, check=False)
 
 
-def built_lab(name: str) -> Iterator[Lab]:
+# Labs a module left running for a later module of this session (hand_over): building a
+# Patroni lab takes about two and a half minutes on two cores.
+_HANDED_OVER: set[str] = set()
+
+
+def hand_over(request: pytest.FixtureRequest, name: str, to: str) -> bool:
+    """At the end of a module's lab fixture: True (leave the lab running) when the module
+    `to` (a file name in tests/integration) is still to run in this session and takes the
+    lab over (`built_lab(name, handed_over=True)`); False: destroy it as usual."""
+    if os.environ.get("PGCLUSTER_TEST_KEEP") == "1":
+        return True
+    later = any(item.path.name == to for item in request.session.items)
+    if later:
+        _HANDED_OVER.add(name)
+    return later
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # A lab handed over to a module that did not run (-x stopped the session first).
+    if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
+        for name in sorted(_HANDED_OVER):
+            destroy_lab({"PGCLUSTER_LAB": name})
+    _HANDED_OVER.clear()
+
+
+def built_lab(name: str, handed_over: bool = False) -> Iterator[Lab]:
     """Build a lab from scratch and deploy the cluster on it, as a user would; destroy it
-    afterwards. For session fixtures: each destructive suite can own a lab."""
+    afterwards. For session fixtures: each destructive suite can own a lab. With
+    handed_over, a lab an earlier module left running for this one (hand_over) is used as
+    it is, after a deploy that must change nothing."""
     if not docker_available():
         pytest.fail("Docker is not reachable: the integration tests need a Docker engine "
                     "(.ci/run installs and starts one)")
     env = {"PGCLUSTER_LAB": name}
+    if handed_over and name in _HANDED_OVER:
+        _HANDED_OVER.discard(name)
+        result = run_pyinfra("inventory/docker.py", "deploys/cluster.py", env=env,
+                             json_output=True)
+        assert result.returncode == 0, (f"the deploy on the lab {name} handed over:\n"
+                                        f"{result.stderr[-4000:]}\n{node_diagnostics(name)}")
+        assert totals(result)["success"] == 0, f"the lab {name} handed over was not at rest"
+        yield load_lab(name)
+        if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
+            destroy_lab(env)
+        return
     if os.environ.get("PGCLUSTER_TEST_REUSE") != "1":
         destroy_lab(env)
     for args in (["@local", "deploys/lab.py"], ["inventory/docker.py", "deploys/cluster.py"]):

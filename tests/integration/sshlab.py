@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from pgcluster.facts.postgres import FIELD_SEP, psql_command
 from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.lab.docker import container_status, docker_available
 from pgcluster.lab.standins import DEFAULT_USER, STANDIN_INVENTORY, StandIns, prepare
-from tests.conftest import run_pyinfra, totals
+from tests.conftest import REPO, run_pyinfra, totals
 
 SSH_LAB_NAME = os.environ.get("PGCLUSTER_TEST_SSH_LAB", "ssh")
 # No defaults outside the Docker lab: the suite supplies the passwords, as a user would.
@@ -64,7 +65,16 @@ class SshCluster:
         return self.standins.user
 
     def node(self, role: str) -> LabNode:
+        """A node by role, or the drill host ("drill")."""
+        if role == "drill" and self.lab.drill:
+            return self.lab.drill
         return self.lab.node(role)
+
+    def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        """`python -m pgcluster --inventory inventory/standins.py ARGS`, as a user runs it."""
+        return subprocess.run([sys.executable, "-m", "pgcluster", "--inventory",
+                               STANDIN_INVENTORY, *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, **self.env})
 
     @property
     def env(self) -> dict[str, str]:

@@ -9,7 +9,9 @@ Failover and backups over SSH belong after these tests, on the same `ssh_cluster
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,9 @@ from tests.integration.conftest import wait_for
 from tests.integration.sshlab import PASSWORDS, SshCluster
 
 NODES = ["primary", "standby", "readonly"]
+TABLES = ("select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+          "where c.relkind = 'r' and c.relpersistence = 'p' and n.nspname not in "
+          "('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'")
 
 
 def test_first_deploy_built_the_cluster_over_ssh(ssh_cluster: SshCluster) -> None:
@@ -189,6 +194,41 @@ def test_backups_over_ssh(ssh_cluster: SshCluster) -> None:
     assert verify.returncode == 0, verify.stderr[-3000:]
     assert ssh_cluster.psql("primary", "select verify_status from pgcluster.backups "
                             f"where path = 'full/{new}'", "postgres") == [["ok"]]
+
+
+def test_a_restore_drill_restores_onto_the_drill_host_over_ssh(ssh_cluster: SshCluster,
+                                                              tmp_path: Path) -> None:
+    """The inventory's `drill` host (pgssh-drill: outside the cluster, /backups mounted as
+    on the nodes) is left alone by the cluster deploy; `pgcluster drill restore` restores
+    the newest backup onto it over SSH and compares every table with the primary."""
+    drill = ssh_cluster.host("drill")
+    assert not drill.file("/etc/pgcluster/node.env").exists, "the cluster deploy touched it"
+    result = ssh_cluster.cli("drill", "restore", "--yes", "--report", str(tmp_path),
+                             timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    data = json.loads((tmp_path / "restore.json").read_text())
+    assert data["passed"], data["reasons"]
+    figures = data["figures"]
+    assert (figures["scratch_node"], figures["drill_host"]) == ("pgssh-drill", True)
+    assert figures["differing_tables"] == [], figures
+    # Every permanent table of every database, as this test counts them on the primary.
+    databases = [row[0] for row in ssh_cluster.psql(
+        "primary", "select datname from pg_database where datallowconn and not "
+                   "datistemplate", "postgres")]
+    tables = sum(int(ssh_cluster.psql("primary", TABLES, database)[0][0])
+                 for database in databases)
+    assert (figures["tables_compared"], figures["databases_compared"]) == (
+        tables, len(databases)), (tables, databases)
+    # A copy of its own: a primary that never archives, and no replica of the cluster.
+    assert ssh_cluster.psql("drill", "select pg_is_in_recovery(), "
+                                     "current_setting('archive_mode')") == [["f", "off"]]
+    assert ssh_cluster.psql("drill", "select count(*) from proyecto.usuarios") == \
+        ssh_cluster.psql("primary", "select count(*) from proyecto.usuarios")
+    assert ssh_cluster.psql("primary", "select count(*) from pg_stat_replication where "
+                                       "application_name = 'pgssh-drill'", "postgres") == [["0"]]
+    assert ssh_cluster.psql("primary", "select node, status from pgcluster.backups where "
+                                       "kind = 'drill' order by id desc limit 1",
+                            "postgres") == [["pgssh-drill", "ok"]]
 
 
 def test_failover_and_rejoin_over_ssh(ssh_cluster: SshCluster) -> None:

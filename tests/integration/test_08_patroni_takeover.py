@@ -4,7 +4,6 @@ no streaming replica is cloned again, the same system, and the way back is refus
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +11,14 @@ import pytest
 from pgcluster.lab.definition import Lab, load_lab
 from pgcluster.model.patroni import parse_members
 from tests.conftest import run_pyinfra, totals
-from tests.integration.conftest import connect, destroy_lab, node_host, query, wait_for
+from tests.integration.conftest import (
+    connect,
+    destroy_lab,
+    hand_over,
+    node_host,
+    query,
+    wait_for,
+)
 from tests.integration.prometheus import healthy_targets, instant
 
 LAB = "patroni"
@@ -23,14 +29,15 @@ SYSTEM_SQL = "select system_identifier::text from pg_control_system()"
 
 
 @pytest.fixture(scope="module")
-def manual_lab() -> Iterator[Lab]:
+def manual_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     destroy_lab(ENV)
     for args in (["@local", "deploys/lab.py"],
                  [*CLUSTER, "--data", "ha_engine=manual"]):
         result = run_pyinfra(*args, env=ENV)
         assert result.returncode == 0, f"pyinfra {' '.join(args)}:\n{result.stderr[-4000:]}"
     yield load_lab(LAB)
-    if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
+    # Patroni runs it now: test_09's faults go on on it rather than on a new lab.
+    if not hand_over(request, LAB, "test_09_patroni_faults.py"):
         destroy_lab(ENV)
 
 

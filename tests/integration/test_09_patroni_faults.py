@@ -1,4 +1,5 @@
-"""More faults the Patroni engine must survive, on a fresh Patroni lab (lab/patroni.toml),
+"""More faults the Patroni engine must survive, on the Patroni lab (lab/patroni.toml: the
+one test_08 took over in place when it ran first, else a fresh one),
 each under a writer that records every acknowledged commit (libpq multi-host string,
 target_session_attrs=read-write, reconnecting on error):
 
@@ -8,6 +9,7 @@ target_session_attrs=read-write, reconnecting on error):
   and back on the network it rejoins as a replica by pg_rewind;
 - etcd's quorum lost: nothing is promoted, the leader keeps writing (failsafe_mode);
 - a failover with synchronous_mode on: no acknowledged commit lost;
+- `pgcluster drill all`: failover, switchovers and a restore drill pass under Patroni;
 - an in-place restore to a time: refused while Patroni runs; after `pgcluster stop` the
   leader goes back in time and leads, and `pgcluster start` brings the others back.
 
@@ -21,6 +23,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +43,7 @@ from tests.integration.conftest import (
     writes_again,
 )
 from tests.integration.test_07_patroni import healthy, in_recovery, members, writer
+from tests.integration.test_13_drills import DURATION, check_leg, drill, report, report_json
 
 LAB = "patroni"
 ENV = {"PGCLUSTER_LAB": LAB}
@@ -49,7 +53,9 @@ TTL = 20  # group_data's patroni_ttl
 
 @pytest.fixture(scope="module")
 def patroni_lab() -> Iterator[Lab]:
-    yield from built_lab(LAB)
+    # The lab test_08 took over from the manual engine, when it ran in this session: a
+    # Patroni cluster like a bootstrapped one (test_07 proves that one), at rest.
+    yield from built_lab(LAB, handed_over=True)
 
 
 def roles(lab: Lab) -> tuple[LabNode, LabNode, LabNode]:
@@ -240,6 +246,35 @@ def test_a_failover_with_synchronous_mode_loses_no_acknowledged_commit(
     back = run_pyinfra(*CLUSTER, env=ENV)
     assert back.returncode == 0, back.stderr[-3000:]
     wait_for(lambda: sync_standby(patroni_lab) is None, timeout=60, what="synchronous_mode off")
+
+
+def test_every_drill_passes_under_patroni_and_reports_what_the_test_counts(
+        patroni_lab: Lab, tmp_path: Path) -> None:
+    """`pgcluster drill all`: switchovers there and back through Patroni, a failover with
+    Patroni promoting by itself (the drill stops the leader's container, then starts it
+    again and Patroni rejoins it), and a restore drill onto the scratch node; the writer
+    goes through the proxy's read-write port. The failover leg's rows are counted here."""
+    _, other, readonly = roles(patroni_lab)
+    result, before, after = drill(patroni_lab, tmp_path, "all", "--duration", DURATION)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    failover = report(tmp_path, "failover")
+    there = report(tmp_path, "switchover")
+    back = report(tmp_path / "switchover-back", "switchover")
+    restored = report_json(tmp_path)
+    for data in (failover, there, back, restored):
+        assert data["passed"], data["reasons"]
+    assert failover["figures"]["lost"] == [] and failover["figures"]["commits"] > 100
+    # Patroni chose the other promotable node; the read-only replica was never promoted.
+    assert in_recovery(readonly)
+    now, _, _ = roles(patroni_lab)
+    assert now == other, f"{now.name} leads after the failover and the switchovers"
+    # `all` runs the switchover (there and back) first: the failover's rows are the last.
+    assert before < there["events"]["fault"]["epoch"] < back["events"]["fault"]["epoch"]
+    check_leg(failover, now, back["events"]["end"]["epoch"], after)
+    assert restored["figures"]["differing_tables"] == []
+    assert restored["figures"]["tables_compared"] > 0
+    wait_for(lambda: healthy(patroni_lab, now.name), timeout=120, interval=1,
+             what="every member streaming after the drills")
 
 
 def test_an_in_place_restore_takes_the_cluster_back_and_the_others_rejoin(

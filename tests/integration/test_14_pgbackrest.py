@@ -5,8 +5,9 @@ shared volume) and repo2 (the object store, encrypted); `backup list` from pgBac
 info; a point-in-time restore from the object store alone after the shared volume's
 content is gone; refusals (a different segment under an archived name, a wrong
 passphrase); the object store down and back with nothing lost; the old engine's backups
-still listed and restorable after the switch; last, Patroni taking the cluster over with
-pgBackRest still archiving and backing up.
+still listed and restorable after the switch; Patroni taking the cluster over with
+pgBackRest still archiving and backing up; last, a restore drill that proves pgBackRest's
+newest backup under Patroni.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from tests.integration.conftest import (
     query,
     wait_for,
 )
+from tests.integration.test_13_drills import newest_drill, report_json
 
 LAB = "pgbackrest"
 TABLE = "public.pgbr_check"
@@ -292,3 +295,23 @@ def test_under_patroni_pgbackrest_archives_and_backs_up_and_a_rerun_changes_noth
     again = run_pyinfra("inventory/docker.py", "deploys/cluster.py", json_output=True, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert totals(again)["success"] == 0, changed(again)
+
+
+def test_the_restore_drill_proves_a_pgbackrest_backup_under_patroni(
+        pgbr_lab: Lab, backups: dict[str, Any], tmp_path: Path) -> None:
+    """`pgcluster drill restore` with both engines swapped in: pgBackRest restores its
+    newest backup to the drill's restore point on the scratch node, and every table of
+    every database is compared with the Patroni leader as of that point."""
+    result = cli(pgbr_lab, "drill", "restore", "--yes", "--report", str(tmp_path),
+                 timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    data = report_json(tmp_path)
+    assert data["passed"], data["reasons"]
+    figures = data["figures"]
+    assert figures["differing_tables"] == [] and figures["tables_compared"] > 0, figures
+    # The scratch node restored with pgBackRest (not the seed engine's archive), and holds
+    # the rows written under Patroni just before the last full backup.
+    env = node_host(pgbr_lab.scratch).check_output("cat /etc/pgcluster/node.env")
+    assert "BACKUP_ENGINE=pgbackrest" in env, env
+    assert query(pgbr_lab.scratch, f"select count(*) from {TABLE} where id = 40000") == [(1,)]
+    assert newest_drill(pgbr_lab.node("primary"))[:2] == ("ok", figures["restore_point"])

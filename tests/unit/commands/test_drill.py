@@ -17,6 +17,7 @@ import pytest
 from pgcluster.cli import build_parser, main
 from pgcluster.commands import drill as command
 from pgcluster.control import compare, drill
+from pgcluster.control.scratch import ScratchTarget
 from pgcluster.control.status import NodeStatus, Report
 from pgcluster.errors import ClusterStateError, ConfigError
 from pgcluster.lab.definition import load_lab
@@ -114,8 +115,9 @@ def test_a_restore_drill_off_the_lab_is_refused_before_anything(capsys) -> None:
     for kind in ("restore", "all"):
         assert main(["--inventory", "inventory/production.py", "drill", kind, "--yes"]) == 2
         err = capsys.readouterr().err
-        assert ("a restore drill needs the lab's scratch node or a `drill` inventory host "
-                "(not yet supported)") in err
+        assert ("a restore drill: inventory/production.py has no `drill` host and is not "
+                "the Docker lab, so there is nowhere outside the cluster to restore onto: add "
+                "a `drill` group with one host to it") in err
 
 
 # -------------------------------------------------------- where the writer connects
@@ -246,7 +248,7 @@ def test_the_questions_name_the_inventory_and_the_nodes() -> None:
     assert switchover.question("inventory/docker.py") == (
         "Switch the primary of inventory/docker.py over from db1 to db2 and back to drill a "
         "switchover?")
-    assert "onto the scratch node pgtest-scratch" in restore.question("inventory/docker.py")
+    assert "onto pgtest-scratch (outside the cluster)" in restore.question("inventory/docker.py")
 
 
 @pytest.fixture()
@@ -608,8 +610,10 @@ def test_in_drill_all_a_later_drill_that_finds_the_cluster_unready_fails_alone(
 
 
 def _restore_fakes(monkeypatch, fakes, expected, actual, rows=None, restore_ids=()):
+    lab = load_lab("test")
     fakes.runner.reach = drill.Reach(LAB, fakes.runner.reach.cluster, fakes.runner.reach.data,
-                                     {}, load_lab("test"))
+                                     {}, lab, ScratchTarget(lab.scratch.name, lab.scratch,
+                                                            "inventory/scratch.py"))
     monkeypatch.setattr(compare, "fingerprint_at_restore_point",
                         lambda connect, name: ("0/5000060", expected))
     monkeypatch.setattr(compare, "fingerprint", lambda connect: actual)
@@ -670,6 +674,6 @@ def test_a_restore_that_lost_rows_fails_naming_the_table_and_keys(fakes, monkeyp
         outcomes[0].summary
 
 
-def test_a_restore_drill_needs_the_lab_s_scratch_node(fakes) -> None:
-    with pytest.raises(ClusterStateError, match="needs the lab's scratch node"):
+def test_a_restore_drill_needs_somewhere_outside_the_cluster(fakes) -> None:
+    with pytest.raises(ClusterStateError, match="nowhere outside the cluster to restore onto"):
         fakes.runner.run([drill.Plan("restore", "db1", scratch=None)])

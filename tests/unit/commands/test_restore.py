@@ -35,9 +35,10 @@ def test_restore_rejects_contradictions(argv: list[str]) -> None:
     assert caught.value.code == 2
 
 
-def test_restore_to_a_scratch_node_needs_the_lab(capsys) -> None:
+def test_restore_outside_the_cluster_needs_the_lab_or_a_drill_host(capsys) -> None:
     from pgcluster.cli import main
 
     assert main(["--inventory", "inventory/production.py", "restore", "--time", "2026-01-01"]) \
         == 2
-    assert "scratch node exists only in the Docker lab" in capsys.readouterr().err
+    assert ("inventory/production.py has no `drill` host and is not the Docker lab, so there "
+            "is nowhere outside the cluster to restore onto") in capsys.readouterr().err
