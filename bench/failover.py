@@ -584,8 +584,8 @@ def table(results: Mapping[str, Any]) -> str:
     for kind, f in results.get("patroni", {}).items():
         promoted = " RO PROMOTED" if f.get("readonly_promoted") else ""
         row("patroni", kind + promoted, f, "returned_node_streaming_s")
-    lines += ["every figure from the fault (manual failover: the primary's container stopped, "
-              "then `pgcluster failover`)",
+    lines += ["every figure from the fault (manual failover: the primary's container killed, "
+              "then `pgcluster failover`; a switchover: the command, its checks included)",
               "returned: manual = `pgcluster rejoin`'s duration; patroni = from the node "
               "brought back (switchover: from the fault) to it streaming",
               "-: not measured, or not reached within the wait"]

@@ -75,17 +75,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _HANDED_OVER.clear()
 
 
-def built_lab(name: str, handed_over: bool = False) -> Iterator[Lab]:
+def built_lab(name: str, handed_over: bool = False, request: pytest.FixtureRequest | None = None,
+              hand_to: str | None = None) -> Iterator[Lab]:
     """Build a lab from scratch and deploy the cluster on it, as a user would; destroy it
     afterwards. For session fixtures: each destructive suite can own a lab. With
-    handed_over, a lab an earlier module left running for this one (hand_over) is used as
-    it is, after a deploy that must change nothing."""
+    handed_over, a lab an earlier module left running for this one (hand_over) is used,
+    its inventory's primary the primary again (a switchover), after a deploy that must
+    change nothing. With request and hand_to (a module's file name), the lab is left
+    running for that module when it is still to run."""
     if not docker_available():
         pytest.fail("Docker is not reachable: the integration tests need a Docker engine "
                     "(.ci/run installs and starts one)")
     env = {"PGCLUSTER_LAB": name}
     if handed_over and name in _HANDED_OVER:
         _HANDED_OVER.discard(name)
+        lab = load_lab(name)
+        primary = lab.node("primary")
+        if query(primary, "select pg_is_in_recovery()") != [(False,)]:
+            back = pgcluster_cli(lab, "switchover", "--to", primary.name, "--yes")
+            assert back.returncode == 0, (f"the lab {name} handed over: the switchover back "
+                                          f"to {primary.name}:\n{back.stdout[-3000:]}")
         result = run_pyinfra("inventory/docker.py", "deploys/cluster.py", env=env,
                              json_output=True)
         assert result.returncode == 0, (f"the deploy on the lab {name} handed over:\n"
@@ -102,6 +111,8 @@ def built_lab(name: str, handed_over: bool = False) -> Iterator[Lab]:
         assert result.returncode == 0, (f"pyinfra {' '.join(args)} failed:\n"
                                         f"{result.stderr[-4000:]}\n{node_diagnostics(name)}")
     yield load_lab(name)
+    if request is not None and hand_to is not None and hand_over(request, name, hand_to):
+        return
     if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
         destroy_lab(env)
 
@@ -192,9 +203,11 @@ def all_streaming(lab: Lab) -> bool:
 # Module scope: each of these labs serves one test module and is gone before the next
 # starts, so the suite never runs more systemd containers at once than it needs.
 @pytest.fixture(scope="module")
-def ha_lab() -> Iterator[Lab]:
-    """A lab of its own for failover, switchover and rejoin (they change the primary)."""
-    yield from built_lab(os.environ.get("PGCLUSTER_TEST_HA_LAB", "ha"))
+def ha_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A lab of its own for failover, switchover and rejoin (they change the primary),
+    handed to the endpoints' tests afterwards (the same lab/ha.toml, with its proxy)."""
+    yield from built_lab(os.environ.get("PGCLUSTER_TEST_HA_LAB", "ha"), request=request,
+                         hand_to="test_04_ha_endpoints.py")
 
 
 def pgcluster_cli(lab: Lab, *args: str, timeout: int = 600,
