@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pgcluster.control.deploy import DeployRun, report_failure, run_deploy
-from pgcluster.control.session import Session
+from pgcluster.control.session import ALLOW_DOWN, Session
 from pgcluster.control.status import Report, collect
 from pgcluster.errors import ConfigError
 from pgcluster.model.backups import check_backup_name
@@ -18,7 +18,6 @@ from pgcluster.model.backups import check_backup_name
 # Stopped lab containers are unreachable hosts for these commands, not a reason to refuse:
 # right after a failover the old primary's container is down, and backups, restores,
 # status and rejoin must still work.
-ALLOW_DOWN = {"PGCLUSTER_ALLOW_DOWN": "1"}
 
 
 def confirm(question: str, assume_yes: bool) -> bool:

@@ -10,11 +10,11 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgcluster.commands.common import ALLOW_DOWN, add_change_options, confirm, report
+from pgcluster.commands.common import add_change_options, confirm, report
 from pgcluster.control import drill, schedule
 from pgcluster.control.drill_report import default_report_dir
 from pgcluster.control.scratch import LAB_INVENTORY, scratch_target
-from pgcluster.control.session import Session
+from pgcluster.control.session import ALLOW_DOWN, Session
 from pgcluster.errors import ConfigError
 
 # Exit codes: every drill passed; a drill missed its goals (or could not finish); nothing
@@ -49,15 +49,16 @@ def options(args: argparse.Namespace, now: datetime | None = None) -> drill.Opti
     report_dir = Path(args.report) if args.report else default_report_dir(
         now or datetime.now(UTC))
     problems = drill.check_options(args.kind, args.duration, args.rate, report_dir)
+    scratch = None
     if "restore" in kinds(args.kind):
         try:
-            scratch_target(args.inventory)
+            scratch = scratch_target(args.inventory)
         except ConfigError as exc:
             problems += [f"a restore drill: {p}" for p in exc.problems]
     if problems:
         raise ConfigError(problems)
     return drill.Options(duration=args.duration, rate=args.rate, report_dir=report_dir,
-                         verbose=args.verbose)
+                         verbose=args.verbose, scratch=scratch)
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -88,13 +89,12 @@ def cmd_drill(args: argparse.Namespace) -> int:
         return cmd_schedule(args)
     settings = options(args)
     status, _ = report(args.inventory)
-    scratch = (scratch_target(args.inventory).name if "restore" in kinds(args.kind)
-               else None)
+    scratch = settings.scratch.name if settings.scratch else None
     plans = drill.plan(kinds(args.kind), status, scratch)
     for planned in plans:
         if not confirm(planned.question(args.inventory), args.yes):
             return NOT_RUN
-    runner = drill.Drills(drill.load_reach(args.inventory), settings,
+    runner = drill.Drills(drill.load_reach(args.inventory, settings.scratch), settings,
                           status=lambda: report(args.inventory)[0])
     outcomes = runner.run(plans)
     code = drill.exit_code(outcomes)

@@ -43,11 +43,11 @@ import psycopg
 
 from pgcluster import REPO_ROOT
 from pgcluster.control import compare, drill_report
-from pgcluster.control.scratch import ScratchTarget, no_target, scratch_target
-from pgcluster.control.session import Session
+from pgcluster.control.scratch import ScratchTarget, no_target
+from pgcluster.control.session import ALLOW_DOWN, Session
 from pgcluster.control.status import Report
 from pgcluster.control.writer import TABLE, Writer
-from pgcluster.errors import ClusterStateError, ConfigError
+from pgcluster.errors import ClusterStateError
 from pgcluster.lab.definition import Lab, LabNode, load_lab
 from pgcluster.model import drill as judge
 from pgcluster.model.backups import REGISTRY_TABLE
@@ -89,7 +89,6 @@ ROW_LIMIT = 20  # differing rows shown per table
 # nothing while the node answers.
 DEAD_PEER = ("keepalives=1 keepalives_idle=2 keepalives_interval=1 keepalives_count=3 "
              "tcp_user_timeout=5000")
-ALLOW_DOWN = {"PGCLUSTER_ALLOW_DOWN": "1"}  # a stopped lab node is an unreachable host
 
 
 # --------------------------------------------------------------------------- options
@@ -101,6 +100,7 @@ class Options:
     rate: float = DEFAULT_RATE
     report_dir: Path = Path("drills")
     verbose: bool = False
+    scratch: ScratchTarget | None = None  # where a restore drill restores (commands.drill)
 
 
 def lead_in(duration: float) -> float:
@@ -262,18 +262,15 @@ class Reach:
         return f"{endpoint.conninfo} password={quote(str(self.data[endpoint.password_key]))}"
 
 
-def load_reach(inventory: str) -> Reach:
-    """Read the inventory (the nodes answering or not) for a drill."""
+def load_reach(inventory: str, scratch: ScratchTarget | None = None) -> Reach:
+    """Read the inventory (the nodes answering or not) for a drill; `scratch`: where its
+    restore drills restore (control.scratch.scratch_target), None without any."""
     with Session(inventory, env=ALLOW_DOWN) as session:
         cluster = session.cluster
         data = session.data(cluster.nodes[0])
         containers = {n.name: str(session.data(n)["docker_identifier"]) for n in cluster.nodes
                       if session.data(n).get("docker_identifier")}
     lab = load_lab() if any(n.published_port is not None for n in cluster.nodes) else None
-    try:
-        scratch: ScratchTarget | None = scratch_target(inventory)
-    except ConfigError:
-        scratch = None  # the restore drill says so; failovers and switchovers need none
     return Reach(inventory, cluster, data, containers, lab, scratch)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pgcluster.control.session import inventory_cluster
+from pgcluster.control.session import ALLOW_DOWN, inventory_cluster
 from pgcluster.errors import ConfigError
 from pgcluster.lab.definition import LabNode, load_lab
 from pgcluster.model.cluster import Node
@@ -19,7 +19,6 @@ SCRATCH_INVENTORY = "inventory/scratch.py"
 DRILL_HOST_INVENTORY = "inventory/drill_host.py"
 # What inventory/drill_host.py reads: the inventory whose `drill` host it reaches.
 DRILL_SOURCE = "PGCLUSTER_DRILL_INVENTORY"
-ALLOW_DOWN = {"PGCLUSTER_ALLOW_DOWN": "1"}  # reading the lab inventory touches no container
 
 
 @dataclass(frozen=True)
@@ -44,14 +43,13 @@ def no_target(inventory: str) -> str:
             "onto a node of the cluster with --node NAME")
 
 
-def scratch_target(inventory: str, lab_inventory: bool | None = None) -> ScratchTarget:
-    """The inventory's `drill` host, else the lab's scratch node (ConfigError: neither).
-    `lab_inventory` says whether `inventory` is the Docker lab's (default: by its path)."""
+def scratch_target(inventory: str) -> ScratchTarget:
+    """The inventory's `drill` host, else the lab's scratch node (ConfigError: neither)."""
     drill = inventory_cluster(inventory, ALLOW_DOWN).drill_host
     if drill is not None:
         return ScratchTarget(drill.name, drill, DRILL_HOST_INVENTORY, {DRILL_SOURCE: inventory},
                              drill_host=True)
-    if lab_inventory if lab_inventory is not None else inventory == LAB_INVENTORY:
+    if inventory == LAB_INVENTORY:
         scratch = load_lab().scratch
         return ScratchTarget(scratch.name, scratch, SCRATCH_INVENTORY)
     raise ConfigError(no_target(inventory))

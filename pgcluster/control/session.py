@@ -31,6 +31,8 @@ from pgcluster.model.layout import Layout
 from pgcluster.model.topology import Topology, decide
 
 T = TypeVar("T")
+# For inventory/docker.py: a stopped lab node is an unreachable host, not a refusal.
+ALLOW_DOWN = {"PGCLUSTER_ALLOW_DOWN": "1"}
 
 
 def read_inventory(inventory: str, env: Mapping[str, str] | None = None) -> State:

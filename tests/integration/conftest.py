@@ -89,32 +89,35 @@ def built_lab(name: str, handed_over: bool = False, request: pytest.FixtureReque
     env = {"PGCLUSTER_LAB": name}
     if handed_over and name in _HANDED_OVER:
         _HANDED_OVER.discard(name)
-        lab = load_lab(name)
-        primary = lab.node("primary")
-        if query(primary, "select pg_is_in_recovery()") != [(False,)]:
-            back = pgcluster_cli(lab, "switchover", "--to", primary.name, "--yes")
-            assert back.returncode == 0, (f"the lab {name} handed over: the switchover back "
-                                          f"to {primary.name}:\n{back.stdout[-3000:]}")
-        result = run_pyinfra("inventory/docker.py", "deploys/cluster.py", env=env,
-                             json_output=True)
-        assert result.returncode == 0, (f"the deploy on the lab {name} handed over:\n"
-                                        f"{result.stderr[-4000:]}\n{node_diagnostics(name)}")
-        assert totals(result)["success"] == 0, f"the lab {name} handed over was not at rest"
-        yield load_lab(name)
-        if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
+        at_rest(name)
+    else:
+        if os.environ.get("PGCLUSTER_TEST_REUSE") != "1":
             destroy_lab(env)
-        return
-    if os.environ.get("PGCLUSTER_TEST_REUSE") != "1":
-        destroy_lab(env)
-    for args in (["@local", "deploys/lab.py"], ["inventory/docker.py", "deploys/cluster.py"]):
-        result = run_pyinfra(*args, env=env)
-        assert result.returncode == 0, (f"pyinfra {' '.join(args)} failed:\n"
-                                        f"{result.stderr[-4000:]}\n{node_diagnostics(name)}")
+        for args in (["@local", "deploys/lab.py"], ["inventory/docker.py", "deploys/cluster.py"]):
+            result = run_pyinfra(*args, env=env)
+            assert result.returncode == 0, (f"pyinfra {' '.join(args)} failed:\n"
+                                            f"{result.stderr[-4000:]}\n{node_diagnostics(name)}")
     yield load_lab(name)
     if request is not None and hand_to is not None and hand_over(request, name, hand_to):
         return
     if os.environ.get("PGCLUSTER_TEST_KEEP") != "1":
         destroy_lab(env)
+
+
+def at_rest(name: str) -> None:
+    """A lab handed over, as a new one would be: its inventory's primary the primary (a
+    switchover back when a failover moved it), and a deploy that changes nothing."""
+    lab = load_lab(name)
+    primary = lab.node("primary")
+    if query(primary, "select pg_is_in_recovery()") != [(False,)]:
+        back = pgcluster_cli(lab, "switchover", "--to", primary.name, "--yes")
+        assert back.returncode == 0, (f"the lab {name} handed over: the switchover back "
+                                      f"to {primary.name}:\n{back.stdout[-3000:]}")
+    result = run_pyinfra("inventory/docker.py", "deploys/cluster.py",
+                         env={"PGCLUSTER_LAB": name}, json_output=True)
+    assert result.returncode == 0, (f"the deploy on the lab {name} handed over:\n"
+                                    f"{result.stderr[-4000:]}\n{node_diagnostics(name)}")
+    assert totals(result)["success"] == 0, f"the lab {name} handed over was not at rest"
 
 
 # What a failed build leaves to read, per node: which services run, and the last words of

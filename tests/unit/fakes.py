@@ -78,3 +78,19 @@ def sql(commands: Iterator[Any] | list[Any]) -> list[str]:
         for match in re.finditer(r"-c ((?:'[^']*'|\"[^\"]*\"|[^\s)'\"])+)", command):
             found.append(shlex.split(match.group(1))[0])
     return found
+
+
+class Clock:
+    """time.time/monotonic/sleep for control.drill: sleeping moves the clock, so a drill's
+    waits and timestamps run in no time."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)

@@ -23,6 +23,7 @@ from pgcluster.errors import ClusterStateError, ConfigError
 from pgcluster.lab.definition import load_lab
 from pgcluster.model.cluster import Cluster, HostEntry
 from pgcluster.model.drill import Verdict
+from tests.unit.fakes import Clock
 from tests.unit.helpers import entry, three_nodes
 
 LAB = "inventory/docker.py"
@@ -256,7 +257,8 @@ def cluster_status(monkeypatch) -> list[str]:
     """The command's status round answered by a fake; what else it reached is recorded."""
     touched: list[str] = []
     monkeypatch.setattr(command, "report", lambda inventory: (status(), []))
-    monkeypatch.setattr(drill, "load_reach", lambda inventory: touched.append("reach"))
+    monkeypatch.setattr(drill, "load_reach",
+                        lambda inventory, scratch=None: touched.append("reach"))
     monkeypatch.setattr(drill.Drills, "run", lambda self, plans: touched.append("run") or [])
     return touched
 
@@ -301,7 +303,7 @@ def test_the_exit_code_follows_the_verdicts() -> None:
 def test_the_command_exits_0_only_when_every_drill_passed(monkeypatch, tmp_path: Path,
                                                           passed, code) -> None:
     monkeypatch.setattr(command, "report", lambda inventory: (status(), []))
-    monkeypatch.setattr(drill, "load_reach", lambda inventory: None)
+    monkeypatch.setattr(drill, "load_reach", lambda inventory, scratch=None: None)
     outcomes = [drill.Outcome("switchover", p, "") for p in passed]
     monkeypatch.setattr(drill.Drills, "run", lambda self, plans: outcomes)
     assert main(["--inventory", "inventory/x.py", "drill", "switchover", "--yes",
@@ -365,21 +367,6 @@ def test_a_differing_table_is_recorded_with_fingerprints_and_rows() -> None:
 
 
 # --------------------------------------------------------------- the flow, with fakes
-
-
-class Clock:
-    """time.time/monotonic/sleep for the drill module: sleeping moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def time(self) -> float:
-        return self.now
-
-    monotonic = time
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
 
 
 class Lab:

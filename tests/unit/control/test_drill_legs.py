@@ -12,24 +12,8 @@ import pytest
 from pgcluster.control import drill
 from pgcluster.model.cluster import Cluster
 from pgcluster.model.drill import FAULT, PROMOTED, RECOVERED
+from tests.unit.fakes import Clock
 from tests.unit.helpers import three_nodes
-
-START = 1_800_000_000.0
-
-
-class Clock:
-    """time.time/monotonic/sleep for the drill module: sleeping moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def time(self) -> float:
-        return self.now
-
-    monotonic = time
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
 
 
 class Timeline:

@@ -27,15 +27,21 @@ def test_key_is_private_loads_and_is_made_once(tmp_path: Path) -> None:
     assert make_key(key).read_bytes() == before  # reused, never replaced
 
 
-def test_standin_inventory_reaches_nodes_over_ssh_with_sudo(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def standins_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **extra: str) -> StandIns:
+    """The stand-ins' variables and the passwords (no lab defaults here) in the environment,
+    as inventory/standins.py reads them, and `extra`."""
     standins = StandIns(load_lab("ssh"), "deploy", tmp_path / "id_ed25519", "ssh")
     for name, value in {**standins.env, "PGCLUSTER_ADMIN_PASSWORD": "a",
                         "PGCLUSTER_REPLICATION_PASSWORD": "r",
                         "PGCLUSTER_REWIND_PASSWORD": "w",
-                        "PGCLUSTER_APP_PASSWORD": "p",
-                        "PGCLUSTER_PATRONI_REST_PASSWORD": "t"}.items():
+                        "PGCLUSTER_APP_PASSWORD": "p", **extra}.items():
         monkeypatch.setenv(name, value)
+    return standins
+
+
+def test_standin_inventory_reaches_nodes_over_ssh_with_sudo(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    standins = standins_env(monkeypatch, tmp_path, PGCLUSTER_PATRONI_REST_PASSWORD="t")
     inventory = load_inventory(INVENTORY)
     hosts = {h.name: h.data for h in inventory}
     assert list(hosts) == ["pgssh-primary", "pgssh-standby", "pgssh-readonly", "pgssh-drill"]
@@ -55,13 +61,7 @@ def test_standin_inventory_reaches_nodes_over_ssh_with_sudo(
 
 def test_the_drill_host_inventory_is_the_drill_host_alone_as_a_primary_that_never_archives(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    standins = StandIns(load_lab("ssh"), "deploy", tmp_path / "id_ed25519", "ssh")
-    for name, value in {**standins.env, "PGCLUSTER_ADMIN_PASSWORD": "a",
-                        "PGCLUSTER_REPLICATION_PASSWORD": "r",
-                        "PGCLUSTER_REWIND_PASSWORD": "w",
-                        "PGCLUSTER_APP_PASSWORD": "p",
-                        "PGCLUSTER_DRILL_INVENTORY": INVENTORY}.items():
-        monkeypatch.setenv(name, value)
+    standins_env(monkeypatch, tmp_path, PGCLUSTER_DRILL_INVENTORY=INVENTORY)
     inventory = load_inventory("inventory/drill_host.py")
     (host,) = list(inventory)
     assert host.name == "pgssh-drill"
